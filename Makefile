@@ -1,0 +1,42 @@
+# VIBES — the two set-up commands are `make demo` and `make test`.
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+# torch is pinned to what the development machines carry; real users may drop the pin.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DATASET   ?= gtsrb
+POOL      ?=
+FRACTIONS ?= 1.0,0.1,0.01
+SEEDS     ?= 3
+EVALUATORS ?= mlp,silhouette
+PRECOMPUTE_ARGS ?=
+
+.PHONY: install test demo bench lint precompute clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[precompute,dev]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m precompute.demo
+
+bench: install
+	$(PY) bench/bench_simulate.py
+
+lint: install
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check shared simulate precompute tests bench
+
+precompute: install
+	$(VENV)/bin/precompute run --dataset $(DATASET) --fractions $(FRACTIONS) --seeds $(SEEDS) \
+	  --evaluators $(EVALUATORS) $(if $(POOL),--pool $(POOL)) $(PRECOMPUTE_ARGS)
+
+clean:
+	rm -rf out/ data/cache data/parts data/oracles
