@@ -1,0 +1,57 @@
+"""Backbone Selection Efficiency Curves (paper, Section 3.3) and the summary figures.
+
+A BSEC plots ε(b̂) against t_max: here the median and the 25th/75th percentiles over the runs
+that made a selection at that budget (``n_selected`` counts them; percentiles are numpy's
+default linear interpolation).  The summary condenses each curve:
+
+* ``score_1h`` / ``score_1d`` — median true score at a budget of exactly 1 hour / 1 day;
+* ``time_to_beat_baseline_s`` — the smallest grid budget whose median is strictly above the
+  baseline backbone's true score (null if never, or no baseline in the pool);
+* ``auc_log`` — area under the median BSEC over log10(t) across the grid, divided by the
+  grid's log10 width (a mean score over log time); budgets where no run selected count as
+  the pool's worst true score;
+* ``best_possible`` — the best true score in the pool (the exhaustive search's answer).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+HOUR = 3600.0
+DAY = 86400.0
+
+
+def curve(true_score: np.ndarray) -> dict[str, np.ndarray]:
+    """Median / q25 / q75 / n_selected over runs (axis 0) of an (R, T) matrix, NaN = no selection."""
+    n_sel = np.sum(~np.isnan(true_score), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN budgets give NaN, by design
+        q25, med, q75 = np.nanpercentile(true_score, [25, 50, 75], axis=0)
+    return {"median": med, "q25": q25, "q75": q75, "n_selected": n_sel}
+
+
+def mode_selection(selected: np.ndarray, n_backbones: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per budget: the backbone most often selected (-1 if none) and its share of runs."""
+    r, t = selected.shape
+    flat = (np.arange(t)[None, :] * (n_backbones + 1) + selected + 1).ravel()
+    counts = np.bincount(flat, minlength=t * (n_backbones + 1)).reshape(t, n_backbones + 1)[:, 1:]
+    top = counts.argmax(axis=1)
+    share = counts[np.arange(t), top] / r
+    return np.where(counts.max(axis=1) > 0, top, -1), share
+
+
+def auc_log(budgets: np.ndarray, median: np.ndarray, floor: float) -> float:
+    if budgets.size < 2 or budgets[0] <= 0:
+        return float("nan")
+    x = np.log10(budgets)
+    y = np.where(np.isnan(median), floor, median)
+    area = float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)))
+    return area / float(x[-1] - x[0])
+
+
+def time_to_beat(budgets: np.ndarray, median: np.ndarray, baseline: float | None) -> float | None:
+    if baseline is None or not np.isfinite(baseline):
+        return None
+    above = np.flatnonzero(np.nan_to_num(median, nan=-np.inf) > baseline)
+    return float(budgets[above[0]]) if above.size else None
