@@ -268,10 +268,13 @@ def _write_hdf5(oracle: Oracle, path: Path) -> None:
         for name, dtype in COLUMNS.items():
             col = oracle.frame.get_column(name)
             nulls = col.is_null().to_numpy()
-            if dtype == pl.String:
-                data = np.array(col.fill_null("").to_list(), dtype=object)
-                ds = g.create_dataset(name, data=data, dtype=h5py.string_dtype("utf-8"),
-                                      compression="gzip" if len(data) else None)
+            if dtype == pl.String:  # Arrow-style: one UTF-8 buffer + offsets (lossless, NUL-safe)
+                encoded = [v.encode("utf-8") for v in col.fill_null("").to_list()]
+                offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+                offsets[1:] = np.cumsum([len(v) for v in encoded], dtype=np.int64)
+                data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+                ds = g.create_dataset(name, data=data, compression="gzip" if data.size else None)
+                g.create_dataset(f"{name}__offsets", data=offsets)
             else:
                 np_dtype = np.float64 if dtype == pl.Float64 else np.int32
                 fill = np.nan if dtype == pl.Float64 else 0
@@ -300,7 +303,8 @@ def _read_hdf5(path: Path) -> Oracle:
             nulls = g[f"{name}__null"][()] if f"{name}__null" in g else None
             dtype = COLUMNS.get(name, pl.String)
             if dtype == pl.String:
-                values = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in raw]
+                buf, off = raw.tobytes(), g[f"{name}__offsets"][()]
+                values = [buf[a:b].decode("utf-8") for a, b in zip(off[:-1].tolist(), off[1:].tolist())]
                 s = pl.Series(name, values, dtype=pl.String)
             else:
                 s = pl.Series(name, raw).cast(dtype)

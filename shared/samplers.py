@@ -42,8 +42,8 @@ class Sampler:
     description: str
     _fn: Callable[[pl.DataFrame, int, np.random.Generator], np.ndarray]
 
-    def orders(self, pool: pl.DataFrame, n_runs: int, rng: np.random.Generator) -> np.ndarray:
-        """``(n_runs, len(pool))`` int32 permutations of ``range(len(pool))``."""
+    def check(self, pool: pl.DataFrame) -> None:
+        """Raise a one-line error when the pool lacks the columns this sampler reads."""
         missing = [c for c in self.requires if c not in pool.columns]
         if missing:
             raise VibesError(f"sampler {self.name!r} needs column(s) {', '.join(missing)}, "
@@ -52,6 +52,10 @@ class Sampler:
         if pool.height and all_null:
             raise VibesError(f"sampler {self.name!r} needs column(s) {', '.join(all_null)}, "
                              f"which are empty (all null) in the oracle")
+
+    def orders(self, pool: pl.DataFrame, n_runs: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n_runs, len(pool))`` int32 permutations of ``range(len(pool))``."""
+        self.check(pool)
         if n_runs < 1:
             raise VibesError(f"n_runs must be >= 1, got {n_runs}")
         out = self._fn(pool, n_runs, rng)

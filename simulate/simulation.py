@@ -91,8 +91,8 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     evaluators = [v.spec for v in views]
     notes = [f"evaluator {v.spec}: {v.missing} pool backbone(s) have no row; they cost 0 s and are "
              f"never selected" for v in views if v.missing]
-    for sampler in samplers:  # key columns present?
-        sampler.orders(pool.head(1), 1, np.random.default_rng(0))
+    for sampler in samplers:  # key columns present? (fail before any work)
+        sampler.check(pool)
     cheapest = min(v.min_seconds() for v in views)
     if budgets is None:
         lo = cheapest if cheapest > 0 else 1.0

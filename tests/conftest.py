@@ -1,0 +1,58 @@
+"""Shared fixtures: small random oracles and the reference copy of timm's published results."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from shared.oracle import Oracle
+
+REPO = Path(__file__).resolve().parents[1]
+TIMM_RESULTS = Path(os.environ.get("VIBES_TIMM_RESULTS", REPO.parent / "shared" / "timm-results"))
+DATASETS = ["ImageNet-1k", "ImageNet-22k", "LAION-2B", "JFT-300M"]
+SIZES = {"ImageNet-1k": 1.28e6, "ImageNet-22k": 1.42e7, "LAION-2B": 2.3e9, "JFT-300M": 3e8}
+
+
+def random_oracle(n_backbones: int = 12, seeds: int = 3, fractions=(1.0, 0.1), rng_seed: int = 0,
+                  evaluators=("mlp", "silhouette"), ties: bool = False, unknown_share: float = 0.2,
+                  failed: int = 0) -> Oracle:
+    """A random but well-formed oracle (scores, seconds, metadata) for engine tests."""
+    rng = np.random.default_rng(rng_seed)
+    names = [f"arch{i:03d}.tag{i % 3}" for i in range(n_backbones)]
+    ds = [None if rng.random() < unknown_share else DATASETS[rng.integers(len(DATASETS))]
+          for _ in names]
+    gmacs = rng.integers(1, 6, n_backbones).astype(float)  # many ties on purpose
+    params = rng.integers(1, 4, n_backbones).astype(float)
+    rows = []
+    for b, name in enumerate(names):
+        for ev in evaluators:
+            for f in fractions:
+                for s in range(seeds):
+                    score = (rng.integers(0, 4) / 4) if ties else rng.random()
+                    sec = float(rng.integers(1, 20)) * f if ties else float(rng.random() * 100 * f + 0.5)
+                    status = "failed" if b < failed else "ok"
+                    rows.append(dict(
+                        dataset="toy", backbone=name, evaluator=ev, fraction=f, seed=s,
+                        score=None if status == "failed" else score,
+                        seconds=None if status == "failed" else sec, status=status,
+                        error="RuntimeError: boom" if status == "failed" else None,
+                        architecture=name.split(".")[0], params_m=params[b], gmacs=gmacs[b],
+                        input_size=224, feature_dim=64, pretrain_dataset=ds[b],
+                        pretrain_images=SIZES.get(ds[b]), pretrain_method="supervised"))
+    return Oracle(pl.DataFrame(rows), {"truth": "mlp", "dataset": "toy", "weights": "random"})
+
+
+@pytest.fixture
+def toy_oracle() -> Oracle:
+    return random_oracle()
+
+
+@pytest.fixture
+def timm_results() -> Path:
+    if not (TIMM_RESULTS / "results-sketch.csv").is_file():
+        pytest.skip(f"timm's published results are not at {TIMM_RESULTS} "
+                    f"(set VIBES_TIMM_RESULTS or put ../shared/timm-results beside the repo)")
+    return TIMM_RESULTS
