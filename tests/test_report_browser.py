@@ -1,0 +1,43 @@
+"""report.html opens in a real browser: headless Chromium runs Plotly and the figures draw."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from simulate.cli import main
+from tests.conftest import random_oracle
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--virtual-time-budget=5000"]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+def test_report_draws_in_headless_chromium(tmp_path):
+    random_oracle(n_backbones=20).write(tmp_path / "o.parquet")
+    out = tmp_path / "out"
+    assert main(["--oracle", str(tmp_path / "o.parquet"), "--evaluator", "mlp", "--evaluator", "silhouette",
+                 "--strategy", "random", "--strategy", "cycling", "--runs", "30", "--baseline",
+                 "arch003.tag0", "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "https://" not in re.sub(r'"[^"]*https://[^"]*"', "", html.split("<script")[0])  # no remote assets
+    p = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                        (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    dom = p.stdout
+    assert p.returncode == 0, p.stderr[-2000:]
+    # 2 evaluator figures + 2 strategy figures, each drawn by Plotly into an SVG with its traces
+    n_figs = 4
+    assert dom.count('class="plot-container plotly"') == n_figs
+    assert dom.count('class="main-svg"') >= n_figs
+    assert dom.count('class="scatterlayer') == n_figs
+    lines = re.findall(r'class="js-line" d="M[^"]+"', dom)
+    assert len(lines) >= n_figs * 3  # median lines + baseline
+    fills = re.findall(r'class="js-fill" d="M[^"]+"', dom)
+    assert len(fills) >= n_figs * 2  # the IQR bands
+    for label in ("1 min", "cycling", "silhouette", "baseline: arch003.tag0"):
+        assert label in dom

@@ -1,0 +1,100 @@
+"""simulate as a user runs it: outputs, summary, --list, one-line errors with exit status 2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from simulate.cli import main
+from tests.conftest import REPO, random_oracle
+
+
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "simulate.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=dict(os.environ, **(env or {})), timeout=300)
+
+
+def test_cycling_ten_runs_on_timm_sketch(timm_results, tmp_path):
+    p = run_cli("--timm-results", str(timm_results), "--strategy", "cycling", "--runs", "10", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out_line = [l for l in p.stdout.splitlines() if "outputs in" in l][0]
+    out = tmp_path / out_line.rsplit("outputs in ", 1)[1]
+    assert out.parent == tmp_path / "out" / "simulate"
+    for name in ["runs.parquet", "bsec.parquet", "summary.json", "report.html"]:
+        assert (out / name).stat().st_size > 0
+    runs = pl.read_parquet(out / "runs.parquet")
+    assert runs.columns == ["strategy", "evaluator", "run", "budget_s", "backbone", "true_score", "n_evaluated"]
+    assert runs.height == 10 * 100 and runs["run"].n_unique() == 10
+    bsec = pl.read_parquet(out / "bsec.parquet")
+    assert {"median", "q25", "q75", "n_runs", "n_selected"} <= set(bsec.columns)
+    summary = json.loads((out / "summary.json").read_text())
+    row = summary["strategies"][0]
+    assert row["strategy"] == "cycling" and summary["baseline"]["true_score"] is not None
+    assert summary["timing"]["engine_seconds"] >= 0
+    assert "cycling" in p.stdout and "@1h" in p.stdout
+
+
+def test_list(timm_results):
+    p = run_cli("--timm-results", str(timm_results), "--list")
+    assert p.returncode == 0
+    assert "backbones in the pool" in p.stdout and "top1" in p.stdout and "cycling" in p.stdout
+
+
+def test_help_has_examples():
+    p = run_cli("--help")
+    assert p.returncode == 0 and "Examples:" in p.stdout and "--strategy cycling --runs 10" in p.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategy", "fastest"], "unknown strategy 'fastest'; valid:"),
+    (["--evaluator", "knn"], "unknown evaluator 'knn'; valid: mlp, silhouette"),
+    (["--evaluator", "mlp@0.5"], "has no fraction 0.5 in this oracle; available: 1, 0.1"),
+    (["--evaluator", "mlp@half"], "is not a number"),
+    (["--budgets", "0.001:0.01:3"], "below the cheapest evaluation"),
+    (["--budgets", "1:x:3"], "expected LO:HI:N"),
+    (["--runs", "0"], "--runs must be >= 1"),
+])
+def test_bad_inputs_one_line_exit_2(tmp_path, args, message):
+    random_oracle().write(tmp_path / "o.parquet")
+    p = run_cli("--oracle", str(tmp_path / "o.parquet"), "--out", str(tmp_path / "out"), *args)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda f: f.drop("seconds"), "missing column(s) seconds"),
+    (lambda f: pl.concat([f, f.head(1)]), "duplicate key"),
+    (lambda f: f.filter(pl.col("evaluator") != "mlp"), "no truth rows"),
+    (lambda f: f.with_columns(pl.lit(-1.0).alias("seconds")), "negative seconds"),
+])
+def test_broken_oracles(tmp_path, mutate, message):
+    import pyarrow.parquet as pq
+
+    good = random_oracle()
+    table = mutate(good.frame).to_arrow().replace_schema_metadata(
+        {"vibes.meta": json.dumps(dict(good.meta, schema_version=1))})
+    pq.write_table(table, tmp_path / "bad.parquet")
+    p = run_cli("--oracle", str(tmp_path / "bad.parquet"))
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_sampler_key_column(tmp_path):
+    o = random_oracle()
+    o.frame = o.frame.with_columns(pl.lit(None, dtype=pl.String).alias("pretrain_dataset"))
+    o.write(tmp_path / "o.h5")
+    assert main(["--oracle", str(tmp_path / "o.h5"), "--strategy", "cycling", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_baseline_absent_is_a_note_not_an_error(tmp_path, capsys):
+    random_oracle().write(tmp_path / "o.parquet")
+    assert main(["--oracle", str(tmp_path / "o.parquet"), "--out", str(tmp_path / "o"), "--runs", "5",
+                 "--no-report"]) == 0
+    assert "not in the pool" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "report.html").exists()

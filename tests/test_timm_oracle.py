@@ -1,0 +1,107 @@
+"""The timm:<set> oracle from timm's published results (skips where the folder is absent)."""
+from __future__ import annotations
+
+import urllib.request
+
+import polars as pl
+import pytest
+
+from shared.errors import VibesError
+from simulate import timm_oracle as tm
+
+
+def test_sketch_import_follows_the_formulas(timm_results, capsys):
+    oracle = tm.timm_oracle("sketch", timm_results)
+    f = oracle.frame
+    results = pl.read_csv(timm_results / "results-sketch.csv", infer_schema_length=None)
+    bench = pl.read_csv(timm_results / tm.DEFAULT_BENCHMARK, infer_schema_length=None)
+    unique_models = results["model"].n_unique()
+    dropped = oracle.meta["models_without_benchmark"]
+    assert f.height == unique_models - dropped > 1000
+    assert "left out" in capsys.readouterr().err
+    assert oracle.truth == "top1" and set(f["evaluator"]) == {"top1"} and set(f["seed"]) == {0}
+    # one model by hand: convnext_base.fb_in22k_ft_in1k
+    name = "convnext_base.fb_in22k_ft_in1k"
+    r = results.filter(pl.col("model") == name).sort("img_size").row(0, named=True)
+    b = bench.filter(pl.col("model") == "convnext_base").row(0, named=True)
+    row = f.filter(pl.col("backbone") == name).row(0, named=True)
+    scale = (r["img_size"] / b["infer_img_size"]) ** 2
+    assert row["score"] == pytest.approx(r["top1"] / 100)
+    assert row["seconds"] == pytest.approx(50_889 / b["infer_samples_per_sec"] * scale)
+    assert row["gmacs"] == pytest.approx(b["infer_gmacs"] * scale)
+    assert row["params_m"] == pytest.approx(float(str(r["param_count"]).replace(",", "")))
+    assert row["pretrain_dataset"] == "ImageNet-22k"
+    # models listed at two sizes keep one row, at the smaller (default) size
+    twice = results.group_by("model").len().filter(pl.col("len") > 1)["model"]
+    assert twice.len() > 0 and oracle.meta["rows_at_test_input_size_dropped"] == results.height - unique_models
+    kept = f.filter(pl.col("backbone").is_in(twice.implode()))
+    smallest = results.group_by("model").agg(pl.col("img_size").min())
+    joined = kept.join(smallest, left_on="backbone", right_on="model")
+    assert (joined["input_size"] == joined["img_size"]).all()
+    # pretraining data known for most of the pool
+    assert f["pretrain_dataset"].null_count() / f.height < 0.05
+
+
+@pytest.mark.parametrize("set_name, n", [("imagenet", 50_000), ("imagenet-r-clean", 30_000),
+                                         ("imagenetv2-matched-frequency", 10_000)])
+def test_other_sets(timm_results, set_name, n):
+    oracle = tm.timm_oracle(set_name, timm_results, quiet=True)
+    assert oracle.meta["n_test"] == n and oracle.dataset == f"timm:{set_name}"
+
+
+def test_other_benchmark_file(timm_results):
+    a = tm.timm_oracle("imagenet", timm_results, quiet=True)
+    b = tm.timm_oracle("imagenet", timm_results, benchmark="benchmark-infer-amp-nchw-pt240-cu124-rtx3090.csv",
+                       quiet=True)
+    j = a.frame.join(b.frame, on="backbone")
+    assert (j["seconds_right"] > j["seconds"]).mean() > 0.9  # a 3090 is slower than a 4090
+
+
+def test_errors_name_the_options(tmp_path, monkeypatch):
+    with pytest.raises(VibesError, match="unknown timm result set 'imagenet-x'; valid:"):
+        tm.timm_oracle("imagenet-x", tmp_path)
+    with pytest.raises(VibesError, match="does not exist"):
+        tm.timm_oracle("sketch", tmp_path / "nope")
+    with pytest.raises(VibesError, match="'results-sketch.csv' is not in"):
+        tm.timm_oracle("sketch", tmp_path)
+    # no folder given and offline: the download fails with a message naming the options
+    monkeypatch.delenv(tm.ENV_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(VibesError, match="--timm-results DIR.*--timm-benchmark FILE"):
+        tm.timm_oracle("sketch")
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_download_goes_to_the_cache_once(tmp_path, monkeypatch, timm_results):
+    monkeypatch.delenv(tm.ENV_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+
+    class Resp:
+        def __init__(self, data):
+            self.data = data
+
+        def read(self):
+            return self.data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    def fake(url, timeout):
+        calls.append(url)
+        assert tm.TIMM_COMMIT in url
+        return Resp((timm_results / url.rsplit("/", 1)[1]).read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    tm.timm_oracle("sketch", quiet=True)
+    tm.timm_oracle("sketch", quiet=True)
+    assert len(calls) == 2  # results + benchmark, downloaded once each
+    assert (tm.cache_dir() / "results-sketch.csv").is_file()
