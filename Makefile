@@ -21,14 +21,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[precompute,dev]'
 	touch $@
 
+# pytest exits 5 when it collected no test: that is a failure here, said out loud.
 test: install
-	$(PY) -m pytest -q
+	@$(PY) -m pytest -q; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 demo: install
 	$(PY) -m precompute.demo
 
 bench: install
-	$(PY) bench/bench_simulate.py
+	$(PY) bench/bench_simulate.py $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m pip install -q ruff

@@ -97,7 +97,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     if budgets is None:
         lo = cheapest if cheapest > 0 else 1.0
         hi = max(max(v.total_seconds() for v in views), lo)
-        budgets = parse_budgets(f"{lo!r}:{hi!r}:{DEFAULT_N_BUDGETS}")
+        budgets = parse_budgets(f"{float(lo)!r}:{float(hi)!r}:{DEFAULT_N_BUDGETS}")
     budgets = np.asarray(budgets, dtype=np.float64)
     if budgets.max() < cheapest:
         raise VibesError(f"every budget (max {budgets.max():g} s) is below the cheapest evaluation "
