@@ -1,0 +1,312 @@
+"""``precompute``: build the backbone pool, run the (sharded, resumable) sweep, merge the oracle."""
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import click
+import polars as pl
+
+from shared.errors import VibesError, unknown
+
+POOL_EPILOG = """\b
+Examples:
+  precompute pool --out data/pool.parquet
+  precompute pool --glob 'resnet*' --glob 'convnext_*' --max-gmacs 5 --out small.csv
+"""
+
+RUN_EPILOG = """\b
+Examples:
+  precompute run --dataset cifar10 --pool data/pool.parquet
+  precompute run --dataset digits --pool 'resnet1*' --weights random --input-size 32
+  precompute run --dataset gtsrb --shard 2/8                  # this machine: shard 2 of 8 (1-based)
+  precompute run --dataset gtsrb --launcher slurm --shards 64 --partition gpu \\
+      --gpus-per-task 1 --time-limit 240 --sbatch-arg account=myproj --no-wait
+  precompute run --dataset gtsrb --retry-failed               # redo only failed backbones
+Parts go to <parts-dir>/<dataset>/<backbone>.parquet; a rerun skips the ones done.
+"""
+
+MERGE_EPILOG = """\b
+Examples:
+  precompute merge --dataset gtsrb
+  precompute merge --dataset gtsrb --format hdf5 --out oracles/
+"""
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise VibesError(f"--{what} must be comma-separated numbers, e.g. 1.0,0.1,0.01; "
+                         f"got {text!r}") from None
+    if not vals:
+        raise VibesError(f"--{what} is empty; expected e.g. 1.0,0.1,0.01")
+    return vals
+
+
+def parse_names(text: str, what: str) -> tuple[str, ...]:
+    vals = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not vals:
+        raise VibesError(f"--{what} is empty; expected comma-separated names, e.g. mlp,silhouette")
+    return vals
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def match_names(patterns: Sequence[str], all_names: Sequence[str]) -> list[str]:
+    """Names matching any glob (on the full name or the architecture) or equal to a name."""
+    out: dict[str, None] = {}
+    for pat in patterns:
+        hits = [n for n in all_names
+                if fnmatch.fnmatchcase(n, pat) or fnmatch.fnmatchcase(n.split(".")[0], pat)]
+        if not hits:
+            if _has_glob(pat):
+                raise VibesError(f"no pretrained timm backbone matches {pat!r}; try a broader "
+                                 f"glob, e.g. 'resnet*'")
+            raise unknown("backbone", pat, all_names)
+        out.update(dict.fromkeys(hits))
+    return list(out)
+
+
+def read_pool_file(path: Path) -> pl.DataFrame:
+    """A pool table (``precompute pool --out``: .parquet or .csv) or a names file (.txt)."""
+    from precompute.pool import build_pool, read_names_file
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif suffix == ".csv":
+            frame = pl.read_csv(path, infer_schema_length=None)
+        else:
+            return build_pool(read_names_file(path), progress=False)
+    except VibesError:
+        raise
+    except Exception as exc:
+        raise VibesError(f"cannot read pool file {str(path)!r}: {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
+    if "backbone" not in frame.columns:
+        raise VibesError(f"pool file {str(path)!r} has no 'backbone' column; expected a table "
+                         f"written by `precompute pool --out`")
+    return frame
+
+
+def resolve_pool(specs: Sequence[str], progress: bool = True) -> pl.DataFrame:
+    """``--pool`` values (files or globs/names) -> one pool table, or the full pool if none."""
+    import timm
+
+    from precompute.pool import build_pool
+
+    if not specs:
+        return build_pool(progress=progress)
+    frames, patterns = [], []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_file():
+            frames.append(read_pool_file(p))
+        else:
+            patterns.append(spec)
+    if patterns:
+        names = match_names(patterns, timm.list_models(pretrained=True))
+        frames.append(build_pool(names, progress=progress))
+    pool = pl.concat(frames, how="diagonal_relaxed").unique("backbone", keep="first",
+                                                              maintain_order=True)
+    if pool.height == 0:
+        raise VibesError("the pool is empty after reading --pool; check the names/files given")
+    return pool  # backbones that failed to build stay: the sweep records them as failed
+
+
+# --------------------------------------------------------------------------------- CLI
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="\b\nExamples:\n  precompute pool --out data/pool.parquet\n"
+                    "  precompute run --dataset cifar10 --pool data/pool.parquet\n"
+                    "  precompute merge --dataset cifar10\n"
+                    "Each command's --help has more.")
+def cli() -> None:
+    """VIBES precompute: evaluate a pool of timm backbones on a dataset into an oracle table."""
+
+
+@cli.command("pool", epilog=POOL_EPILOG)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the pool table (.parquet or .csv); default: print a summary.")
+@click.option("--glob", "globs", multiple=True, help="Keep names/architectures matching (repeatable).")
+@click.option("--names-file", type=click.Path(), default=None, help="One backbone name per line.")
+@click.option("--max-params", type=float, default=None, help="At most this many M parameters.")
+@click.option("--max-gmacs", type=float, default=None, help="At most this many GMACs.")
+@click.option("--refresh", is_flag=True, help="Re-measure names already in the cache.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress) -> None:
+    """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts)."""
+    import timm
+
+    from precompute.pool import build_pool, filter_pool, read_names_file
+
+    if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
+        raise VibesError(f"--out must end in .parquet or .csv; got {out!r}")
+    all_names = timm.list_models(pretrained=True)
+    names = None
+    if globs or names_file:
+        wanted = match_names(globs, all_names) if globs else []
+        if names_file:
+            listed = read_names_file(names_file)
+            for n in listed:
+                if n not in set(all_names):
+                    raise unknown("backbone", n, all_names)
+            wanted = [n for n in wanted if n in set(listed)] if globs else listed
+        names = wanted
+    pool = build_pool(names, refresh=refresh, progress=not no_progress)
+    pool = filter_pool(pool, globs=globs, names_file=names_file, max_params=max_params,
+                       max_gmacs=max_gmacs)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        (pool.write_parquet if out.lower().endswith(".parquet") else pool.write_csv)(out)
+        click.echo(f"pool: {pool.height} backbones -> {out}")
+    else:
+        click.echo(f"pool: {pool.height} backbones "
+                   f"({pool.filter(pl.col('error').is_not_null()).height} failed to build)")
+
+
+@cli.command("run", epilog=RUN_EPILOG)
+@click.option("--dataset", required=True, help="Registry name (see error for the list) or folder:PATH.")
+@click.option("--pool", "pools", multiple=True,
+              help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; repeatable. Default: all pretrained timm backbones.")
+@click.option("--fractions", default="1.0,0.1,0.01", show_default=True)
+@click.option("--seeds", type=int, default=3, show_default=True, help="Replicates 0..N-1.")
+@click.option("--evaluators", default="mlp,silhouette", show_default=True)
+@click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
+@click.option("--pretrained-file", type=click.Path(), default=None, help="Local weights for a single backbone.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--input-size", type=int, default=None, help="Override the input resolution.")
+@click.option("--data-root", default="data/datasets", show_default=True)
+@click.option("--download", is_flag=True, help="Download the dataset if missing.")
+@click.option("--cache-dir", default="data/cache", show_default=True)
+@click.option("--out", default="data/oracles", show_default=True, help="Folder for the merged oracle.")
+@click.option("--parts-dir", default="data/parts", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "hdf5"]), default="parquet", show_default=True)
+@click.option("--keep-features", is_flag=True, help="Keep float16 features per backbone (h5).")
+@click.option("--shard", default=None, help="I/N, 1-based: run only shard I of N (balanced by GMACs).")
+@click.option("--retry-failed", is_flag=True, help="Redo only backbones whose part has failed rows.")
+@click.option("--launcher", type=click.Choice(["none", "local", "slurm"]), default="none", show_default=True)
+@click.option("--shards", type=int, default=None, help="Tasks in the array (local/slurm launcher; default 2 local, 1 slurm).")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--gpus-per-task", type=int, default=1, show_default=True)
+@click.option("--time-limit", type=int, default=240, show_default=True, help="Minutes per task.")
+@click.option("--array-parallelism", type=int, default=32, show_default=True)
+@click.option("--cpus-per-task", type=int, default=8, show_default=True)
+@click.option("--mem-gb", type=float, default=32.0, show_default=True)
+@click.option("--sbatch-arg", "sbatch_args", multiple=True, help="KEY=VALUE sbatch option (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the jobs, then merge.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_file, device,
+            batch_size, input_size, data_root, download, cache_dir, out, parts_dir, fmt,
+            keep_features, shard, retry_failed, launcher, shards, partition, gpus_per_task,
+            time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
+            no_progress) -> None:
+    """Evaluate every backbone of the pool on DATASET; write parts, then merge the oracle."""
+    from precompute import parts as P
+    from precompute.datasets import resolve
+    from precompute.sweep import SweepConfig, check_evaluators, run_sweep
+
+    cfg = SweepConfig(dataset=dataset, fractions=parse_floats(fractions, "fractions"),
+                      seeds=seeds, evaluators=parse_names(evaluators, "evaluators"),
+                      weights=weights, pretrained_file=pretrained_file, device=device,
+                      batch_size=batch_size, input_size=input_size, data_root=data_root,
+                      download=download, cache_dir=cache_dir, parts_dir=parts_dir,
+                      keep_features=keep_features, retry_failed=retry_failed)
+    check_evaluators(cfg.evaluators)
+    cfg.dataset = resolve(dataset)[0]  # unknown dataset -> lists the valid ones
+    the_shard = P.parse_shard(shard)
+    if launcher != "none" and the_shard is not None:
+        raise VibesError("--shard is for one worker (--launcher none); with a launcher use "
+                         "--shards N and every task takes its own shard")
+    if launcher == "none" and shards is not None:
+        raise VibesError("--shards needs --launcher local or slurm; for one worker use --shard I/N")
+    pool = resolve_pool(pools, progress=not no_progress)
+    oracle_path = P.default_oracle_path(cfg.dataset, out, fmt)
+    merge_hint = f"precompute merge --dataset {dataset} --parts-dir {parts_dir} --out {out} --format {fmt}"
+
+    if launcher == "none":
+        run_sweep(cfg, pool, the_shard, show_progress=not no_progress, echo=click.echo)
+        if the_shard is not None:
+            click.echo(f"shard {the_shard[0] + 1}/{the_shard[1]} done; when all shards are, "
+                       f"run: {merge_hint}")
+            return
+    else:
+        from precompute.launch import SlurmOptions, parse_sbatch_args, submit_shards, wait_jobs
+
+        n = shards if shards is not None else (1 if launcher == "slurm" else 2)
+        slurm = SlurmOptions(partition=partition, gpus_per_task=gpus_per_task,
+                             time_limit=time_limit, array_parallelism=array_parallelism,
+                             cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+                             sbatch_args=parse_sbatch_args(sbatch_args))
+        jobs = submit_shards(cfg, pool, launcher, n, slurm)
+        click.echo(f"submitted {len(jobs)} {launcher} task(s): job ids "
+                   f"{', '.join(str(j.job_id) for j in jobs)}")
+        if not wait:
+            click.echo(f"when they finish, run: {merge_hint}")
+            return
+        wait_jobs(jobs, echo=click.echo)
+    report = P.merge(cfg.dataset, parts_dir, oracle_path, fmt,
+                     expected=pool.get_column("backbone").to_list())
+    _echo_report(report)
+
+
+@cli.command("merge", epilog=MERGE_EPILOG)
+@click.option("--dataset", required=True)
+@click.option("--parts-dir", default="data/parts", show_default=True)
+@click.option("--out", default="data/oracles", show_default=True, help="Oracle file or folder.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "hdf5"]), default="parquet", show_default=True)
+@click.option("--pool", "pools", multiple=True, help="Expected pool (files or globs); default: the run's manifest.")
+def merge_cmd(dataset, parts_dir, out, fmt, pools) -> None:
+    """Merge the part files of DATASET into one validated oracle; report missing/failed."""
+    import timm
+
+    from precompute import parts as P
+
+    expected = None
+    if pools:
+        files = [Path(p) for p in pools if Path(p).is_file()]
+        globs = [p for p in pools if not Path(p).is_file()]
+        expected = [n for f in files for n in read_pool_file(f).get_column("backbone").to_list()]
+        if globs:
+            expected += match_names(globs, timm.list_models(pretrained=True))
+    _echo_report(P.merge(dataset, parts_dir, out, fmt, expected=expected))
+
+
+def _echo_report(report) -> None:
+    click.echo(report.summary())
+    for row in report.failed.iter_rows(named=True):
+        click.echo(f"  failed: {row['backbone']}: {row['error']}")
+
+
+INTERRUPTED = "interrupted: parts written so far are kept; rerun the same command to resume"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: one-line ``error: ...`` (exit 2) for user errors, 130 on Ctrl-C."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="precompute",
+                 standalone_mode=False)
+    except VibesError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo(INTERRUPTED, err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo(INTERRUPTED, err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

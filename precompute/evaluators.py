@@ -1,0 +1,172 @@
+"""Evaluators: score a backbone's frozen features on a dataset split (higher is better).
+
+* ``mlp`` — the paper's head (the truth): Linear(D, 50) -> ReLU -> Linear(50, C), Adam lr 1e-3,
+  200 epochs, batch 200, cross-entropy; score = test top-1 accuracy.
+* ``silhouette`` — silhouette score (Euclidean) of the train features with the labels as clusters;
+  no training, no test split.
+
+Every evaluator takes ``(train_x, train_y, test_x, test_y, n_classes, seed)`` tensors on one device
+and runs there.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.errors import unknown
+
+#: the paper's head protocol, one place
+MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "batch_size": 200, "loss": "cross_entropy"}
+
+
+def _tensor(x, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
+    return t.to(device=device if device is not None else t.device, dtype=dtype if dtype is not None else t.dtype)
+
+
+@contextlib.contextmanager
+def _single_thread(device: torch.device):
+    """The head's ops are tiny: on CPU, intra-op threads only add synchronisation (10x slower on a
+    loaded 2-core machine), so train with one thread and restore the setting afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_head(in_dim: int, n_classes: int, hidden: int = MLP_PROTOCOL["hidden"]) -> nn.Module:
+    """The paper's head: Linear(in_dim, hidden) -> ReLU -> Linear(hidden, n_classes)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+
+
+def mlp_score(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    n_classes: int,
+    seed: int,
+    epochs: int = MLP_PROTOCOL["epochs"],
+    batch_size: int = MLP_PROTOCOL["batch_size"],
+    hidden: int = MLP_PROTOCOL["hidden"],
+    lr: float = MLP_PROTOCOL["lr"],
+) -> float:
+    """Train the head on (train_x, train_y) where the features live; return test top-1 accuracy in [0, 1].
+
+    Init is seeded by ``seed`` (independent of the global RNG and of the device); each epoch
+    draws a fresh permutation from a ``torch.Generator`` seeded by ``seed`` on the device; the last
+    batch of an epoch is the remainder (no sample dropped)."""
+    train_x = _tensor(train_x, dtype=torch.float32)
+    dev = train_x.device
+    train_y = _tensor(train_y, dev, torch.long)
+    test_x = _tensor(test_x, dev, torch.float32)
+    test_y = _tensor(test_y, dev, torch.long)
+    n, d = train_x.shape
+    if n == 0 or len(test_y) == 0:
+        raise ValueError(f"mlp needs non-empty train and test splits, got {n} train and {len(test_y)} test samples")
+    if len(train_y) != n or len(test_x) != len(test_y):
+        raise ValueError("features and labels differ in length")
+    if int(train_y.min()) < 0 or int(torch.maximum(train_y.max(), test_y.max())) >= n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes})")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = build_head(d, n_classes, hidden)
+    head = head.to(dev).train()
+    opt_kw = {"fused": True} if dev.type == "cuda" else {}
+    opt = torch.optim.Adam(head.parameters(), lr=lr, **opt_kw)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    steps = math.ceil(n / batch_size)
+    with torch.enable_grad(), _single_thread(dev):
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=gen, device=dev)
+            for s in range(steps):
+                idx = perm[s * batch_size : (s + 1) * batch_size]
+                loss = F.cross_entropy(head(train_x[idx]), train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    head.eval()
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    with torch.inference_mode():
+        for s in range(0, len(test_x), 65536):
+            correct += (head(test_x[s : s + 65536]).argmax(1) == test_y[s : s + 65536]).sum()
+    return float(correct.item() / len(test_y))
+
+
+def silhouette(
+    train_x,
+    train_y,
+    test_x=None,
+    test_y=None,
+    n_classes: int | None = None,
+    seed: int = 0,
+    chunk: int = 4096,
+    dtype: torch.dtype = torch.float64,
+) -> float:
+    """Mean silhouette coefficient (Euclidean) of ``train_x`` with ``train_y`` as clusters, as
+    ``sklearn.metrics.silhouette_score``; computed on the features' device in chunks of rows
+    (memory O(chunk x N)).  A sample alone in its class scores 0 (sklearn's convention); when every
+    class is a singleton the score is 0 (sklearn raises there).  Fewer than 2 classes -> ValueError."""
+    x = _tensor(train_x, dtype=dtype)
+    dev = x.device
+    labels = _tensor(train_y, dev, torch.long)
+    n = len(x)
+    if len(labels) != n:
+        raise ValueError("features and labels differ in length")
+    _, inv, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    k = len(counts)
+    if k < 2:
+        raise ValueError(f"silhouette needs at least 2 classes in the train split, got {k}")
+    onehot = F.one_hot(inv, k).to(dtype)  # (N, K)
+    counts_f = counts.to(dtype)
+    total = torch.zeros((), dtype=dtype, device=dev)
+    for s in range(0, n, chunk):
+        rows = slice(s, min(s + chunk, n))
+        dist = torch.cdist(x[rows], x)  # (c, N)
+        ar = torch.arange(rows.stop - rows.start, device=dev)
+        dist[ar, ar + s] = 0.0
+        sums = dist @ onehot  # (c, K): summed distance to each cluster
+        own = inv[rows]
+        own_n = counts_f[own]
+        a = sums[ar, own] / (own_n - 1).clamp_min(1)
+        mean_other = sums / counts_f
+        mean_other[ar, own] = torch.inf
+        b = mean_other.min(dim=1).values
+        sil = (b - a) / torch.maximum(a, b)
+        sil = torch.where(own_n > 1, torch.nan_to_num(sil, nan=0.0), torch.zeros_like(sil))
+        total += sil.sum()
+    return float(total.item() / n)
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    name: str
+    needs_test: bool
+    fn: Callable
+
+
+#: registry: one place per evaluator
+EVALUATORS: dict[str, EvaluatorSpec] = {
+    "mlp": EvaluatorSpec("mlp", needs_test=True, fn=mlp_score),
+    "silhouette": EvaluatorSpec("silhouette", needs_test=False, fn=silhouette),
+}
+
+
+def get_evaluator(name: str) -> EvaluatorSpec:
+    """The registered evaluator ``name`` or an UnknownNameError listing them."""
+    if name not in EVALUATORS:
+        raise unknown("evaluator", name, EVALUATORS)
+    return EVALUATORS[name]

@@ -1,0 +1,134 @@
+"""Run the sweep's shards through submitit: locally (``LocalExecutor``) or as ONE Slurm job array.
+
+Both launchers take the same path: ``executor.map_array(ShardTask(), configs, pools,
+shard_indices, shard_counts)``; task k runs ``run_sweep(cfg, pool, shard=(k, N))`` and writes
+its own part files.  :class:`ShardTask` is a ``submitit.helpers.Checkpointable``: on a Slurm
+timeout or preemption it requeues itself with the same arguments, and because finished parts
+are kept (and skipped), the requeued task resumes where it stopped.  Nothing home-made
+schedules work.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import submitit
+
+from precompute.sweep import SweepConfig, run_sweep
+from shared.errors import VibesError
+
+LAUNCHERS = ("none", "local", "slurm")
+
+
+@dataclass
+class SlurmOptions:
+    """Resources of every task of the array (``time_limit`` in minutes)."""
+
+    partition: str | None = None
+    gpus_per_task: int = 1
+    time_limit: int = 240
+    array_parallelism: int = 32
+    cpus_per_task: int = 8
+    mem_gb: float = 32.0
+    sbatch_args: dict[str, str] = field(default_factory=dict)
+    job_name: str = "vibes-precompute"
+
+
+def parse_sbatch_args(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["account=abc", "qos=high"]`` -> ``{"account": "abc", "qos": "high"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key:
+            raise VibesError(f"--sbatch-arg must look like KEY=VALUE (e.g. account=myproj); "
+                             f"got {item!r}")
+        out[key] = value
+    return out
+
+
+class ShardTask(submitit.helpers.Checkpointable):
+    """One shard of the sweep, requeued on timeout/preemption (parts written are kept)."""
+
+    def __call__(self, cfg: SweepConfig, pool: list[dict[str, Any]], shard: int,
+                 shards: int) -> dict[str, Any]:
+        frame = pl.DataFrame(pool, infer_schema_length=None)
+        summary = run_sweep(cfg, frame, (shard, shards), show_progress=False)
+        return {"shard": shard, "shards": shards, **summary.as_dict()}
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        # Same callable, same arguments: the rerun skips every backbone whose part exists.
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def make_executor(launcher: str, folder: str | os.PathLike, slurm: SlurmOptions | None = None,
+                  timeout_min: int = 24 * 60) -> submitit.Executor:
+    folder = Path(folder)
+    if launcher == "local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=timeout_min)
+        return ex
+    if launcher == "slurm":
+        slurm = slurm or SlurmOptions()
+        try:
+            ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        except RuntimeError as exc:  # no srun / sbatch on this machine
+            raise VibesError(f"--launcher slurm needs a Slurm cluster (srun and sbatch on PATH): "
+                             f"{exc}") from None
+        params: dict[str, Any] = dict(
+            name=slurm.job_name, timeout_min=int(slurm.time_limit),
+            cpus_per_task=int(slurm.cpus_per_task), mem_gb=slurm.mem_gb,
+            slurm_gpus_per_task=int(slurm.gpus_per_task),
+            slurm_array_parallelism=int(slurm.array_parallelism),
+        )
+        if slurm.partition:
+            params["slurm_partition"] = slurm.partition
+        if slurm.sbatch_args:
+            params["slurm_additional_parameters"] = dict(slurm.sbatch_args)
+        ex.update_parameters(**params)
+        return ex
+    raise VibesError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)}")
+
+
+def submit_shards(cfg: SweepConfig, pool: pl.DataFrame, launcher: str, shards: int,
+                  slurm: SlurmOptions | None = None, folder: str | os.PathLike | None = None,
+                  task: ShardTask | None = None) -> list[submitit.Job]:
+    """Submit ``shards`` tasks as one array (``map_array``); returns the jobs.  Task k runs
+    ``task(cfg, pool_records, k, shards)`` (default task: :class:`ShardTask`)."""
+    if shards < 1:
+        raise VibesError(f"--shards must be a positive integer; got {shards}")
+    if pool.height == 0:
+        raise VibesError("the pool is empty; nothing to submit")
+    folder = Path(folder or Path(cfg.parts_dir) / "_submitit")
+    ex = make_executor(launcher, folder, slurm)
+    records = pool.to_dicts()
+    task = task if task is not None else ShardTask()
+    return ex.map_array(task, [cfg] * shards, [records] * shards, list(range(shards)),
+                        [shards] * shards)
+
+
+def wait_jobs(jobs: list[submitit.Job], echo: Callable[[str], None] = print) -> list[dict]:
+    """Wait for every job; echo each shard's summary; raise VibesError if any task failed."""
+    results, errors = [], []
+    for job in jobs:
+        try:
+            res = job.result()
+        except Exception as exc:
+            errors.append(f"job {job.job_id}: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[-300:]}")
+            continue
+        results.append(res)
+        echo(f"shard {res['shard'] + 1}/{res['shards']} (job {job.job_id}): {res['ok']} ok, "
+             f"{res['failed']} failed, {res['skipped']} skipped")
+    if errors:
+        raise VibesError(f"{len(errors)} of {len(jobs)} shard task(s) crashed (parts written so "
+                         f"far are kept; rerun to resume): {errors[0]}")
+    return results
+
+
+__all__ = ["LAUNCHERS", "SlurmOptions", "ShardTask", "make_executor", "submit_shards",
+           "wait_jobs", "parse_sbatch_args"]
