@@ -83,8 +83,13 @@ def get_sampler(name: str) -> Sampler:
 
 
 # ------------------------------------------------------------------------- helpers
+def _index_dtype(n: int):
+    """int16 while it can hold every index: random permutations of small ints are ~25% faster."""
+    return np.int16 if n < 2**15 else np.int32
+
+
 def _tile(perm: np.ndarray, n_runs: int) -> np.ndarray:
-    return np.broadcast_to(perm.astype(np.int32), (n_runs, perm.size)).copy()
+    return np.broadcast_to(perm.astype(_index_dtype(perm.size)), (n_runs, perm.size)).copy()
 
 
 def _shuffle_blocks(base: np.ndarray, block_sizes: np.ndarray, n_runs: int,
@@ -110,19 +115,19 @@ def _complexity_key(pool: pl.DataFrame) -> np.ndarray:
 @register("random")
 def _random(pool, n_runs, rng):
     """Uniformly random order, drawn anew for each run."""
-    return rng.permuted(_tile(np.arange(pool.height), n_runs), axis=1)
+    return rng.permuted(_tile(np.arange(pool.height), n_runs), axis=1).astype(np.int32)
 
 
 @register("complexity-up", requires=("gmacs", "params_m"), deterministic=True)
 def _complexity_up(pool, n_runs, rng):
     """Increasing complexity: ascending GMACs, ties by params, then name (small backbones first)."""
-    return _tile(_complexity_key(pool), n_runs)
+    return _tile(_complexity_key(pool), n_runs).astype(np.int32)
 
 
 @register("complexity-down", requires=("gmacs", "params_m"), deterministic=True)
 def _complexity_down(pool, n_runs, rng):
     """Decreasing complexity: exactly the reverse of complexity-up (large backbones first)."""
-    return _tile(_complexity_key(pool)[::-1], n_runs)
+    return _tile(_complexity_key(pool)[::-1], n_runs).astype(np.int32)
 
 
 @register("dataset-size-down", requires=("pretrain_images",))
@@ -134,7 +139,8 @@ def _dataset_size_down(pool, n_runs, rng):
     # consecutive runs of equal size (nulls form one block) are shuffled per run
     block_id = (sizes.fill_null(-1.0).diff().fill_null(0) != 0).cum_sum()
     block_sizes = block_id.value_counts(sort=False).sort(block_id.name).get_column("count")
-    return _shuffle_blocks(ranked.get_column("_i").to_numpy(), block_sizes.to_numpy(), n_runs, rng)
+    return _shuffle_blocks(ranked.get_column("_i").to_numpy(), block_sizes.to_numpy(), n_runs,
+                           rng).astype(np.int32)
 
 
 @register("cycling", requires=("pretrain_dataset",))
@@ -167,8 +173,12 @@ def _cycling(pool, n_runs, rng):
             slot_round.append(np.full(active.size, w))
         col0 += active.size
         prev = level
-    by_run = np.concatenate(block_cols, axis=1)  # (R, sum |A|)
+    idx = np.int32 if n_runs * pool.height < 2**31 else np.int64
+    by_run = offsets.astype(idx)[np.concatenate(block_cols, axis=1)]  # (R, sum |A|): first member column
     slot_col = np.concatenate(slot_col)
     slot_round = np.concatenate(slot_round)
-    ds_of_slot = by_run[:, slot_col]  # (R, B): dataset occupying each slot
-    return np.take_along_axis(members, offsets[ds_of_slot] + slot_round[None, :], axis=1).astype(np.int32)
+    # member column of each slot = offset of the slot's dataset in this run + the slot's round
+    cols = np.take(by_run, slot_col, axis=1)
+    cols += slot_round.astype(idx)[None, :]
+    cols += (np.arange(n_runs, dtype=idx) * pool.height)[:, None]
+    return np.take(members, cols).astype(np.int32, copy=False)

@@ -20,9 +20,9 @@ import polars as pl
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]
-_TICKS = [(1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h"),
-          (6 * 3600, "6 h"), (86400, "1 day"), (7 * 86400, "1 week"), (30 * 86400, "30 days"),
-          (365 * 86400, "1 year")]
+_TICKS = [(0.1, "0.1 s"), (1, "1 s"), (3, "3 s"), (10, "10 s"), (30, "30 s"), (60, "1 min"),
+          (300, "5 min"), (600, "10 min"), (1800, "30 min"), (3600, "1 h"), (6 * 3600, "6 h"),
+          (86400, "1 day"), (7 * 86400, "1 week"), (30 * 86400, "30 days"), (365 * 86400, "1 year")]
 
 
 def human_time(seconds: float) -> str:
@@ -33,7 +33,9 @@ def human_time(seconds: float) -> str:
 
 
 def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    ticks = [(v, t) for v, t in _TICKS if lo / 1.5 <= v <= hi * 1.5]
+    ticks = [(v, t) for v, t in _TICKS if lo <= v <= hi]
+    if len(ticks) > 8:  # a wide grid: keep the round units only
+        ticks = [(v, t) for v, t in ticks if not t.startswith(("3 s", "30 s", "5 min", "30 min"))]
     if len(ticks) < 2:  # a narrow grid: label its ends
         ticks = [(lo, human_time(lo)), (hi, human_time(hi))]
     return [v for v, _ in ticks], [t for _, t in ticks]
