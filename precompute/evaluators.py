@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from precompute import faults
 from shared.errors import unknown
 
 #: the paper's head protocol, one place
@@ -98,6 +99,7 @@ def mlp_score(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            faults.point("mlp-epoch")
     head.eval()
     correct = torch.zeros((), dtype=torch.long, device=dev)
     with torch.inference_mode():

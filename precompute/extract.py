@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from shared.errors import VibesError
 
+from . import faults
 from .backbone import Backbone
 
 _MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}
@@ -171,6 +172,7 @@ def extract_features(
                     continue
                 i += len(idx)
                 done += len(idx)
+                faults.point("extract-batch")
                 if progress is not None:
                     progress(done)
             if cuda:

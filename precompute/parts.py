@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from precompute import faults
 from shared.errors import VibesError
 from shared.oracle import SCHEMA_VERSION, Oracle, conform
 
@@ -81,7 +83,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     on any error remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -89,6 +91,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _owner() -> str:
+    """``host-pid`` of this process as it appears in temporary file names."""
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+_TMP_OWNER = re.compile(r"\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def remove_stale_tmp(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``*.tmp`` files under ``folder`` left by a process of this host that no longer
+    exists (killed between writing and renaming); files of live processes or other hosts stay."""
+    removed = []
+    me = socket.gethostname().replace(".", "_")
+    for tmp in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else ():
+        m = _TMP_OWNER.search(tmp.name)
+        if m and m["host"] == me and not _pid_alive(int(m["pid"])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def write_part(frame: pl.DataFrame, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
@@ -100,6 +123,7 @@ def write_part(frame: pl.DataFrame, path: str | os.PathLike, meta: dict[str, Any
                                                                      default=str)})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+        faults.point("part-write")  # complete temporary file, not yet renamed
     return Path(path)
 
 
@@ -215,6 +239,13 @@ class BackboneLock:
         except (OSError, ValueError):
             return False  # being written right now, or foreign: respect it
         return host == socket.gethostname() and not _pid_alive(pid)
+
+    def clear_if_stale(self) -> bool:
+        """Remove the lock file if a dead process of this host left it; True if removed."""
+        if not self.held and self.path.exists() and self._stale():
+            self.path.unlink(missing_ok=True)
+            return True
+        return False
 
     def release(self) -> None:
         if self.held:
@@ -364,4 +395,4 @@ def merge(dataset: str, parts_dir: str | os.PathLike = DEFAULT_PARTS_DIR,
 __all__ = ["BackboneLock", "MergeReport", "ShardError", "MergeError", "atomic_path", "merge",
            "parse_shard", "part_path", "part_status", "read_part", "write_part",
            "select_shard", "shard_assignment", "save_features", "load_features",
-           "features_path", "lock_for", "write_manifest", "read_manifest", "read_part_meta"]
+           "features_path", "lock_for", "remove_stale_tmp", "write_manifest", "read_manifest", "read_part_meta"]

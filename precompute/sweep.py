@@ -372,6 +372,10 @@ def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | Non
                      {"protocol": cfg.protocol(), "weights": cfg.weights})
     mine = P.select_shard(pool, shard)
     rows = {r["backbone"]: r for r in mine.iter_rows(named=True)}
+    # leftovers of killed workers: temporary files and the locks of backbones they finished
+    P.remove_stale_tmp(P.dataset_dir(cfg.parts_dir, cfg.dataset))
+    for name in rows:
+        P.lock_for(cfg.parts_dir, cfg.dataset, name).clear_if_stale()
     check_existing_parts(cfg, list(rows))
     todo, skipped = todo_backbones(cfg, list(rows))
     summary = SweepSummary(skipped=skipped)

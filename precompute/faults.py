@@ -1,0 +1,54 @@
+"""Deterministic fault injection for crash / resume tests.
+
+``VIBES_FAULT="part-write:2"`` makes the process send itself SIGKILL the 2nd time it reaches the
+named point; several points are comma-separated, and a third field picks another signal
+(``"mlp-epoch:40:INT"`` = a Ctrl-C there).  Points in the code:
+
+* ``extract-batch`` -- after each extracted batch (:func:`precompute.extract.extract_features`);
+* ``mlp-epoch``     -- after each epoch of the mlp head (:func:`precompute.evaluators.mlp_score`);
+* ``part-write``    -- a part's temporary file is complete, before it is renamed into place
+  (:func:`precompute.parts.write_part`).
+
+Unset, :func:`point` costs one dict lookup.  The plan is read once, at import.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "VIBES_FAULT"
+POINTS = ("extract-batch", "mlp-epoch", "part-write")
+
+
+def parse(text: str | None) -> dict[str, tuple[int, signal.Signals]]:
+    """``"name:N[:SIG],..."`` -> ``{name: (N, signal)}``; ValueError on a malformed plan."""
+    plan: dict[str, tuple[int, signal.Signals]] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        fields = item.strip().split(":")
+        if len(fields) not in (2, 3) or fields[0] not in POINTS or not fields[1].isdigit() \
+                or int(fields[1]) < 1:
+            raise ValueError(f"{ENV} item {item!r} must be POINT:N[:SIGNAL] with POINT one of "
+                             f"{', '.join(POINTS)} and N >= 1")
+        sig = signal.Signals[f"SIG{fields[2].upper().removeprefix('SIG')}"] if len(fields) == 3 \
+            else signal.SIGKILL
+        plan[fields[0]] = (int(fields[1]), sig)
+    return plan
+
+
+_PLAN = parse(os.environ.get(ENV))
+_SEEN: dict[str, int] = {}
+
+
+def point(name: str) -> None:
+    """Fault point ``name``: sends the planned signal to this process on its N-th visit."""
+    hit = _PLAN.get(name)
+    if hit is None:
+        return
+    _SEEN[name] = n = _SEEN.get(name, 0) + 1
+    if n == hit[0]:
+        os.kill(os.getpid(), hit[1])
+
+
+__all__ = ["ENV", "POINTS", "parse", "point"]
