@@ -68,19 +68,9 @@ def match_names(patterns: Sequence[str], all_names: Sequence[str]) -> list[str]:
             if _has_glob(pat):
                 raise VibesError(f"no pretrained timm backbone matches {pat!r}; try a broader "
                                  f"glob, e.g. 'resnet*'")
-            raise unknown("backbone", pat, near_names(pat, all_names))
+            raise unknown("backbone", pat, all_names)
         out.update(dict.fromkeys(hits))
     return list(out)
-
-
-def near_names(name: str, all_names: Sequence[str]) -> list[str]:
-    """The valid names a user most likely meant: the same architecture's tags, else the closest
-    spellings (the first 20 of ~1800 names in alphabetical order would help nobody)."""
-    import difflib
-
-    arch = name.split(".")[0]
-    same = [n for n in all_names if n.split(".")[0] == arch]
-    return same or difflib.get_close_matches(name, all_names, n=20, cutoff=0.6) or list(all_names)
 
 
 def read_pool_file(path: Path) -> pl.DataFrame:
@@ -166,7 +156,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
             listed = read_names_file(names_file)
             for n in listed:
                 if n not in set(all_names):
-                    raise unknown("backbone", n, near_names(n, all_names))
+                    raise unknown("backbone", n, all_names)
             wanted = [n for n in wanted if n in set(listed)] if globs else listed
         names = wanted
     pool = build_pool(names, refresh=refresh, progress=not no_progress)

@@ -26,6 +26,18 @@ class UnknownNameError(VibesError):
 
 
 def unknown(kind: str, name: str, valid) -> UnknownNameError:
-    valid = sorted(valid)
-    shown = ", ".join(valid[:20]) + (f", ... ({len(valid)} in all)" if len(valid) > 20 else "")
-    return UnknownNameError(f"unknown {kind} {name!r}; valid: {shown}")
+    """``unknown strategy 'x'; valid: a, b, c``.  A long list shows the names the user most
+    likely meant: those sharing the part before the dot (a timm architecture's tags), else the
+    closest spellings, else the first 20 — the first 20 of 1,800 backbones would help nobody."""
+    valid = sorted(set(valid))
+    shown = valid
+    if len(valid) > 20:
+        import difflib
+
+        stem = str(name).split(".")[0]
+        shown = ([v for v in valid if v.split(".")[0] == stem]
+                 or difflib.get_close_matches(str(name), valid, n=10, cutoff=0.6) or valid)
+    text = ", ".join(shown[:20])
+    if len(shown) < len(valid) or len(shown) > 20:
+        text += f", ... ({len(valid)} in all)"
+    return UnknownNameError(f"unknown {kind} {name!r}; valid: {text}")
