@@ -107,7 +107,8 @@ def load_backbone(
         if weights != "pretrained":
             raise VibesError("pretrained_file is only used with weights='pretrained'")
         if not Path(pretrained_file).is_file():
-            raise VibesError(f"pretrained weights file {pretrained_file!r} not found; expected a .safetensors/.pth state dict")
+            raise VibesError(f"pretrained weights file {pretrained_file!r} not found; "
+                             f"expected a .safetensors/.pth state dict")
     if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
         raise VibesError(f"input_size must be an integer >= 8, got {input_size!r}")
     _check_name(name, weights)
@@ -131,7 +132,8 @@ def load_backbone(
     params = dict(model.named_parameters())
     random_params = [k for k in missing if k in params]
     if random_params:
-        shown = ", ".join(random_params[:5]) + (f", ... ({len(random_params)} in all)" if len(random_params) > 5 else "")
+        more = f", ... ({len(random_params)} in all)" if len(random_params) > 5 else ""
+        shown = ", ".join(random_params[:5]) + more
         raise RuntimeError(f"pretrained weights for {name} do not fit the architecture: missing {shown}")
     model.eval().requires_grad_(False)
     model = model.to(device=dev, memory_format=torch.channels_last)

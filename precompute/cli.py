@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import click
 import polars as pl
@@ -174,7 +174,8 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
 @cli.command("run", epilog=RUN_EPILOG)
 @click.option("--dataset", required=True, help="Registry name (see error for the list) or folder:PATH.")
 @click.option("--pool", "pools", multiple=True,
-              help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; repeatable. Default: all pretrained timm backbones.")
+              help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; "
+                   "repeatable. Default: all pretrained timm backbones.")
 @click.option("--fractions", default="1.0,0.1,0.01", show_default=True)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Replicates 0..N-1.")
 @click.option("--evaluators", default="mlp,silhouette", show_default=True)
@@ -193,7 +194,8 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
 @click.option("--shard", default=None, help="I/N, 1-based: run only shard I of N (balanced by GMACs).")
 @click.option("--retry-failed", is_flag=True, help="Redo only backbones whose part has failed rows.")
 @click.option("--launcher", type=click.Choice(["none", "local", "slurm"]), default="none", show_default=True)
-@click.option("--shards", type=int, default=None, help="Tasks in the array (local/slurm launcher; default 2 local, 1 slurm).")
+@click.option("--shards", type=int, default=None,
+              help="Tasks in the array (local/slurm launcher; default 2 local, 1 slurm).")
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--gpus-per-task", type=int, default=1, show_default=True)
 @click.option("--time-limit", type=int, default=240, show_default=True, help="Minutes per task.")

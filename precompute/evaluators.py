@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from precompute import faults
 from shared.errors import unknown
 
 #: the paper's head protocol, one place
-MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "batch_size": 200, "loss": "cross_entropy"}
+MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "batch_size": 200,
+                "loss": "cross_entropy"}
 
 
 def _tensor(x, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:

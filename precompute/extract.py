@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -111,7 +111,8 @@ def extract_features(
     the batch size is halved and the batch retried (down to 1, then a clear RuntimeError); the
     smaller batch size is kept for the rest of the extraction."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise VibesError(f"images must be a uint8 numpy array (N, H, W, 3), got {getattr(images, 'shape', type(images))}")
+        got = getattr(images, "shape", type(images))
+        raise VibesError(f"images must be a uint8 numpy array (N, H, W, 3), got {got}")
     order = np.asarray(order, dtype=np.int64)
     segments = [int(s) for s in segments]
     if any(s < 0 for s in segments) or sum(segments) != len(order):

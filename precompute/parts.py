@@ -252,7 +252,7 @@ class BackboneLock:
             self.path.unlink(missing_ok=True)
             self.held = False
 
-    def __enter__(self) -> "BackboneLock":
+    def __enter__(self) -> BackboneLock:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import polars as pl
 import timm
@@ -189,7 +189,8 @@ def build_pool(
             import multiprocessing as mp
 
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-                for row in ex.map(measure_backbone, todo, chunksize=max(1, min(16, math.ceil(len(todo) / (4 * workers))))):
+                chunk = max(1, min(16, math.ceil(len(todo) / (4 * workers))))
+                for row in ex.map(measure_backbone, todo, chunksize=chunk):
                     done(row)
         else:
             for n in todo:

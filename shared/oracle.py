@@ -141,7 +141,7 @@ class Oracle:
                 .sort("backbone"))
 
     # ------------------------------------------------------------- validation
-    def validate(self) -> "Oracle":
+    def validate(self) -> Oracle:
         """Check the schema's rules; raise :class:`OracleError` naming the first problem."""
         f = self.frame
         version = self.meta.get("schema_version")

@@ -174,7 +174,8 @@ def pretrain_frame(backbones: Sequence[str]) -> pl.DataFrame:
         pl.col("method").fill_null(UNKNOWN).alias("pretrain_method"),
         pl.when(matched).then(pl.col("method_detail"))
         .when(pl.col("tag").is_null()).then(pl.lit("no tag in name: timm's default tag is not resolved without timm"))
-        .otherwise(pl.lit("no rule for this tag on this architecture in the pretraining table")).alias("pretrain_method_detail"),
+        .otherwise(pl.lit("no rule for this tag on this architecture in the pretraining table"))
+        .alias("pretrain_method_detail"),
         pl.when(pl.col("datasets_chain").is_not_null())
         .then(pl.col("datasets_chain").str.split(CHAIN_SEP))
         .otherwise(pl.lit([], dtype=pl.List(pl.String))).alias("pretrain_chain"),

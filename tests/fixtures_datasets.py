@@ -130,7 +130,7 @@ def write_gtsrb(root: str | Path, n_classes: int = 3, train_per_class: int = 2,
     test_dir.mkdir(parents=True, exist_ok=True)
     k = 0
     for c in range(n_classes):
-        for j in range(test_per_class):
+        for _ in range(test_per_class):
             name = f"{k:05d}.ppm"
             write_image(test_dir / name, 30, 28, seed=1000 + k)
             rows.append(f"{name};28;30;5;5;23;25;{c}")

@@ -18,16 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import fixtures_datasets as fx
 import polars as pl
 import pytest
+from test_kill_resume import (
+    CHEAP,
+    NAMES,
+    cli,
+    run_args,
+    sweep_home,  # noqa: F401  (fixture)
+)
 
-import fixtures_datasets as fx
 from precompute.cli import INTERRUPTED
 from precompute.cli import main as precompute_main
 from shared.oracle import META_KEY, read_oracle
 from tests.conftest import random_oracle
-from test_kill_resume import CHEAP, NAMES, cli, run_args
-from test_kill_resume import sweep_home  # noqa: F401  (fixture)
 
 TABLE_ENV = "VIBES_WRITE_BAD_INPUT_TABLE"
 ROWS: list[dict[str, str]] = []
@@ -250,10 +255,10 @@ def test_bad_input(case: Case, sweep_home, valid_state, tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
     err_lines = proc.stderr.strip().splitlines()
     if case.code == 0:
-        sees = next((l for l in err_lines if l.startswith("warning:")),
+        sees = next((line for line in err_lines if line.startswith("warning:")),
                     proc.stdout.strip().splitlines()[-1])
         assert case.expect in proc.stdout + proc.stderr, (proc.stdout, proc.stderr)
-        assert not any(l.startswith("error:") for l in err_lines)
+        assert not any(line.startswith("error:") for line in err_lines)
     else:
         sees = err_lines[-1]
         assert case.expect in sees, proc.stderr

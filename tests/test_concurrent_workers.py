@@ -5,10 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
+from test_kill_resume import (
+    CHEAP,
+    NAMES,
+    cli,
+    leftovers,
+    run_args,
+    spawn,
+    sweep_home,  # noqa: F401  (fixture)
+)
 
 from shared.oracle import KEY, read_oracle
-from test_kill_resume import CHEAP, NAMES, cli, leftovers, run_args, spawn
-from test_kill_resume import sweep_home  # noqa: F401  (fixture)
 
 SUMMARY = re.compile(r"sweep done: (\d+) ok, (\d+) failed, (\d+) skipped \(already done\)"
                      r"(?:, (\d+) locked by another worker)?")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torchvision")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fixtures_datasets as fx  # noqa: E402
@@ -323,6 +324,7 @@ def test_missing_data_root_without_download(name, tmp_path):
 
 def test_failed_download_is_one_line(tmp_path, monkeypatch):
     import urllib.error
+
     import torchvision.datasets.cifar as tv_cifar
 
     def offline(*a, **k):
@@ -411,7 +413,7 @@ def test_subset_plan(tmp_path):
     with pytest.warns(UserWarning, match="fraction 0.01 of 359 images keeps 4 image.*some classes get no image"):
         plan = D.subset_plan(ds, [0.01, 0.1, 1.0], seeds=[0, 1])
     assert set(plan) == {0, 1}
-    for seed, by_f in plan.items():
+    for by_f in plan.values():
         tr1, te1 = by_f[0.01]
         tr10, te10 = by_f[0.1]
         assert np.bincount(ds.train_labels[tr1], minlength=10).min() >= 1

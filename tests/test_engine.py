@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.samplers import PAPER_SAMPLERS, get_sampler
 from simulate.engine import NO_SELECTION, replay
@@ -79,8 +80,9 @@ def test_bsec_properties(strategy):
     rng = np.random.default_rng(0)
     order = get_sampler(strategy).orders(pool, 30, rng)
     e, c = view.draw_in_order(order, rng)
-    eps = np.empty_like(e); np.put_along_axis(eps, order, e, axis=1)
-    tau = np.empty_like(c); np.put_along_axis(tau, order, c, axis=1)
+    eps, tau = np.empty_like(e), np.empty_like(c)
+    np.put_along_axis(eps, order, e, axis=1)
+    np.put_along_axis(tau, order, c, axis=1)
     rep = replay(order, eps, tau, budgets)
     best = np.where(np.isinf(rep.best_eps), -1e300, rep.best_eps)  # -inf = nothing yet
     assert np.all(np.diff(best, axis=1) >= 0)  # best ε̃ never decreases with budget
@@ -108,8 +110,8 @@ def test_truth_evaluator_with_one_seed_never_decreases_but_a_cheap_one_may():
 
 
 def test_identical_seed_identical_outputs(tmp_path):
-    from simulate.cli import main
     from shared.oracle import Oracle
+    from simulate.cli import main
 
     oracle = random_oracle(n_backbones=10, seeds=2)
     oracle.write(tmp_path / "o.parquet")

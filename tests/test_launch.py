@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 import submitit
-from submitit.slurm.slurm import SlurmExecutor
-
 import test_sweep
+from submitit.slurm.slurm import SlurmExecutor
+from test_sweep import data_cache, pool_frame  # noqa: F401  (fixture)
+
 from precompute import parts as P
 from precompute.cli import main
 from precompute.launch import ShardTask, parse_sbatch_args, submit_shards, wait_jobs
 from precompute.sweep import SweepConfig
 from shared.errors import VibesError
 from shared.oracle import read_oracle
-from test_sweep import data_cache, pool_frame  # noqa: F401  (fixture)
 
 
 class FastShardTask(ShardTask):

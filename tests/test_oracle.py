@@ -6,7 +6,8 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import OracleError
 from shared.oracle import COLUMNS, Oracle, read_oracle

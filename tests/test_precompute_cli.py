@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from test_sweep import data_cache, fast, pool_frame  # noqa: F401  (fixtures)
 
 from precompute.cli import main
 from shared.oracle import read_oracle
-from test_sweep import data_cache, fast, pool_frame  # noqa: F401  (fixtures)
-
 
 # digits' 1% test split keeps fewer images than classes: expected, not news
 pytestmark = pytest.mark.filterwarnings("ignore:fraction .* keeps .* image:UserWarning")
@@ -99,7 +98,8 @@ def test_run_then_rerun_then_merge_hdf5(capsys, tmp_path, data_cache, pool_file,
                           str(tmp_path / "parts"), "--out", str(tmp_path / "o"), "--format", "hdf5")
     assert code == 0, err
     assert "2 backbones" in out and "0 missing" in out
-    assert read_oracle(tmp_path / "o" / "digits.h5").frame.height == 2 * 2 * 2 * 1  # backbones x evaluators x fractions x seeds
+    # backbones x evaluators x fractions x seeds
+    assert read_oracle(tmp_path / "o" / "digits.h5").frame.height == 2 * 2 * 2 * 1
 
 
 def test_sharded_run_prints_merge_hint_and_merge_reports_missing(capsys, tmp_path, data_cache,

@@ -12,8 +12,17 @@ from hypothesis import strategies as st
 
 from shared.errors import VibesError
 from shared.oracle import COLUMNS
-from shared.pretrain import (CONFIDENCES, METHODS, BackboneNameError, PretrainInfo, pretrain_datasets,
-                             pretrain_frame, pretrain_rules, resolve, split_name)
+from shared.pretrain import (
+    CONFIDENCES,
+    METHODS,
+    BackboneNameError,
+    PretrainInfo,
+    pretrain_datasets,
+    pretrain_frame,
+    pretrain_rules,
+    resolve,
+    split_name,
+)
 
 IN1K, IN22K, IN12K = 1281167.0, 1.42e7, 12129687.0
 
@@ -64,7 +73,8 @@ KNOWN = {
     "vit_base_patch14_reg1_tipsv2.webli": ("WebLI", 1e10, "clip"),
     "hrnet_w18_ssld.paddle_in1k": ("SSLD set (ImageNet-1k + unlabeled ImageNet-22k subset)", 5e6, "distilled"),
     "hgnet_tiny.paddle_in1k": ("ImageNet-1k", IN1K, "supervised"),
-    "resnext101_32x8d.fb_swsl_ig1b_ft_in1k": ("Instagram IG-1B/940M (hashtag, WSL/SWSL)", 9.4e8, "semi-weakly-supervised"),
+    "resnext101_32x8d.fb_swsl_ig1b_ft_in1k": ("Instagram IG-1B/940M (hashtag, WSL/SWSL)", 9.4e8,
+                                              "semi-weakly-supervised"),
     "tf_efficientnet_b0.ns_jft_in1k": ("JFT-300M", 3e8, "semi-weakly-supervised"),
     "convnext_base.fb_in1k": ("ImageNet-1k", IN1K, "supervised"),
     "convnext_base.clip_laion2b_augreg_ft_in12k_in1k": ("LAION-2B (en)", 2.32e9, "clip"),

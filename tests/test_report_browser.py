@@ -17,7 +17,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
 def test_report_draws_in_headless_chromium(tmp_path):
     random_oracle(n_backbones=20).write(tmp_path / "o.parquet")
     out = tmp_path / "out"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import VibesError
 from shared.samplers import PAPER_SAMPLERS, SAMPLERS, UNKNOWN_DATASET, get_sampler

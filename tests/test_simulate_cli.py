@@ -21,7 +21,7 @@ def run_cli(*args, cwd=None, env=None):
 def test_cycling_ten_runs_on_timm_sketch(timm_results, tmp_path):
     p = run_cli("--timm-results", str(timm_results), "--strategy", "cycling", "--runs", "10", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    out_line = [l for l in p.stdout.splitlines() if "outputs in" in l][0]
+    out_line = next(line for line in p.stdout.splitlines() if "outputs in" in line)
     out = tmp_path / out_line.rsplit("outputs in ", 1)[1]
     assert out.parent == tmp_path / "out" / "simulate"
     for name in ["runs.parquet", "bsec.parquet", "summary.json", "report.html"]:

@@ -22,7 +22,6 @@ import precompute.backbone as backbone_mod
 import precompute.evaluators as evaluators_mod
 from precompute.evaluators import EvaluatorSpec
 
-
 # digits' 1% test split keeps fewer images than classes: expected, not news
 pytestmark = pytest.mark.filterwarnings("ignore:fraction .* keeps .* image:UserWarning")
 
