@@ -10,8 +10,10 @@ pairs are added, and the same seed gives the same bytes.
 """
 from __future__ import annotations
 
+import os
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,7 @@ from simulate.evaluator import EvaluatorView, build_view
 
 DEFAULT_BASELINE = "convnext_base.fb_in22k_ft_in1k"
 DEFAULT_N_BUDGETS = 100
+THREADS = max(1, min(4, os.cpu_count() or 1))  # replay chunks run on this many threads
 
 
 @dataclass
@@ -174,15 +177,24 @@ def _replay_pair(sampler, view, pool, n_runs, rng, budgets, chunk_runs, progress
         return (np.broadcast_to(rep.selected, (n_runs, budgets.size)),
                 np.broadcast_to(rep.n_evaluated, (n_runs, budgets.size)))
     order = sampler.orders(pool, n_runs, rng)
-    e, c = view.draw_in_order(order, rng)
+    e, c = view.draw_in_order(order, rng)  # all draws happen here, before any threading
     sel = np.empty((n_runs, budgets.size), dtype=np.int32)
     n_ev = np.empty_like(sel)
-    for a in range(0, n_runs, chunk_runs):  # chunks bound the memory of the (runs, B) temporaries
+
+    def work(a):  # chunks bound the memory of the (runs, B) temporaries
         z = slice(a, min(a + chunk_runs, n_runs))
         rep = replay_in_order(order[z], e[z], c[z], budgets)
         sel[z], n_ev[z] = rep.selected, rep.n_evaluated
         if progress:
             progress(z.stop - z.start)
+
+    starts = range(0, n_runs, chunk_runs)
+    if len(starts) > 1 and THREADS > 1:  # numpy releases the GIL in the heavy kernels
+        with ThreadPoolExecutor(THREADS) as executor:
+            list(executor.map(work, starts))
+    else:
+        for a in starts:
+            work(a)
     return sel, n_ev
 
 
