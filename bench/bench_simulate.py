@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from shared.samplers import PAPER_SAMPLERS, get_sampler  # noqa: E402
 from simulate.evaluator import build_view  # noqa: E402
-from simulate.reference import replay_loop  # noqa: E402
-from simulate.simulation import _rng, parse_budgets, run_simulation  # noqa: E402
+from simulate.reference import in_backbone_order, replay_loop  # noqa: E402
+from simulate.simulation import _rng, draw_runs, parse_budgets, replay_budgets, run_simulation  # noqa: E402
 from simulate.timm_oracle import timm_oracle  # noqa: E402
 
 
@@ -60,18 +60,12 @@ def main() -> int:
     sel_engine = np.array(sim.runs.column("backbone").to_pylist(), dtype=object).reshape(
         len(PAPER_SAMPLERS), args.runs, budgets.size)
     names = pool["backbone"].to_list()
-    all_budgets = np.unique(np.concatenate([budgets, [3600.0, 86400.0]]))
+    all_budgets = replay_budgets(budgets)
     cols = np.searchsorted(all_budgets, budgets)
     for i, strategy in enumerate(PAPER_SAMPLERS):
-        sampler = get_sampler(strategy)
-        rng = _rng(0, strategy, view.spec)
-        n = 1 if (sampler.deterministic and view.single) else args.runs
-        order = sampler.orders(pool, n, rng)
-        e, c = view.draw_in_order(order, rng)
+        order, e, c = draw_runs(get_sampler(strategy), view, pool, args.runs, _rng(0, strategy, view.spec))
         order, e, c = order[: args.loop_runs], e[: args.loop_runs], c[: args.loop_runs]
-        eps, tau = np.empty_like(e), np.empty_like(c)
-        np.put_along_axis(eps, order, e, axis=1)
-        np.put_along_axis(tau, order, c, axis=1)
+        eps, tau = in_backbone_order(order, e, c)
         t0 = time.perf_counter()
         slow = replay_loop(order, eps, tau, all_budgets)
         loop_per_run += (time.perf_counter() - t0) / order.shape[0]
@@ -100,8 +94,12 @@ def main() -> int:
     print(f"whole command (`simulate --runs {args.runs}`, new process, 4 outputs): {min(walls):.2f} s "
           f"(best of {args.repeat}: {', '.join(f'{w:.2f}' for w in walls)}); its engine "
           f"{summary['timing']['engine_seconds']:.3f} s; runs.parquet {size / 1e6:.1f} MB")
-    print(f"targets: engine <= 1 s: {'met' if engine_s <= 1 else 'NOT met'}; whole command <= 5 s: "
-          f"{'met' if min(walls) <= 5 else 'NOT met'}; ratio >= 50x: {'met' if loop_s / engine_s >= 50 else 'NOT met'}")
+    if args.runs != 10_000:
+        print("targets (engine <= 1 s, whole command <= 5 s, ratio >= 50x) are for --runs 10000; not judged")
+    else:
+        print(f"targets: engine <= 1 s: {'met' if engine_s <= 1 else 'NOT met'}; whole command <= 5 s: "
+              f"{'met' if min(walls) <= 5 else 'NOT met'}; ratio >= 50x: "
+              f"{'met' if loop_s / engine_s >= 50 else 'NOT met'}")
     return 0
 
 

@@ -35,3 +35,11 @@ def replay_loop(order: np.ndarray, eps: np.ndarray, tau: np.ndarray, budgets) ->
             n_eval[r, j] = k
             best_eps[r, j] = best_score
     return Replay(selected, n_eval, best_eps)
+
+
+def in_backbone_order(order: np.ndarray, e: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ε̃/τ̃ drawn in evaluation order (the engine's input) laid out by backbone (the loop's input)."""
+    eps, tau = np.empty_like(e), np.empty_like(c)
+    np.put_along_axis(eps, order, e, axis=1)
+    np.put_along_axis(tau, order, c, axis=1)
+    return eps, tau

@@ -14,7 +14,7 @@ import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -46,7 +46,6 @@ class Simulation:
     bsec: pl.DataFrame
     summary: dict
     engine_seconds: float
-    notes: list[str] = field(default_factory=list)
 
 
 def parse_budgets(text: str | None) -> np.ndarray | None:
@@ -112,7 +111,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         else:
             notes.append(f"baseline {baseline!r} is not in the pool; no baseline line")
     # the summary's exact budgets ride along with the grid
-    all_budgets = np.unique(np.concatenate([budgets, [bsec.HOUR, bsec.DAY]]))
+    all_budgets = replay_budgets(budgets)
     grid_cols = np.searchsorted(all_budgets, budgets)
     h_col, d_col = np.searchsorted(all_budgets, [bsec.HOUR, bsec.DAY])
 
@@ -164,20 +163,32 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         "notes": notes,
     }
     return Simulation(pool, budgets, strategies, evaluators, n_runs, seed, baseline, base_score,
-                      runs, bsec_frame, summary, engine_seconds, notes)
+                      runs, bsec_frame, summary, engine_seconds)
+
+
+def draw_runs(sampler, view: EvaluatorView, pool: pl.DataFrame, n_runs: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orders and ε̃/τ̃ in evaluation order for one strategy × evaluator: ``(order, e, c)``.
+    A deterministic sampler on a single-seed view makes every run the same run: one is drawn."""
+    n = 1 if (sampler.deterministic and view.single) else n_runs
+    order = sampler.orders(pool, n, rng)
+    return (order, *view.draw_in_order(order, rng))
+
+
+def replay_budgets(budgets: np.ndarray) -> np.ndarray:
+    """The grid plus the summary's exact budgets (1 hour, 1 day), sorted."""
+    return np.unique(np.concatenate([budgets, [bsec.HOUR, bsec.DAY]]))
 
 
 def _replay_pair(sampler, view, pool, n_runs, rng, budgets, chunk_runs, progress):
     """(selected, n_evaluated), each (n_runs, T), for one strategy × evaluator."""
-    if sampler.deterministic and view.single:  # every run is the same run: replay it once
-        order = sampler.orders(pool, 1, rng)
-        rep = replay_in_order(order, *view.draw_in_order(order, rng), budgets)
+    order, e, c = draw_runs(sampler, view, pool, n_runs, rng)  # all draws happen here
+    if order.shape[0] < n_runs:  # one run stands for all
+        rep = replay_in_order(order, e, c, budgets)
         if progress:
             progress(n_runs)
         return (np.broadcast_to(rep.selected, (n_runs, budgets.size)),
                 np.broadcast_to(rep.n_evaluated, (n_runs, budgets.size)))
-    order = sampler.orders(pool, n_runs, rng)
-    e, c = view.draw_in_order(order, rng)  # all draws happen here, before any threading
     sel = np.empty((n_runs, budgets.size), dtype=np.int32)
     n_ev = np.empty_like(sel)
 

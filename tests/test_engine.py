@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from shared.samplers import PAPER_SAMPLERS, get_sampler
 from simulate.engine import NO_SELECTION, replay
 from simulate.evaluator import build_view
-from simulate.reference import replay_loop
-from simulate.simulation import _rng, parse_budgets, run_simulation
+from simulate.reference import in_backbone_order, replay_loop
+from simulate.simulation import _rng, draw_runs, parse_budgets, run_simulation
 from tests.conftest import random_oracle
 
 
@@ -43,13 +43,8 @@ def test_simulation_equals_a_literal_loop_on_random_oracles(strategy, evaluator)
     # the same draws, replayed by the literal loop
     pool = oracle.true_scores()
     view = build_view(oracle, pool, evaluator)
-    rng = _rng(5, strategy, view.spec)
-    order = get_sampler(strategy).orders(pool, 1 if (get_sampler(strategy).deterministic and view.single) else 20, rng)
-    e, c = view.draw_in_order(order, rng)
-    eps, tau = np.empty_like(e), np.empty_like(c)
-    np.put_along_axis(eps, order, e, axis=1)
-    np.put_along_axis(tau, order, c, axis=1)
-    slow = replay_loop(order, eps, tau, budgets)
+    order, e, c = draw_runs(get_sampler(strategy), view, pool, 20, _rng(5, strategy, view.spec))
+    slow = replay_loop(order, *in_backbone_order(order, e, c), budgets)
     got = sim.runs.column("backbone").to_pylist()
     names = pool["backbone"].to_list()
     want = [names[i] if i != NO_SELECTION else None
@@ -80,9 +75,7 @@ def test_bsec_properties(strategy):
     rng = np.random.default_rng(0)
     order = get_sampler(strategy).orders(pool, 30, rng)
     e, c = view.draw_in_order(order, rng)
-    eps, tau = np.empty_like(e), np.empty_like(c)
-    np.put_along_axis(eps, order, e, axis=1)
-    np.put_along_axis(tau, order, c, axis=1)
+    eps, tau = in_backbone_order(order, e, c)
     rep = replay(order, eps, tau, budgets)
     best = np.where(np.isinf(rep.best_eps), -1e300, rep.best_eps)  # -inf = nothing yet
     assert np.all(np.diff(best, axis=1) >= 0)  # best ε̃ never decreases with budget
