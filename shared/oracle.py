@@ -37,6 +37,9 @@ COLUMNS: dict[str, pl.DataType] = {
     "load_seconds": pl.Float64,
     "extract_seconds": pl.Float64,
     "fit_seconds": pl.Float64,
+    "epochs": pl.Int32,
+    "n_train": pl.Int64,
+    "n_test": pl.Int64,
     "status": pl.String,
     "error": pl.String,
     "architecture": pl.String,
@@ -47,7 +50,11 @@ COLUMNS: dict[str, pl.DataType] = {
     "pretrain_dataset": pl.String,
     "pretrain_images": pl.Float64,
     "pretrain_method": pl.String,
+    "imagenet_top1": pl.Float64,
 }
+#: per-backbone metadata columns, repeated on every row of a backbone
+BACKBONE_META = ("architecture", "params_m", "gmacs", "input_size", "feature_dim",
+                 "pretrain_dataset", "pretrain_images", "pretrain_method", "imagenet_top1")
 KEY = ["backbone", "evaluator", "fraction", "seed"]
 #: columns that may never be null
 REQUIRED_NON_NULL = ["dataset", "backbone", "evaluator", "fraction", "seed", "status"]
@@ -122,8 +129,7 @@ class Oracle:
     def true_scores(self) -> pl.DataFrame:
         """ε(b): one row per backbone with an ok truth row at fraction 1.0: backbone, true_score,
         plus the per-backbone metadata columns (first row's values)."""
-        meta_cols = ["architecture", "params_m", "gmacs", "input_size", "feature_dim",
-                     "pretrain_dataset", "pretrain_images", "pretrain_method"]
+        meta_cols = BACKBONE_META
         return (self.frame
                 .filter((pl.col("evaluator") == self.truth) & (pl.col("fraction") == 1.0)
                         & (pl.col("status") == "ok") & pl.col("score").is_not_null())
@@ -276,7 +282,7 @@ def _write_hdf5(oracle: Oracle, path: Path) -> None:
                 ds = g.create_dataset(name, data=data, compression="gzip" if data.size else None)
                 g.create_dataset(f"{name}__offsets", data=offsets)
             else:
-                np_dtype = np.float64 if dtype == pl.Float64 else np.int32
+                np_dtype = {pl.Float64: np.float64, pl.Int64: np.int64}.get(dtype, np.int32)
                 fill = np.nan if dtype == pl.Float64 else 0
                 data = col.cast(dtype).to_numpy(allow_copy=True)
                 data = np.where(nulls, fill, data).astype(np_dtype) if len(data) else data.astype(np_dtype)
