@@ -1,15 +1,21 @@
 """Backbone Selection Efficiency Curves (paper, Section 3.3) and the summary figures.
 
-A BSEC plots ε(b̂) against t_max: here the median and the 25th/75th percentiles over the runs
-that made a selection at that budget (``n_selected`` counts them; percentiles are numpy's
-default linear interpolation).  The summary condenses each curve:
+A BSEC plots ε(b̂) against t_max: here the median and the 25th/75th percentiles over **all**
+R runs at that budget, a run that selected nothing counting as −∞ (numpy's default linear
+interpolation); a quantile that is not finite is null (NaN here) and is not drawn.
+``n_selected`` counts the runs that selected something.  Taking the quantiles over the
+selecting runs only would let a few lucky runs (a cheap, good backbone first) lift the median
+at small budgets, which then falls as more runs join in; over all runs, a quantile can only
+rise when every run's true score can only rise (the truth evaluator).  The summary condenses
+each curve:
 
-* ``score_1h`` / ``score_1d`` — median true score at a budget of exactly 1 hour / 1 day;
+* ``score_1h`` / ``score_1d`` — median true score at a budget of exactly 1 hour / 1 day
+  (null when fewer than half the runs selected something by then);
 * ``time_to_beat_baseline_s`` — the smallest grid budget whose median is strictly above the
   baseline backbone's true score (null if never, or no baseline in the pool);
-* ``auc_log`` — area under the median BSEC over log10(t) across the grid, divided by the
-  grid's log10 width (a mean score over log time); budgets where no run selected count as
-  the pool's worst true score;
+* ``auc_log`` — area under the median BSEC over log10(t) across the grid (trapezoids),
+  divided by the grid's log10 width (a mean score over log time); budgets where the median is
+  null count as the pool's worst true score;
 * ``best_possible`` — the best true score in the pool (the exhaustive search's answer).
 """
 from __future__ import annotations
@@ -23,11 +29,18 @@ DAY = 86400.0
 
 
 def curve(true_score: np.ndarray) -> dict[str, np.ndarray]:
-    """Median / q25 / q75 / n_selected over runs (axis 0) of an (R, T) matrix, NaN = no selection."""
-    n_sel = np.sum(~np.isnan(true_score), axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN budgets give NaN, by design
-        q25, med, q75 = np.nanpercentile(true_score, [25, 50, 75], axis=0)
+    """Median / q25 / q75 over all runs (axis 0) of an (R, T) matrix, NaN = no selection (valued
+    −∞ in the quantiles); a quantile that is not finite comes back NaN.  ``n_selected`` counts the
+    runs with a selection per budget."""
+    true_score = np.asarray(true_score, dtype=np.float64)
+    selected = ~np.isnan(true_score)
+    n_sel = np.sum(selected, axis=0)
+    valued = np.where(selected, true_score, -np.inf)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        # interpolating next to −∞ gives −∞ or NaN: both mean "not finite", i.e. null
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q = np.percentile(valued, [25, 50, 75], axis=0)
+    q25, med, q75 = np.where(np.isfinite(q), q, np.nan)
     return {"median": med, "q25": q25, "q75": q75, "n_selected": n_sel}
 
 

@@ -135,7 +135,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
                 "n_selected": c["n_selected"].astype(np.int32),
                 "mode_backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
                 "mode_share": share,
-            }))
+            }).with_columns(pl.col("median", "q25", "q75").fill_nan(None)))  # not finite -> null
             med_hd = bsec.curve(true_all[:, [h_col, d_col]])["median"]
             summary_rows.append({
                 "strategy": strategy, "evaluator": view.spec,
