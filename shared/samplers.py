@@ -12,9 +12,10 @@ Registry (timm style: one place per fact)::
 
 Conventions
 -----------
-* ``complexity-up``: ascending by (gmacs, params_m, backbone); backbones whose gmacs is
-  unknown come last (their params_m, then name, order them).  ``complexity-down`` is exactly
-  the reverse of ``complexity-up``.
+* ``complexity-up``: ascending by (gmacs, params_m, backbone); ``complexity-down``:
+  descending by (gmacs, params_m, backbone).  In both, unknown values come last at each level:
+  backbones whose gmacs is unknown are evaluated after every known one (ordered among
+  themselves by params_m, then name, in the sampler's direction).
 * ``dataset-size-down``: descending number of pretraining images; random order inside one
   pretraining dataset (and inside equal sizes); unknown pretraining data last, random inside.
 * ``cycling``: round-robin over pretraining datasets (unknown counts as one dataset named
@@ -104,10 +105,10 @@ def _shuffle_blocks(base: np.ndarray, block_sizes: np.ndarray, n_runs: int,
     return out
 
 
-def _complexity_key(pool: pl.DataFrame) -> np.ndarray:
-    """Ascending (gmacs, params_m, backbone), unknown gmacs / params last."""
+def _complexity_key(pool: pl.DataFrame, descending: bool = False) -> np.ndarray:
+    """(gmacs, params_m, backbone) ascending or descending, unknown gmacs / params last either way."""
     ranked = (pool.with_row_index("_i")
-              .sort(["gmacs", "params_m", "backbone"], nulls_last=True))
+              .sort(["gmacs", "params_m", "backbone"], descending=descending, nulls_last=True))
     return ranked.get_column("_i").to_numpy().astype(np.int32)
 
 
@@ -126,8 +127,8 @@ def _complexity_up(pool, n_runs, rng):
 
 @register("complexity-down", requires=("gmacs", "params_m"), deterministic=True)
 def _complexity_down(pool, n_runs, rng):
-    """Decreasing complexity: exactly the reverse of complexity-up (large backbones first)."""
-    return _tile(_complexity_key(pool)[::-1], n_runs).astype(np.int32)
+    """Decreasing complexity: descending GMACs, ties by params, then name; unknown GMACs last."""
+    return _tile(_complexity_key(pool, descending=True), n_runs).astype(np.int32)
 
 
 @register("dataset-size-down", requires=("pretrain_images",))

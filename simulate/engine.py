@@ -33,7 +33,15 @@ def replay(order: np.ndarray, eps: np.ndarray, tau: np.ndarray, budgets: np.ndar
 
     order: (R, B) permutations; eps, tau: per-backbone ε̃ and τ̃ for each run, (R, B) indexed by
     backbone (or (B,) when identical for every run); budgets: (T,) ascending seconds.
+    A NaN score or a negative cost is a ValueError (−∞ is a valid score: a failed evaluation).
     """
+    eps, tau = np.asarray(eps, dtype=np.float64), np.asarray(tau, dtype=np.float64)
+    if np.isnan(eps).any():
+        raise ValueError(f"replay: {int(np.isnan(eps).sum())} score(s) are NaN; a failed "
+                         f"evaluation is -inf, not NaN")
+    if (tau < 0).any() or np.isnan(tau).any():
+        raise ValueError(f"replay: {int(((tau < 0) | np.isnan(tau)).sum())} cost(s) are negative "
+                         f"or NaN; costs are seconds >= 0")
     return replay_in_order(order, in_order(eps, order), in_order(tau, order), budgets)
 
 
@@ -46,7 +54,8 @@ def in_order(values: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 def replay_in_order(order: np.ndarray, e: np.ndarray, c: np.ndarray, budgets: np.ndarray) -> Replay:
     """The engine proper: ``e`` and ``c`` are ε̃ and τ̃ already in evaluation order (position i
-    of run r is backbone ``order[r, i]``).  ``c`` is not modified."""
+    of run r is backbone ``order[r, i]``).  ``c`` is not modified.  Inputs are trusted here (the
+    hot path): :func:`replay` and the evaluator views validate them."""
     budgets = np.asarray(budgets, dtype=np.float64)
     if budgets.ndim != 1 or np.any(np.diff(budgets) < 0):
         raise ValueError("budgets must be a 1-d ascending array")

@@ -33,6 +33,20 @@ def test_complexity_orders():
     assert [keys[i] for i in up[0]] == sorted(keys)
 
 
+def test_unknown_complexity_goes_last_in_both_directions():
+    pool = _pool().with_columns(
+        pl.when(pl.int_range(pl.len()) % 4 == 0).then(None).otherwise(pl.col("gmacs")).alias("gmacs"))
+    unknown = set(np.flatnonzero(pool["gmacs"].is_null().to_numpy()).tolist())
+    assert 0 < len(unknown) < pool.height
+    known_gmacs = pool["gmacs"].to_numpy()
+    for name, sign in (("complexity-up", 1), ("complexity-down", -1)):
+        order = get_sampler(name).orders(pool, 2, np.random.default_rng(0))[0].tolist()
+        n_known = pool.height - len(unknown)
+        assert set(order[n_known:]) == unknown, name  # the unknowns are the tail
+        g = known_gmacs[order[:n_known]] * sign
+        assert np.all(np.diff(g) >= 0), name  # known ones monotone in the sampler's direction
+
+
 def test_dataset_size_down_is_descending_random_inside_and_unknown_last():
     pool = _pool(40)
     orders = get_sampler("dataset-size-down").orders(pool, 200, np.random.default_rng(0))
