@@ -155,10 +155,31 @@ def silhouette(
 
 
 @dataclass(frozen=True)
+class EvalResult:
+    """What an evaluator returns: the score (higher is better) and, for heads, the epochs run."""
+
+    score: float
+    epochs: int | None = None
+
+
+def as_result(value) -> EvalResult:
+    """An evaluator's return value (a float or an :class:`EvalResult`) as an EvalResult."""
+    return value if isinstance(value, EvalResult) else EvalResult(float(value))
+
+
+@dataclass(frozen=True)
 class EvaluatorSpec:
+    """A registered evaluator.  ``fn(train_x, train_y, test_x, test_y, n_classes, seed)`` scores one
+    seed's split (tensors on one device) and returns a float or an :class:`EvalResult`.
+    ``batched(tasks, n_classes, seeds)``, when given, scores several seeds' equally shaped splits
+    ``tasks = [(train_x, train_y, test_x, test_y), ...]`` together and returns one EvalResult per
+    seed, each exactly what ``fn`` would give for that seed (same init, same permutation stream,
+    up to float rounding)."""
+
     name: str
     needs_test: bool
     fn: Callable
+    batched: Callable | None = None
 
 
 #: registry: one place per evaluator
