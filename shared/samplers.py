@@ -24,6 +24,7 @@ Conventions
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +76,13 @@ def register(name: str, requires: tuple[str, ...] = (), deterministic: bool = Fa
                                  (fn.__doc__ or "").strip().splitlines()[0], fn)
         return fn
     return deco
+
+
+def strategy_rng(seed: int, strategy: str, evaluator: str) -> np.random.Generator:
+    """The generator of one strategy x evaluator spec under a user seed: ``(seed, crc32(strategy),
+    crc32(evaluator spec))``.  The simulator draws a pair's runs from it and a live search its one
+    run, so both see the same order for the same seed; adding other pairs changes nothing."""
+    return np.random.default_rng([int(seed), zlib.crc32(strategy.encode()), zlib.crc32(evaluator.encode())])
 
 
 def get_sampler(name: str) -> Sampler:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from shared.errors import VibesError
 from shared.oracle import Oracle
-from shared.samplers import PAPER_SAMPLERS, get_sampler
+from shared.samplers import PAPER_SAMPLERS, get_sampler, strategy_rng
 from simulate import bsec
 from simulate.engine import NO_SELECTION, replay_in_order
 from simulate.evaluator import EvaluatorView, build_view
@@ -71,7 +70,7 @@ def parse_budgets(text: str | None) -> np.ndarray | None:
 
 
 def _rng(seed: int, strategy: str, evaluator: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(strategy.encode()), zlib.crc32(evaluator.encode())])
+    return strategy_rng(seed, strategy, evaluator)
 
 
 def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int = 100,
