@@ -5,9 +5,16 @@ Prints, all measured in this one run:
   * whole-command seconds of `simulate` as a user runs it (new process, outputs and report);
   * the ratio against simulate/reference.py's plain loop over the same draws.  The loop is far
     too slow for 10,000 runs, so it replays the first --loop-runs runs of every strategy, its
-    selections are checked equal to the engine's, and its time is scaled per run.
+    selections are checked equal to the engine's, and its time is scaled per run;
+  * successive halving: engine seconds of `sh:cycling` x `mlp` (fractions 0.01, 0.1, 1.0, η = 3)
+    for --runs runs on the demo oracle (--demo-oracle, default data/oracles/digits.parquet; the
+    line is skipped when it does not exist: `make demo` makes it);
+  * memory: peak resident memory (the child's VmHWM) and wall time of `simulate --runs
+    --memory-runs` (default 100,000) x the 5 paper strategies on timm:sketch, outputs written,
+    next to the same at --runs: the target is <= 1 GB at 100,000 runs, time linear in runs.
 
 Usage: python bench/bench_simulate.py [--runs 10000] [--loop-runs 10] [--timm-results DIR]
+                                      [--demo-oracle PATH] [--memory-runs 100000 (0: skip)]
 """
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--timm-results", default=os.environ.get("VIBES_TIMM_RESULTS",
                                                              str(REPO.parent / "shared" / "timm-results")))
+    ap.add_argument("--demo-oracle", default=str(REPO / "data" / "oracles" / "digits.parquet"))
+    ap.add_argument("--memory-runs", type=int, default=100_000)
     args = ap.parse_args()
     oracle = timm_oracle("sketch", args.timm_results, quiet=True)
     pool = oracle.true_scores()
@@ -94,6 +103,8 @@ def main() -> int:
     print(f"whole command (`simulate --runs {args.runs}`, new process, 4 outputs): {min(walls):.2f} s "
           f"(best of {args.repeat}: {', '.join(f'{w:.2f}' for w in walls)}); its engine "
           f"{summary['timing']['engine_seconds']:.3f} s; runs.parquet {size / 1e6:.1f} MB")
+    sh_line(args)
+    memory_lines(args, grid_text)
     if args.runs != 10_000:
         print("targets (engine <= 1 s, whole command <= 5 s, ratio >= 50x) are for --runs 10000; not judged")
     else:
@@ -101,6 +112,70 @@ def main() -> int:
               f"{'met' if min(walls) <= 5 else 'NOT met'}; ratio >= 50x: "
               f"{'met' if loop_s / engine_s >= 50 else 'NOT met'}")
     return 0
+
+
+def sh_line(args) -> None:
+    from shared.oracle import read_oracle
+
+    if not Path(args.demo_oracle).is_file():
+        print(f"sh:cycling: skipped, no demo oracle at {args.demo_oracle} (make demo)")
+        return
+    oracle = read_oracle(args.demo_oracle)
+    times = []
+    for _ in range(args.repeat):
+        sim = run_simulation(oracle, ["sh:cycling"], ["mlp"], args.runs, seed=0, baseline=None)
+        times.append(sim.engine_seconds)
+    fid = sim.summary["strategies"][0]["fidelities"]
+    print(f"sh:cycling x mlp on the demo oracle ({oracle.true_scores().height} backbones, fractions "
+          f"{', '.join(f'{f:g}' for f in fid)}, eta 3), {args.runs} runs: engine {min(times):.3f} s "
+          f"(best of {args.repeat}: {', '.join(f'{t:.3f}' for t in times)})")
+
+
+# The child's own high-water mark.  /proc/self/status VmHWM belongs to the process's memory map
+# after exec; getrusage's ru_maxrss would also count the parent's resident set at the fork (Linux
+# keeps the larger across exec), which is this bench's, not simulate's.
+PEAK = """
+import resource, sys
+from simulate.cli import main
+rc = main(sys.argv[1:])
+try:
+    kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("PEAK_KIB", kib, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def _child(args) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB, the child's own high-water mark) of `simulate ARGS`."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", PEAK, *args], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(p.stderr[-2000:])
+    kib = int(p.stderr.rsplit("PEAK_KIB", 1)[1].split()[0])
+    return wall, kib / 1024
+
+
+def memory_lines(args, grid_text) -> None:
+    if not args.memory_runs:
+        return
+    rows = []
+    for runs in sorted({args.runs, args.memory_runs}):
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, peak = _child(["--timm-results", args.timm_results, "--runs", str(runs), "--budgets", grid_text,
+                                 "--out", tmp, "--no-report"])
+            size = (Path(tmp) / "runs.parquet").stat().st_size
+            engine = json.loads((Path(tmp) / "summary.json").read_text())["timing"]["engine_seconds"]
+        rows.append((runs, wall, engine, peak, size))
+        print(f"memory: `simulate --runs {runs}` x 5 strategies (outputs, no report): peak RSS {peak:.0f} MB, "
+              f"wall {wall:.1f} s, engine {engine:.1f} s, runs.parquet {size / 1e6:.1f} MB "
+              f"({runs * 5 * 100:,} rows)")
+    if len(rows) == 2:
+        (r0, w0, e0, _, _), (r1, w1, e1, p1, _) = rows
+        print(f"memory target (<= 1 GB at {r1} runs): {'met' if p1 <= 1024 else 'NOT met'} ({p1:.0f} MB); "
+              f"time x{w1 / w0:.1f} wall, x{e1 / e0:.1f} engine for x{r1 / r0:.0f} runs")
 
 
 if __name__ == "__main__":

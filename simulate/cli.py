@@ -18,6 +18,13 @@ Examples:
   simulate --oracle data/oracles/digits.parquet --evaluator mlp --evaluator mlp@0.1 \\
            --evaluator silhouette --baseline resnet18.a1_in1k --out out/digits
   simulate --oracle data/oracles/digits.parquet --list
+  simulate --oracle data/oracles/digits.parquet --quality-only
+  simulate --oracle data/oracles/digits.parquet --truth mlp-sklearn --out out/digits-sk
+  simulate --oracle data/oracles/digits.parquet --strategy sh:random --strategy random \
+           --evaluator mlp --evaluator mlp@0.1 --eta 3 --promotion-cost incremental
+  simulate --oracle timm:sketch --strategy imagenet-top1 --strategy meta \
+           --prior-oracle timm:imagenet-r --prior-oracle timm:imagenetv2-matched-frequency
+  simulate compare out/digits out/digits-sk --out out/compare.html
 """
 
 
@@ -49,6 +56,8 @@ def _list(oracle) -> None:
     click.echo("strategies:")
     for s in SAMPLERS.values():
         click.echo(f"  {s.name:<20} {s.description}")
+    click.echo(f"  {'sh:<sampler>':<20} successive halving over the evaluator's fractions, walking "
+               f"<sampler>'s order (--eta, --sh-chunk, --promotion-cost)")
 
 
 def _print_summary(sim, out: Path, timing: dict) -> None:
@@ -96,25 +105,53 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
 @click.option("--list", "list_only", is_flag=True,
               help="Print the oracle's pool size, evaluators, fractions, seeds and the strategies.")
+@click.option("--truth", default=None, metavar="NAME",
+              help="Take evaluator NAME at fraction 1.0 as the truth (e.g. mlp-sklearn); default: the "
+                   "oracle's own. True scores, BSECs and the quality table all follow it.")
+@click.option("--quality-only", is_flag=True,
+              help="Print how well each evaluator spec ranks backbones against the truth (τ-b, ρ, "
+                   "regret, top 5, cost) and stop; writes quality.parquet when --out is given.")
+@click.option("--eta", default=3, show_default=True, type=int,
+              help="sh:<sampler>: keep the top 1/η of each rung (promote ⌈n/η⌉).")
+@click.option("--sh-chunk", default=None, type=int,
+              help="sh:<sampler>: backbones per chunk of the order; default η^(L−1), L = fractions.")
+@click.option("--promotion-cost", type=click.Choice(["incremental", "cold"]), default="incremental",
+              show_default=True,
+              help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
+                   "or pays the row's cold seconds.")
+@click.option("--prior-oracle", "prior_oracles", multiple=True, metavar="PATH|timm:SET",
+              help="Reference oracle of another dataset for the meta strategy (repeatable).")
+@click.option("--recommend-at", default=None, metavar="DURATIONS",
+              help="Budgets of the recommendation, e.g. 10min,1h,4h,1d (the default).")
 def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, runs, budgets,
-             baseline, seed, out, no_report, list_only):
+             baseline, seed, out, no_report, list_only, truth, quality_only, eta, sh_chunk,
+             promotion_cost, prior_oracles, recommend_at):
     """Replay VIBES strategies (sampler π × evaluator ε̃ × budget t_max) against an oracle.
 
     Writes runs.parquet, bsec.parquet, summary.json and report.html, and prints a summary.
     """
     t_start = time.perf_counter()
     oracle = _load_oracle(oracle_spec, timm_results, timm_benchmark)
+    from simulate import quality
+
+    oracle = quality.with_truth(oracle, truth)
     if list_only:
         _list(oracle)
         return
-    from shared.samplers import get_sampler
-    from simulate.simulation import parse_budgets, run_simulation
+    if quality_only:
+        _quality_only(oracle, out)
+        return
+    from simulate.simulation import parse_budgets, parse_durations, run_simulation
+    from simulate.strategies import SHConfig, sampler_of
 
     for s in strategies:
-        get_sampler(s)
+        sampler_of(s)
     if runs < 1:
         raise VibesError(f"--runs must be >= 1, got {runs}")
     grid = parse_budgets(budgets)
+    sh = SHConfig(eta, sh_chunk, promotion_cost)
+    rec_at = parse_durations(recommend_at)
+    priors = _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark)
     out_dir = Path(out) if out else _new_out_dir()
     from tqdm import tqdm
 
@@ -122,21 +159,76 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     with tqdm(total=runs * n_pairs, unit="run", disable=runs * n_pairs < 5000 or None,
               desc="simulating", leave=False) as bar:
         sim = run_simulation(oracle, strategies or None, evaluators or None, runs, grid, seed,
-                             baseline, progress=bar.update)
+                             baseline, progress=bar.update, sh=sh, priors=priors, recommend_at=rec_at,
+                             runs_path=out_dir / "runs.parquet")  # streamed: memory ~ runs x budgets
+    if "oracle_truth" in oracle.meta:
+        sim.summary["notes"].append(f"truth: {oracle.truth} (chosen with --truth; the oracle's own "
+                                    f"truth is {oracle.meta['oracle_truth']})")
+    qual = quality.evaluate(oracle)
     out_dir.mkdir(parents=True, exist_ok=True)
     import pyarrow.parquet as pq
 
-    pq.write_table(sim.runs, out_dir / "runs.parquet", compression="zstd")
+    if sim.runs is not None:
+        pq.write_table(sim.runs, out_dir / "runs.parquet", compression="zstd")
     sim.bsec.write_parquet(out_dir / "bsec.parquet")
+    qual.table.write_parquet(out_dir / "quality.parquet")
     if not no_report:
         from simulate.report import write_report
 
-        write_report(sim, out_dir / "report.html")
+        write_report(sim, out_dir / "report.html", quality=qual)
     timing = {"engine_seconds": round(sim.engine_seconds, 4),
               "total_seconds": round(time.perf_counter() - t_start, 4)}
     summary = dict(sim.summary, timing=timing)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(sim, out_dir, timing)
+    _print_recommendation(sim.summary.get("recommendation", []))
+
+
+def _load_priors(study: str, specs, timm_results, timm_benchmark) -> list:
+    """The --prior-oracle references as (label, Oracle); the oracle under study is refused (same
+    spec or same file here; same dataset name in run_simulation)."""
+    import os
+
+    out = []
+    for spec in specs:
+        same = spec == study or (not spec.startswith("timm:") and not study.startswith("timm:")
+                                 and os.path.exists(spec) and os.path.exists(study)
+                                 and os.path.samefile(spec, study))
+        if same:
+            raise VibesError(f"--prior-oracle {spec}: it is the oracle under study; a prior must come "
+                             f"from other datasets")
+        out.append((spec, _load_oracle(spec, timm_results, timm_benchmark)))
+    return out
+
+
+def _print_recommendation(rows) -> None:
+    if not rows:
+        return
+    f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
+    click.echo("recommendation (highest median true score at each budget; ties: higher q25):")
+    for r in rows:
+        if r["strategy"] is None:
+            click.echo(f"  {r['label']:>8}: none — {r.get('reason', 'no selection')}")
+            continue
+        click.echo(f"  {r['label']:>8}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
+                   f"(IQR {f(r['q25'])}–{f(r['q75'])}), selects {r['backbone']} most often "
+                   f"({100 * r['backbone_share']:.0f}% of runs)")
+
+
+def _quality_only(oracle, out) -> None:
+    from simulate.quality import evaluate, format_table
+
+    qual = evaluate(oracle)
+    pool = oracle.true_scores().height
+    click.echo(f"{oracle.dataset}: how well each evaluator spec ranks the pool ({pool} backbones) like the "
+               f"truth {oracle.truth} (means over seeds at fraction 1.0)")
+    click.echo(format_table(qual))
+    for note in qual.notes:
+        click.echo(f"note: {note}", err=True)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        qual.table.write_parquet(Path(out) / "quality.parquet")
+        click.echo(f"wrote {Path(out) / 'quality.parquet'}")
 
 
 def _new_out_dir() -> Path:
@@ -148,8 +240,14 @@ def _new_out_dir() -> Path:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        simulate.main(args=argv, standalone_mode=False)
+        if argv[:1] == ["compare"]:  # `simulate compare OUT_DIR...`; every other call is `simulate`
+            from simulate.compare import compare
+
+            compare.main(args=argv[1:], prog_name="simulate compare", standalone_mode=False)
+        else:
+            simulate.main(args=argv, standalone_mode=False)
     except VibesError as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code

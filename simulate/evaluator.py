@@ -9,6 +9,10 @@ between seeds is part of the simulation.
 A failed evaluation row still costs its recorded seconds (0 when none was recorded) and can
 never be selected (score −∞).  A pool backbone with no row at all for the evaluator is treated
 the same way with 0 seconds, and counted in ``missing``.
+
+The view also carries each row's cost breakdown (``load``, ``extract``, ``fit`` seconds; NaN
+where the oracle has none): a successive-halving promotion that keeps the features of a lower
+fraction pays ``load + Δextract + fit`` (:mod:`simulate.strategies`).
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ class EvaluatorView:
     seconds: np.ndarray  # (B, S) float64
     n_rows: np.ndarray  # (B,) int, >= 1
     missing: int  # pool backbones with no row for this evaluator
+    load: np.ndarray | None = None  # (B, S) float64 load_seconds, NaN where unknown
+    extract: np.ndarray | None = None  # (B, S) extract_seconds (nested: fraction f includes < f)
+    fit: np.ndarray | None = None  # (B, S) fit_seconds
 
     @property
     def single(self) -> bool:
@@ -91,7 +98,9 @@ def build_view(oracle: Oracle, pool: pl.DataFrame, spec: str) -> EvaluatorView:
             .select("backbone", "seed",
                     pl.when(pl.col("status") == "ok").then(pl.col("score"))
                     .otherwise(float("-inf")).alias("score"),
-                    pl.col("seconds").fill_null(0.0).fill_nan(0.0))
+                    pl.col("seconds").fill_null(0.0).fill_nan(0.0),
+                    *[pl.col(c).cast(pl.Float64).fill_null(float("nan"))
+                      for c in ("load_seconds", "extract_seconds", "fit_seconds")])
             .join(pool.select("backbone").with_row_index("_b"), on="backbone", how="inner")
             .sort("_b", "seed")
             .with_columns(pl.int_range(pl.len()).over("_b").alias("_k")))
@@ -107,5 +116,10 @@ def build_view(oracle: Oracle, pool: pl.DataFrame, spec: str) -> EvaluatorView:
     ki = rows.get_column("_k").to_numpy()
     score[bi, ki] = rows.get_column("score").to_numpy()
     seconds[bi, ki] = rows.get_column("seconds").to_numpy()
+    parts = {}
+    for col in ("load_seconds", "extract_seconds", "fit_seconds"):
+        parts[col] = np.full((b, s_max), np.nan)
+        parts[col][bi, ki] = rows.get_column(col).to_numpy()
     return EvaluatorView(format_spec(name, fraction), name, fraction, score, seconds,
-                         n_rows, missing=int(b - idx.size))
+                         n_rows, missing=int(b - idx.size), load=parts["load_seconds"],
+                         extract=parts["extract_seconds"], fit=parts["fit_seconds"])

@@ -3,8 +3,12 @@
 Deliberately plain Python: for each run, for each budget, walk the order while the running sum
 of τ̃ stays within t_max, keeping the first backbone with the highest ε̃.  Used by the tests
 (the engine must equal it exactly) and by ``make bench`` (the speed-up ratio).
+:func:`successive_halving_loop` is the same for the ``sh:<sampler>`` strategies
+(:mod:`simulate.strategies`).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -43,3 +47,55 @@ def in_backbone_order(order: np.ndarray, e: np.ndarray, c: np.ndarray) -> tuple[
     np.put_along_axis(eps, order, e, axis=1)
     np.put_along_axis(tau, order, c, axis=1)
     return eps, tau
+
+
+def successive_halving_loop(order: np.ndarray, levels: list[dict[str, np.ndarray]], eta: int,
+                            chunk: int | None, promotion_cost: str, budgets) -> Replay:
+    """Successive halving as the issue words it, one run, one chunk, one rung at a time.
+
+    ``levels[l]`` holds, for fidelity l (ascending), (R, B) arrays indexed by backbone: ``score``
+    (ε̃, -inf = failed), ``seconds`` (cold cost), ``load``, ``extract``, ``fit`` (NaN = unknown)."""
+    r_count, b_count = order.shape
+    n_levels = len(levels)
+    n0 = chunk or eta ** (n_levels - 1)
+    budgets = [float(x) for x in budgets]
+    selected = np.full((r_count, len(budgets)), NO_SELECTION, dtype=np.int32)
+    n_eval = np.zeros((r_count, len(budgets)), dtype=np.int32)
+    best_eps = np.full((r_count, len(budgets)), -np.inf)
+    for r in range(r_count):
+        pi = [int(x) for x in order[r]]
+        position = {b: i for i, b in enumerate(pi)}
+        evaluations = []  # (backbone, level, score, cost) in the order they happen
+        for start in range(0, b_count, n0):
+            candidates = pi[start:start + n0]  # in the sampler's order
+            for lv in range(n_levels):
+                at = levels[lv]
+                for b in candidates:
+                    cold = float(at["seconds"][r, b])
+                    if lv == 0 or promotion_cost == "cold":
+                        cost = cold
+                    else:
+                        load, fit = float(at["load"][r, b]), float(at["fit"][r, b])
+                        ex, ex_prev = float(at["extract"][r, b]), float(levels[lv - 1]["extract"][r, b])
+                        if any(math.isnan(x) for x in (load, fit, ex, ex_prev)):
+                            cost = cold
+                        else:
+                            cost = load + max(0.0, ex - ex_prev) + fit
+                    evaluations.append((b, lv, float(at["score"][r, b]), cost))
+                if lv + 1 < n_levels:  # promote the top ceil(n / eta); ties: earlier in the order
+                    keep = math.ceil(len(candidates) / eta)
+                    candidates = sorted(candidates, key=lambda b: (-float(at["score"][r, b]), position[b]))[:keep]
+        for j, t_max in enumerate(budgets):
+            total, k = 0.0, 0
+            best = None  # (level, score, backbone)
+            for b, lv, score, cost in evaluations:
+                total = total + cost
+                if total > t_max:  # Eq. 4
+                    break
+                k += 1
+                if score > -math.inf and (best is None or (lv, score) > (best[0], best[1])):
+                    best = (lv, score, b)  # strict: ties keep the earlier evaluated
+            n_eval[r, j] = k
+            if best is not None:
+                selected[r, j], best_eps[r, j] = best[2], best[1]
+    return Replay(selected, n_eval, best_eps)

@@ -46,6 +46,20 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
 
 
+def _band(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[list, list]:
+    """The 25–75 % band as closed polygons, one per stretch of budgets where both quartiles are
+    finite (None between them): no band is drawn where a quartile is null, and none is bridged
+    across a gap (``fill='tonexty'`` over NaN gaps joins the stretches with stray triangles)."""
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+    bx: list = []
+    by: list = []
+    for a, b in zip(edges[::2], edges[1::2]):  # one polygon per stretch, not per budget
+        bx += [*x[a:b], *x[a:b][::-1], None]
+        by += [*hi[a:b], *lo[a:b][::-1], None]
+    return bx, by
+
+
 def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
                 baseline_score: float | None, budgets: np.ndarray) -> go.Figure:
     """Curves of one figure; ``by`` is the column whose values become separate curves."""
@@ -57,9 +71,8 @@ def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
         x = part.get_column("budget_s").to_numpy()
         q25 = part.get_column("q25").to_numpy()
         q75 = part.get_column("q75").to_numpy()
-        fig.add_trace(go.Scatter(x=x, y=q75, mode="lines", line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False, legendgroup=name))
-        fig.add_trace(go.Scatter(x=x, y=q25, mode="lines", line=dict(width=0), fill="tonexty",
+        bx, by = _band(x, q25, q75)
+        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines", line=dict(width=0), fill="toself",
                                  fillcolor=_rgba(color, 0.18), hoverinfo="skip", showlegend=False,
                                  legendgroup=name))
         custom = np.column_stack([
@@ -91,8 +104,9 @@ def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
     return fig
 
 
-def write_report(sim, path: str | Path, title: str | None = None) -> Path:
-    """Write ``report.html`` for a :class:`simulate.simulation.Simulation`."""
+def write_report(sim, path: str | Path, title: str | None = None, quality=None) -> Path:
+    """Write ``report.html`` for a :class:`simulate.simulation.Simulation`; ``quality`` (a
+    :class:`simulate.quality.Quality`) adds the section on how good each evaluator is."""
     path = Path(path)
     curves = sim.bsec
     figs: list[tuple[str, go.Figure]] = []
@@ -139,16 +153,191 @@ def write_report(sim, path: str | Path, title: str | None = None) -> Path:
         "<th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th></tr>",
         rows, "</table>",
     ]
+    parts.append(recommendation_html(s.get("recommendation")))
     for note in s.get("notes", []):
         parts.append(f"<p class='warn'>{html.escape(note)}</p>")
     for i, (label, fig) in enumerate(figs):
         div = pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"bsec-{i}",
                           config={"displaylogo": False, "responsive": True})
         parts.append(f"<div class='fig' aria-label='{html.escape(label)}'>{div}</div>")
+    if quality is not None:
+        parts.append(quality_section(quality))
     parts.append("<script>window.VIBES_FIGURES = " + json.dumps(len(figs)) + ";</script>")
     parts.append("</body></html>")
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------- quality section
+_UNKNOWN_COLOR = "#b0b0b0"
+_LOG_AXES = ("params_m", "gmacs")  # static baselines spanning orders of magnitude
+_SORT_JS = """<script>
+document.querySelectorAll('table.sortable th').forEach(function (th, i) {
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0], asc = th.dataset.dir !== 'asc';
+    th.parentNode.querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+    th.dataset.dir = asc ? 'asc' : 'desc';
+    function key(row) {
+      var v = row.cells[i].dataset.v;
+      return (v === undefined || v === '') ? null : (isNaN(Number(v)) ? v : Number(v));
+    }
+    Array.from(body.rows).sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (x === null || y === null) { return (x === null) - (y === null); }  // nulls last
+      return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+    }).forEach(function (row) { body.appendChild(row); });
+  });
+});
+</script>"""
+
+
+def _pretrain_colors(points: pl.DataFrame) -> dict[str, str]:
+    """Colour of each pretraining dataset: the 9 most frequent get the palette, the rest
+    'other', unknown (null) grey."""
+    per = (points.unique("backbone").group_by("pretrain_dataset").len()
+           .filter(pl.col("pretrain_dataset").is_not_null())
+           .sort(["len", "pretrain_dataset"], descending=[True, False]))
+    names = per.get_column("pretrain_dataset").to_list()
+    colors = {n: PALETTE[i] for i, n in enumerate(names[:9])}
+    if len(names) > 9:
+        colors["other"] = PALETTE[9]
+    colors["unknown"] = _UNKNOWN_COLOR
+    return colors
+
+
+def quality_figure(spec: str, row: dict, points: pl.DataFrame, colors: dict[str, str]) -> go.Figure:
+    """ε̃ of one spec against the true score ε, one trace per pretraining dataset; the spec's
+    pick (its argmax, every tied backbone) ringed."""
+    pts = points.with_columns(
+        pl.when(pl.col("pretrain_dataset").is_null()).then(pl.lit("unknown"))
+        .when(pl.col("pretrain_dataset").is_in(list(colors))).then(pl.col("pretrain_dataset"))
+        .otherwise(pl.lit("other")).alias("_group"))
+    fig = go.Figure()
+    for group, color in colors.items():
+        part = pts.filter(pl.col("_group") == group)
+        if part.height == 0:
+            continue
+        fig.add_trace(go.Scatter(
+            x=part.get_column("true_score").to_numpy(), y=part.get_column("eps_tilde").to_numpy(),
+            mode="markers", name=group, text=part.get_column("backbone").to_list(),
+            marker=dict(color=color, size=6, opacity=0.65, line=dict(width=0)),
+            hovertemplate=(f"<b>%{{text}}</b><br>ε̃ {html.escape(spec)} = %{{y:.4g}}<br>true score ε = "
+                           f"%{{x:.4f}}<br>pretraining: {html.escape(group)}<extra></extra>")))
+    top = pts.filter(pl.col("eps_tilde") == pts.get_column("eps_tilde").max())
+    if top.height <= 10:  # a ring on hundreds of tied picks would hide the points
+        fig.add_trace(go.Scatter(
+            x=top.get_column("true_score").to_numpy(), y=top.get_column("eps_tilde").to_numpy(),
+            mode="markers", name="pick", text=top.get_column("backbone").to_list(), hoverinfo="skip",
+            marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="black", width=1.5))))
+    title = (f"{html.escape(spec)}: τ-b {_fmt(row['kendall_tau_b'])}, ρ {_fmt(row['spearman_rho'])}, "
+             f"n {row['n']}")
+    log = spec in _LOG_AXES and pts.height and float(pts.get_column("eps_tilde").min()) > 0
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=13)), template="plotly_white", height=330,
+        margin=dict(l=55, r=15, t=40, b=45), showlegend=False, hovermode="closest",
+        xaxis=dict(title="true score ε"),
+        yaxis=dict(title=f"ε̃ = {spec}", type="log" if log else "linear", tickformat="~g",
+                   dtick="D2" if log else None))  # log: 1, 2, 5, 10, ... in plain numbers
+    return fig
+
+
+def quality_section(q) -> str:
+    """The quality table (sortable) and one scatter per spec, as HTML (plotly.js already loaded)."""
+    t = q.table
+
+    def cell(value, text=None):
+        v = "" if value is None else html.escape(str(value))
+        shown = text if text is not None else "—" if value is None else str(value)
+        return f"<td data-v='{v}'>{html.escape(shown)}</td>"
+
+    def top5(p):
+        return "—" if p is None else "yes" if p == 1.0 else "no" if p == 0.0 else f"p = {p:.2g}"
+
+    rows = []
+    for r in t.iter_rows(named=True):
+        pick = "" if r["pick"] is None else r["pick"] + (f" (+{r['n_pick_ties'] - 1} tied)"
+                                                        if r["n_pick_ties"] > 1 else "")
+        rows.append(
+            f"<tr class='qrow' data-kind='{html.escape(r['kind'])}'>" + cell(r["spec"]) + cell(r["kind"])
+            + cell(r["kendall_tau_b"], _fmt(r["kendall_tau_b"])) + cell(r["spearman_rho"], _fmt(r["spearman_rho"]))
+            + cell(r["top1_regret"], _fmt(r["top1_regret"])) + cell(r["best_in_top5"], top5(r["best_in_top5"]))
+            + cell(r["median_seconds"], "—" if r["median_seconds"] is None else human_time(r["median_seconds"]))
+            + cell(r["total_seconds"], "—" if r["total_seconds"] is None else human_time(r["total_seconds"]))
+            + cell(r["n"], f"{r['n']} / {r['n_pool']}") + cell(pick or None, pick or "—") + "</tr>")
+    ceiling = t.filter(pl.col("kind") == "noise ceiling")
+    ceiling_text = ("There is no noise ceiling: the truth has one seed."
+                    if ceiling.height == 0 else
+                    f"Noise ceiling: two seeds of the truth ({html.escape(ceiling['spec'][0])}) agree with "
+                    f"τ-b {_fmt(ceiling['kendall_tau_b'][0])} (ρ {_fmt(ceiling['spearman_rho'][0])}) over "
+                    f"{ceiling['n'][0]} backbones.")
+    parts = [  # the style comes first: each figure is drawn (and sized) as its script is parsed
+        "<style>.qgrid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:8px}"
+        "#quality-table{font-size:0.92em}#quality-table td{white-space:nowrap}"
+        "#quality-table td:last-child{white-space:normal}table.sortable th{cursor:pointer}"
+        "tr[data-kind='noise ceiling']{font-style:italic}</style>",
+        "<h2 id='quality'>How good is each evaluator?</h2>",
+        f"<p>How well each evaluator spec of the oracle, and each static baseline, ranks the pool "
+        f"like the truth <code>{html.escape(q.truth)}</code> (true score ε = mean over seeds at "
+        f"fraction 1.0), and what it costs. {ceiling_text} Click a heading to sort.</p>",
+        "<details><summary>How to read the table</summary><ul>"
+        "<li>ε̃ of a spec is the mean over seeds of its ok rows; a backbone with no ok row is left out "
+        "of that spec's figures (<i>n / pool</i>).</li>"
+        "<li><i>τ-b</i>: Kendall's tau-b; <i>ρ</i>: Spearman's rho (average ranks for ties); 1 = the "
+        "truth's ranking, 0 = unrelated.</li>"
+        "<li><i>top-1 regret</i>: best ε minus ε of the spec's pick (its argmax; the mean over the "
+        "backbones tied for it, as a search meeting them in random order would pick).</li>"
+        "<li><i>best in top 5</i>: whether a truly best backbone is among the spec's 5 highest "
+        "(p = its chance when ties cross the 5th place).</li>"
+        "<li><i>median s / backbone</i>: what one evaluation of one backbone costs (its mean over "
+        "seeds); <i>total s</i>: evaluating every compared backbone once.</li>"
+        "<li>Static baselines (published metadata) read <i>bigger is better</i> and cost nothing.</li>"
+        "<li>The noise ceiling compares two single seeds of the truth; a spec averaged over several "
+        "seeds can exceed it.</li></ul></details>",
+        "<table class='sortable' id='quality-table'><thead><tr><th>spec</th><th>kind</th><th>τ-b</th>"
+        "<th>ρ</th><th>top-1 regret</th><th>best in top 5</th><th>median s / backbone</th>"
+        "<th>total s</th><th>n / pool</th><th>pick</th></tr></thead><tbody>",
+        "".join(rows), "</tbody></table>",
+    ]
+    for note in q.notes:
+        parts.append(f"<p class='warn'>{html.escape(note)}</p>")
+    colors = _pretrain_colors(q.points)
+    present = set(q.points.get_column("pretrain_dataset").fill_null("unknown").to_list())
+    shown = {n: c for n, c in colors.items() if n in present or n == "other"}
+    parts.append("<p class='key'>Scatter colour = pretraining data: " + " ".join(
+        f"<span style='color:{c}'>&#9679;</span>&nbsp;{html.escape(n)}" for n, c in shown.items())
+        + "; a black ring marks each spec's pick (unless more than 10 tie for it).</p><div class='qgrid'>")
+    figs = t.filter(pl.col("kind") != "noise ceiling")
+    for i, r in enumerate(figs.iter_rows(named=True)):
+        fig = quality_figure(r["spec"], r, q.points.filter(pl.col("spec") == r["spec"]), colors)
+        div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"quality-{i}",
+                          config={"displaylogo": False, "responsive": True, "displayModeBar": False})
+        parts.append(f"<div class='qfig' aria-label='quality of {html.escape(r['spec'])}'>{div}</div>")
+    parts.append("</div>")
+    parts.append(_SORT_JS)
+    parts.append(f"<script>window.VIBES_QUALITY = {figs.height};</script>")
+    return "".join(parts)
+
+
+def recommendation_html(rows) -> str:
+    """The recommendation table (summary.json ``recommendation``): per budget, the strategy ×
+    evaluator with the highest median true score, its IQR and its most frequent pick."""
+    if not rows:
+        return ""
+    body = []
+    for r in rows:
+        if r.get("strategy") is None:
+            body.append(f"<tr><td>{html.escape(r['label'])}</td><td colspan='4'>none — "
+                        f"{html.escape(r.get('reason', 'no selection'))}</td></tr>")
+            continue
+        body.append(f"<tr><td>{html.escape(r['label'])}</td><td>{html.escape(r['strategy'])}</td>"
+                    f"<td>{html.escape(r['evaluator'])}</td><td>{_fmt(r['median'])} "
+                    f"({_fmt(r['q25'])}–{_fmt(r['q75'])})</td><td>{html.escape(str(r['backbone']))} "
+                    f"({100 * r['backbone_share']:.0f}% of runs)</td></tr>")
+    return ("<h2 id='recommendation'>Recommendation</h2><p>For each budget, the strategy × evaluator "
+            "with the highest median true score of its selection over the runs (ties: the higher 25th "
+            "percentile); IQR = 25th–75th percentile.</p><table id='recommendation-table'><tr>"
+            "<th>budget</th><th>strategy π</th><th>evaluator ε̃</th><th>median (IQR)</th>"
+            "<th>selected most often</th></tr>" + "".join(body) + "</table>")
 
 
 def _fmt(x) -> str:

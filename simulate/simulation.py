@@ -7,13 +7,31 @@ backbones with a true score), draws the orders and the evaluator rows, replays E
 Randomness: every (strategy, evaluator) pair has its own generator seeded by
 ``(seed, crc32(strategy), crc32(evaluator))``, so results for one pair do not change when other
 pairs are added, and the same seed gives the same bytes.
+
+Memory: runs are replayed in chunks.  The orders are made in chunks of at most
+``DRAW_ELEMENTS`` (run, backbone) entries (:meth:`shared.samplers.Sampler.order_chunks`, the
+same numbers as one draw over all runs), the evaluator rows of each chunk of ``chunk_runs`` runs
+are drawn from the pair's generator in run order (numpy draws them element after element, so
+splitting the draw changes nothing), and only the selections at the grid and summary budgets
+are kept, (runs, budgets) per pair.  With ``runs_path`` the per-run table streams to Parquet as
+it is made (row groups as one ``pyarrow.parquet.write_table`` would cut them, so the file is the
+same bytes) instead of being held: peak memory is then bounded by one pair's (runs, budgets)
+matrices, not by runs × backbones nor by the number of pairs.
+
+Recommendation: for each budget of ``recommend_at`` (default 10 min, 1 h, 4 h, 1 day), the
+strategy × evaluator with the highest median true score there (ties: the higher q25, then the
+first listed), with its median, IQR and the backbone it selects most often (:func:`recommend`).
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,14 +39,19 @@ import pyarrow as pa
 
 from shared.errors import VibesError
 from shared.oracle import Oracle
-from shared.samplers import PAPER_SAMPLERS, get_sampler, strategy_rng
+from shared.samplers import META_RANK, PAPER_SAMPLERS, meta_rank, strategy_rng
 from simulate import bsec
-from simulate.engine import NO_SELECTION, replay_in_order
+from simulate.engine import NO_SELECTION
 from simulate.evaluator import EvaluatorView, build_view
+from simulate.strategies import SHConfig, is_sh, make_pair, sampler_of
 
 DEFAULT_BASELINE = "convnext_base.fb_in22k_ft_in1k"
 DEFAULT_N_BUDGETS = 100
 THREADS = max(1, min(4, os.cpu_count() or 1))  # replay chunks run on this many threads
+DRAW_ELEMENTS = 1 << 22  # (run, backbone) entries of orders made at once (16 MiB of int32)
+#: budgets of the recommendation: 10 min, 1 h, 4 h, 1 day
+RECOMMEND_AT = (600.0, 3600.0, 4 * 3600.0, 86400.0)
+RUNS_ROW_GROUP = 1024 * 1024  # pyarrow.parquet.write_table's default row group length
 
 
 @dataclass
@@ -41,10 +64,12 @@ class Simulation:
     seed: int
     baseline: str | None
     baseline_score: float | None
-    runs: pa.Table  # strategy, evaluator, run, budget_s, backbone, true_score, n_evaluated
+    runs: pa.Table | None  # strategy, evaluator, run, budget_s, backbone, true_score, n_evaluated
+    # (None when streamed to ``runs_path``)
     bsec: pl.DataFrame
     summary: dict
     engine_seconds: float
+    recommendation: list[dict] = field(default_factory=list)
 
 
 def parse_budgets(text: str | None) -> np.ndarray | None:
@@ -69,6 +94,34 @@ def parse_budgets(text: str | None) -> np.ndarray | None:
     return np.unique(values)
 
 
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0,
+          "d": 86400.0, "day": 86400.0, "days": 86400.0, "w": 7 * 86400.0, "week": 7 * 86400.0}
+
+
+def parse_durations(text: str | None) -> list[float] | None:
+    """``10min,1h,4h,1d`` or seconds ``600,3600`` (units s, m/min, h, d/day, w) -> sorted unique
+    seconds; None -> None."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", part.lower())
+        if not m or m.group(2) not in _UNITS or float(m.group(1)) <= 0:
+            raise VibesError(f"--recommend-at {text!r}: expected a comma list of positive durations "
+                             f"like 10min,1h,4h,1d (units s, min, h, d, w; plain numbers are seconds)")
+        out.append(float(m.group(1)) * _UNITS[m.group(2)])
+    return sorted(set(out))
+
+
+def budget_label(seconds: float) -> str:
+    """600 -> '10 min', 3600 -> '1 h', 86400 -> '1 day'."""
+    for unit, size in (("week", 7 * 86400), ("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            v = seconds / size
+            return f"{v:.3g} {unit}" + ("s" if unit in ("day", "week") and v != 1 else "")
+    return f"{seconds:.3g} s"
+
+
 def _rng(seed: int, strategy: str, evaluator: str) -> np.random.Generator:
     return strategy_rng(seed, strategy, evaluator)
 
@@ -76,22 +129,53 @@ def _rng(seed: int, strategy: str, evaluator: str) -> np.random.Generator:
 def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int = 100,
                    budgets: np.ndarray | None = None, seed: int = 0,
                    baseline: str | None = DEFAULT_BASELINE, chunk_runs: int = 1000,
-                   progress=None) -> Simulation:
+                   progress=None, *, sh: SHConfig | None = None, priors=None,
+                   recommend_at=None, runs_path: str | os.PathLike | None = None,
+                   draw_elements: int = DRAW_ELEMENTS) -> Simulation:
+    """Replay every strategy × evaluator spec ``n_runs`` times over the budget grid.
+
+    ``strategies``: samplers or ``sh:<sampler>`` (default: the paper's five); ``evaluators``:
+    specs (default: the truth); ``sh``: successive-halving settings; ``priors``: reference
+    oracles for the ``meta`` sampler, a list of ``Oracle`` or ``(label, Oracle)``;
+    ``recommend_at``: budgets (seconds) of the recommendation; ``runs_path``: stream the per-run
+    table to this Parquet file instead of holding it (``Simulation.runs`` is then None)."""
     strategies = list(strategies or PAPER_SAMPLERS)
     evaluators = list(evaluators or [oracle.truth])
     if n_runs < 1:
         raise VibesError(f"--runs must be >= 1, got {n_runs}")
-    samplers = [get_sampler(s) for s in strategies]  # unknown names fail before any work
+    samplers = [sampler_of(s) for s in strategies]  # unknown names fail before any work
+    sh = sh or SHConfig()
     pool = oracle.true_scores()
     if pool.height == 0:
         raise VibesError("the oracle has no backbone with a true score; nothing to simulate")
-    views: list[EvaluatorView] = [build_view(oracle, pool, spec) for spec in evaluators]
+    notes: list[str] = []
+    prior_info = None
+    if priors or any(s.name == "meta" for s in samplers):
+        pool, prior_info, prior_notes = with_meta_rank(oracle, pool, priors or [])
+        notes += prior_notes
+    cache: dict[str, EvaluatorView] = {}
+    views: list[EvaluatorView] = []
+    for spec in evaluators:
+        views.append(build_view(oracle, pool, spec))
+        cache.setdefault(views[-1].spec, views[-1])
     evaluators = [v.spec for v in views]
-    notes = [f"evaluator {v.spec}: {v.missing} pool backbone(s) have no row; they cost 0 s and are "
-             f"never selected" for v in views if v.missing]
+    notes += [f"evaluator {v.spec}: {v.missing} pool backbone(s) have no row; they cost 0 s and are "
+              f"never selected" for v in views if v.missing]
     for sampler in samplers:  # key columns present? (fail before any work)
         sampler.check(pool)
-    cheapest = min(v.min_seconds() for v in views)
+    pairs = [[make_pair(s, oracle, pool, spec, sh, cache) for spec in evaluators] for s in strategies]
+    sh_views = {v.spec: v for row in pairs for p in row for v in p.views if v.spec not in evaluators}
+    notes += [f"evaluator {v.spec} (a successive-halving rung): {v.missing} pool backbone(s) have no row; "
+              f"they cost 0 s and are never selected" for v in sh_views.values() if v.missing]
+    if any(is_sh(s) for s in strategies) and sh.promotion_cost == "incremental":
+        rung_views = {v.spec: v for row in pairs for p in row if is_sh(p.strategy) for v in p.views[1:]}
+        lacking = sum(int(np.sum(np.isnan(v.load + v.extract + v.fit) & np.isfinite(v.score))) for v in
+                      rung_views.values())
+        if lacking:
+            notes.append(f"successive halving: {lacking} ok row(s) of the upper rungs lack load/extract/fit "
+                         f"seconds; promotions to them cost the row's cold seconds")
+    cheapest = min(min(v.min_seconds() for v in views),
+                   min((v.min_seconds() for v in sh_views.values()), default=math.inf))
     if budgets is None:
         lo = cheapest if cheapest > 0 else 1.0
         hi = max(max(v.total_seconds() for v in views), lo)
@@ -109,45 +193,63 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
             base_score = float(hit.get_column("true_score")[0])
         else:
             notes.append(f"baseline {baseline!r} is not in the pool; no baseline line")
+    rec_budgets = [float(x) for x in (RECOMMEND_AT if recommend_at is None else recommend_at)]
     # the summary's exact budgets ride along with the grid
-    all_budgets = replay_budgets(budgets)
+    all_budgets = replay_budgets(budgets, rec_budgets)
     grid_cols = np.searchsorted(all_budgets, budgets)
-    h_col, d_col = np.searchsorted(all_budgets, [bsec.HOUR, bsec.DAY])
+    extra_cols = np.searchsorted(all_budgets, [bsec.HOUR, bsec.DAY, *rec_budgets])
 
     engine_seconds = 0.0
-    tables, curves, summary_rows = [], [], []
+    tables, curves, summary_rows, rec_stats = [], [], [], []
+    sink = _RunsSink(runs_path, tables)
     n_b, t = pool.height, budgets.size
-    for strategy, sampler in zip(strategies, samplers):
-        for view in views:
-            t0 = time.perf_counter()
-            sel, n_ev = _replay_pair(sampler, view, pool, n_runs, _rng(seed, strategy, view.spec),
-                                     all_budgets, chunk_runs, progress)
-            true_all = np.where(sel >= 0, truth[np.maximum(sel, 0)], np.nan)
-            engine_seconds += time.perf_counter() - t0
-            grid_sel, grid_true = sel[:, grid_cols], true_all[:, grid_cols]
-            c = bsec.curve(grid_true)
-            mode, share = bsec.mode_selection(grid_sel, n_b)
-            curves.append(pl.DataFrame({
-                "strategy": [strategy] * t, "evaluator": [view.spec] * t, "budget_s": budgets,
-                "median": c["median"], "q25": c["q25"], "q75": c["q75"],
-                "n_runs": np.full(t, n_runs, dtype=np.int32),
-                "n_selected": c["n_selected"].astype(np.int32),
-                "mode_backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
-                "mode_share": share,
-            }).with_columns(pl.col("median", "q25", "q75").fill_nan(None)))  # not finite -> null
-            med_hd = bsec.curve(true_all[:, [h_col, d_col]])["median"]
-            summary_rows.append({
-                "strategy": strategy, "evaluator": view.spec,
-                "score_1h": _num(med_hd[0]), "score_1d": _num(med_hd[1]),
-                "time_to_beat_baseline_s": bsec.time_to_beat(budgets, c["median"], base_score),
-                "auc_log": _num(bsec.auc_log(budgets, c["median"], float(truth.min()))),
-                "final_median": _num(c["median"][-1]),
-                "exhaustive_seconds": view.total_seconds(),
-            })
-            tables.append(_runs_table(strategy, view.spec, grid_sel, grid_true, n_ev[:, grid_cols],
-                                      budgets, names, strategies, evaluators))
-    runs = pa.concat_tables(tables)
+    try:
+        for strategy, row in zip(strategies, pairs):
+            for pair in row:
+                t0 = time.perf_counter()
+                grid_sel, n_ev, extra_sel = _replay_pair(pair, pool, n_runs, _rng(seed, strategy, pair.spec),
+                                                         all_budgets, grid_cols, extra_cols, chunk_runs,
+                                                         draw_elements, progress)
+                extra_true = _true(extra_sel, truth)
+                engine_seconds += time.perf_counter() - t0
+                c, mode, share = _curve_by_columns(grid_sel, truth, n_b)
+                curves.append(pl.DataFrame({
+                    "strategy": [strategy] * t, "evaluator": [pair.spec] * t, "budget_s": budgets,
+                    "median": c["median"], "q25": c["q25"], "q75": c["q75"],
+                    "n_runs": np.full(t, n_runs, dtype=np.int32),
+                    "n_selected": c["n_selected"].astype(np.int32),
+                    "mode_backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
+                    "mode_share": share,
+                }).with_columns(pl.col("median", "q25", "q75").fill_nan(None)))  # not finite -> null
+                med_hd = bsec.curve(extra_true[:, :2])["median"]
+                summary_rows.append({
+                    "strategy": strategy, "evaluator": pair.spec,
+                    "score_1h": _num(med_hd[0]), "score_1d": _num(med_hd[1]),
+                    "time_to_beat_baseline_s": bsec.time_to_beat(budgets, c["median"], base_score),
+                    "auc_log": _num(bsec.auc_log(budgets, c["median"], float(truth.min()))),
+                    "final_median": _num(c["median"][-1]),
+                    "exhaustive_seconds": pair.total_seconds(),
+                    **pair.describe(),
+                })
+                rc = bsec.curve(extra_true[:, 2:])
+                rmode, rshare = bsec.mode_selection(extra_sel[:, 2:], n_b)
+                rec_stats.append({"strategy": strategy, "evaluator": pair.spec, "median": rc["median"],
+                                  "q25": rc["q25"], "q75": rc["q75"], "n_selected": rc["n_selected"],
+                                  "backbone": [names[i] if i >= 0 else None for i in rmode.tolist()],
+                                  "share": rshare})
+                del extra_true, extra_sel
+                for a in range(0, n_runs, RUNS_TABLE_RUNS):  # the per-run table, a slice of runs at a time
+                    z = slice(a, min(a + RUNS_TABLE_RUNS, n_runs))
+                    sink.add(_runs_table(strategy, pair.spec, grid_sel[z], _true(grid_sel[z], truth), n_ev[z],
+                                         budgets, names, strategies, evaluators, first_run=a))
+                del grid_sel, n_ev
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    runs = pa.concat_tables(tables) if runs_path is None else None
     bsec_frame = pl.concat(curves)
+    recommendation = recommend(rec_stats, rec_budgets, n_runs)
     summary = {
         "dataset": oracle.dataset,
         "truth": oracle.truth,
@@ -161,51 +263,206 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         "strategies": summary_rows,
         "notes": notes,
     }
+    if any(is_sh(s) for s in strategies):
+        summary["sh"] = sh.as_dict()
+    if prior_info is not None:
+        summary["priors"] = prior_info
+    summary["recommendation"] = recommendation
     return Simulation(pool, budgets, strategies, evaluators, n_runs, seed, baseline, base_score,
-                      runs, bsec_frame, summary, engine_seconds)
+                      runs, bsec_frame, summary, engine_seconds, recommendation)
+
+
+RUNS_TABLE_RUNS = 8192  # runs per slice of the per-run table (bounds its memory)
+
+
+def with_meta_rank(oracle: Oracle, pool: pl.DataFrame, priors) -> tuple[pl.DataFrame, list[dict], list[str]]:
+    """The pool with the ``meta_rank`` column of the ``meta`` sampler, computed from the reference
+    oracles ``priors`` (``Oracle`` or ``(label, Oracle)``); each reference's own truth ranks it.
+    The oracle under study is refused as its own reference: same dataset name."""
+    if not priors:
+        raise VibesError("strategy 'meta' needs reference oracles: --prior-oracle PATH|timm:SET "
+                         "(repeatable), oracles of other datasets")
+    refs, info = [], []
+    for item in priors:
+        label, ref = item if isinstance(item, tuple) else (None, item)
+        label = label or ref.dataset
+        if ref.dataset == oracle.dataset:
+            raise VibesError(f"--prior-oracle {label}: it is the oracle under study (dataset "
+                             f"{oracle.dataset!r}); a prior must come from other datasets")
+        scores = ref.true_scores().select("backbone", "true_score")
+        refs.append(scores)
+        overlap = int(scores.get_column("backbone").is_in(pool.get_column("backbone").implode()).sum())
+        info.append({"oracle": str(label), "dataset": ref.dataset, "truth": ref.truth,
+                     "pool_size": scores.height, "in_this_pool": overlap})
+    prior = meta_rank(pool.get_column("backbone").to_list(), refs)
+    absent = int(prior.get_column(META_RANK).null_count())
+    notes = []
+    if absent:
+        notes.append(f"meta prior: {absent} of {pool.height} pool backbone(s) are in no reference oracle; "
+                     f"the meta sampler evaluates them last, by name")
+    pool = pool.drop(META_RANK, "meta_n", strict=False).join(prior, on="backbone", how="left",
+                                                               maintain_order="left")
+    return pool, info, notes
+
+
+def recommend(stats: list[dict], budgets: list[float], n_runs: int) -> list[dict]:
+    """Per budget, the pair with the highest finite median (ties: the higher q25, a null q25
+    counting as -inf, then the first listed); its median, IQR and most-selected backbone.  A
+    budget where no pair has a finite median (most runs select nothing) recommends nothing."""
+    out = []
+    for j, t_max in enumerate(budgets):
+        best, key = None, None
+        for s in stats:
+            med, q25 = float(s["median"][j]), float(s["q25"][j])
+            if not math.isfinite(med):
+                continue
+            k = (med, q25 if math.isfinite(q25) else -math.inf)
+            if best is None or k > key:
+                best, key = s, k
+        row = {"budget_s": float(t_max), "label": budget_label(t_max)}
+        if best is None:
+            row.update(strategy=None, evaluator=None, median=None, q25=None, q75=None, backbone=None,
+                       backbone_share=None, reason="no strategy selects a backbone in most runs by then")
+        else:
+            row.update(strategy=best["strategy"], evaluator=best["evaluator"], median=_num(best["median"][j]),
+                       q25=_num(best["q25"][j]), q75=_num(best["q75"][j]), backbone=best["backbone"][j],
+                       backbone_share=float(best["share"][j]), n_selected=int(best["n_selected"][j]),
+                       n_runs=int(n_runs))
+        out.append(row)
+    return out
 
 
 def draw_runs(sampler, view: EvaluatorView, pool: pl.DataFrame, n_runs: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Orders and ε̃/τ̃ in evaluation order for one strategy × evaluator: ``(order, e, c)``.
-    A deterministic sampler on a single-seed view makes every run the same run: one is drawn."""
+    """Orders and ε̃/τ̃ in evaluation order for one strategy × evaluator: ``(order, e, c)``, all
+    runs at once (the tests' and the bench's yardstick; the simulation draws the same numbers in
+    chunks).  A deterministic sampler on a single-seed view makes every run the same run: one
+    is drawn."""
     n = 1 if (sampler.deterministic and view.single) else n_runs
     order = sampler.orders(pool, n, rng)
     return (order, *view.draw_in_order(order, rng))
 
 
-def replay_budgets(budgets: np.ndarray) -> np.ndarray:
-    """The grid plus the summary's exact budgets (1 hour, 1 day), sorted."""
-    return np.unique(np.concatenate([budgets, [bsec.HOUR, bsec.DAY]]))
+def replay_budgets(budgets: np.ndarray, extra=()) -> np.ndarray:
+    """The grid plus the summary's exact budgets (1 hour, 1 day, the recommendation's), sorted."""
+    return np.unique(np.concatenate([budgets, [bsec.HOUR, bsec.DAY], np.asarray(extra, dtype=np.float64)]))
 
 
-def _replay_pair(sampler, view, pool, n_runs, rng, budgets, chunk_runs, progress):
-    """(selected, n_evaluated), each (n_runs, T), for one strategy × evaluator."""
-    order, e, c = draw_runs(sampler, view, pool, n_runs, rng)  # all draws happen here
-    if order.shape[0] < n_runs:  # one run stands for all
-        rep = replay_in_order(order, e, c, budgets)
+def _true(sel: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.where(sel >= 0, truth[np.maximum(sel, 0)], np.nan)
+
+
+CURVE_COLUMNS = 8  # budgets per block of the BSEC statistics (bounds their temporaries)
+
+
+def _curve_by_columns(sel: np.ndarray, truth: np.ndarray, n_backbones: int):
+    """bsec.curve of the true scores of ``sel`` and bsec.mode_selection of ``sel``, a few budgets at
+    a time (each budget's statistics are its own column's), so the (runs, budgets) true-score
+    matrix is never held whole."""
+    parts, modes, shares = [], [], []
+    for j in range(0, sel.shape[1], CURVE_COLUMNS):
+        block = sel[:, j:j + CURVE_COLUMNS]
+        parts.append(bsec.curve(_true(block, truth)))
+        m, sh = bsec.mode_selection(block, n_backbones)
+        modes.append(m)
+        shares.append(sh)
+    c = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return c, np.concatenate(modes), np.concatenate(shares)
+
+
+def _replay_pair(pair, pool, n_runs, rng, budgets, grid_cols, extra_cols, chunk_runs, draw_elements,
+                 progress):
+    """(selected, n_evaluated) at ``budgets[grid_cols]`` and selected at ``budgets[extra_cols]``,
+    each (n_runs, ·), for one strategy × evaluator.  The orders come in chunks of runs
+    (``draw_elements`` entries at most), the evaluator rows are drawn in run order from ``rng``
+    after all orders (as one draw over all runs would), and chunks of ``chunk_runs`` runs replay
+    on ``THREADS`` threads."""
+    if pair.deterministic:  # one run stands for all
+        order = pair.sampler.orders(pool, 1, rng)
+        rep = pair.replay(order, pair.draw(order, rng), budgets)
         if progress:
             progress(n_runs)
-        return (np.broadcast_to(rep.selected, (n_runs, budgets.size)),
-                np.broadcast_to(rep.n_evaluated, (n_runs, budgets.size)))
-    sel = np.empty((n_runs, budgets.size), dtype=np.int32)
+        return (np.broadcast_to(rep.selected[:, grid_cols], (n_runs, grid_cols.size)),
+                np.broadcast_to(rep.n_evaluated[:, grid_cols], (n_runs, grid_cols.size)),
+                np.broadcast_to(rep.selected[:, extra_cols], (n_runs, extra_cols.size)))
+    sel = np.empty((n_runs, grid_cols.size), dtype=np.int32)
     n_ev = np.empty_like(sel)
+    extra = np.empty((n_runs, extra_cols.size), dtype=np.int32)
 
-    def work(a):  # chunks bound the memory of the (runs, B) temporaries
-        z = slice(a, min(a + chunk_runs, n_runs))
-        rep = replay_in_order(order[z], e[z], c[z], budgets)
-        sel[z], n_ev[z] = rep.selected, rep.n_evaluated
+    def work(a, order, drawn):
+        rep = pair.replay(order, drawn, budgets)
+        z = slice(a, a + order.shape[0])
+        sel[z], n_ev[z] = rep.selected[:, grid_cols], rep.n_evaluated[:, grid_cols]
+        extra[z] = rep.selected[:, extra_cols]
         if progress:
-            progress(z.stop - z.start)
+            progress(order.shape[0])
 
-    starts = range(0, n_runs, chunk_runs)
-    if len(starts) > 1 and THREADS > 1:  # numpy releases the GIL in the heavy kernels
-        with ThreadPoolExecutor(THREADS) as executor:
-            list(executor.map(work, starts))
-    else:
-        for a in starts:
-            work(a)
-    return sel, n_ev
+    draw_runs_ = max(chunk_runs, max(1, draw_elements // max(pool.height, 1)) // chunk_runs * chunk_runs)
+    stream = pair.sampler.order_chunks(pool, n_runs, rng, draw_runs_, keep_rng=pair.draws_rows)
+    threaded = n_runs > chunk_runs and THREADS > 1  # numpy releases the GIL in the heavy kernels
+    with ThreadPoolExecutor(THREADS if threaded else 1) as executor:
+        pending: deque = deque()
+        for start, orders in stream:
+            for a in range(0, orders.shape[0], chunk_runs):
+                order = orders[a:a + chunk_runs]
+                drawn = pair.draw(order, rng)  # in run order: the same numbers as one draw
+                if not threaded:
+                    work(start + a, order, drawn)
+                    continue
+                pending.append(executor.submit(work, start + a, order, drawn))
+                while len(pending) > THREADS:  # bounded: memory of a few chunks in flight
+                    pending.popleft().result()
+            del orders
+        for f in pending:
+            f.result()
+    return sel, n_ev, extra
+
+
+class _RunsSink:
+    """Collects the per-run tables (``path`` None) or streams them to a Parquet file in row groups
+    cut exactly as ``pyarrow.parquet.write_table`` of the whole table would (same bytes): a
+    temporary file in the same folder, renamed on :meth:`close`, removed on :meth:`abort`."""
+
+    def __init__(self, path, tables: list):
+        self.path = Path(path) if path is not None else None
+        self.tables = tables
+        self.writer = None
+        self.buffer: list[pa.Table] = []
+        self.n = 0
+        self.tmp = None
+
+    def add(self, table: pa.Table) -> None:
+        if self.path is None:
+            self.tables.append(table)
+            return
+        if self.writer is None:
+            import pyarrow.parquet as pq
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        self.buffer.append(table)
+        self.n += table.num_rows
+        while self.n >= RUNS_ROW_GROUP:
+            whole = pa.concat_tables(self.buffer)
+            self.writer.write_table(whole.slice(0, RUNS_ROW_GROUP))
+            rest = whole.slice(RUNS_ROW_GROUP)
+            self.buffer, self.n = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self.path is None or self.writer is None:
+            return
+        if self.n:
+            self.writer.write_table(pa.concat_tables(self.buffer))
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        self.buffer, self.writer = [], None
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            Path(self.tmp).unlink(missing_ok=True)
+            self.writer = None
 
 
 def _num(x) -> float | None:
@@ -213,7 +470,8 @@ def _num(x) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _runs_table(strategy, evaluator, sel, true, n_ev, budgets, names, strategies, evaluators) -> pa.Table:
+def _runs_table(strategy, evaluator, sel, true, n_ev, budgets, names, strategies, evaluators,
+                first_run: int = 0) -> pa.Table:
     r, t = sel.shape
     n = r * t
 
@@ -221,16 +479,16 @@ def _runs_table(strategy, evaluator, sel, true, n_ev, budgets, names, strategies
         return pa.DictionaryArray.from_arrays(pa.array(np.full(n, vocabulary.index(value), np.int32)),
                                               pa.array(vocabulary))
 
-    flat = sel.ravel()
+    flat = np.ascontiguousarray(sel).ravel()
     backbone = pa.DictionaryArray.from_arrays(
         pa.array(flat, mask=flat == NO_SELECTION, type=pa.int32()), pa.array(names))
-    tf = true.ravel()
+    tf = np.ascontiguousarray(true).ravel()
     return pa.table({
         "strategy": const(strategy, strategies),
         "evaluator": const(evaluator, evaluators),
-        "run": pa.array(np.repeat(np.arange(r, dtype=np.int32), t)),
+        "run": pa.array(np.repeat(np.arange(first_run, first_run + r, dtype=np.int32), t)),
         "budget_s": pa.array(np.tile(budgets, r)),
         "backbone": backbone,
         "true_score": pa.array(tf, mask=np.isnan(tf)),
-        "n_evaluated": pa.array(n_ev.ravel()),
+        "n_evaluated": pa.array(np.ascontiguousarray(n_ev).ravel()),
     })

@@ -11,31 +11,40 @@ For each model of ``results-<set>.csv`` (with ``arch`` = the name before the dot
 
 Models with no benchmark row are left out, counted in the oracle metadata and on stderr.
 Models listed twice (at their default input size and at timm's larger ``test_input_size``)
-keep the row at the smaller, default size.
+keep the row at the smaller, default size.  ``imagenet_top1`` (metadata, the ``imagenet-top1``
+sampler's key) is the model's published ImageNet-1k top-1 in percent from
+``results-imagenet.csv`` at its default size (:func:`shared.timm_results.imagenet_top1`); null
+for a model not in that file, or for every model when the file is not available (a note).
 
 The files are third-party (Apache-2.0, timm's repository): they are read from a folder
 (``--timm-results DIR`` or ``$VIBES_TIMM_RESULTS``) or downloaded once from timm's repository at
-a pinned commit into the user's cache directory — never committed to this project.
+a pinned commit into the user's cache directory — never committed to this project
+(:mod:`shared.timm_results`).
 """
 from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import polars as pl
 
 from shared.errors import VibesError, unknown
 from shared.oracle import Oracle
 from shared.pretrain import pretrain_frame
-
-TIMM_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
-RAW_URL = "https://raw.githubusercontent.com/huggingface/pytorch-image-models/{commit}/results/{file}"
-DEFAULT_BENCHMARK = "benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv"
-ENV_DIR = "VIBES_TIMM_RESULTS"
+from shared.timm_results import (  # noqa: F401  (re-exported: the simulator's names for them)
+    DEFAULT_BENCHMARK,
+    ENV_DIR,
+    IMAGENET_RESULTS,
+    RAW_URL,
+    TIMM_COMMIT,
+    at_default_size,
+    cache_dir,
+    imagenet_top1,
+    locate,
+    top1_of,
+)
+from shared.timm_results import read_csv as _read_csv
 
 #: images in each evaluation set (the -clean sets count as their base set)
 N_IMAGES = {
@@ -55,54 +64,6 @@ def n_images(set_name: str) -> int:
     return N_IMAGES[base]
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "vibes" / "timm-results" / TIMM_COMMIT
-
-
-def locate(file: str, results_dir: str | os.PathLike | None) -> Path:
-    """Path of a timm results file: from the folder given (or $VIBES_TIMM_RESULTS), else the cache,
-    downloading it there once from the pinned commit."""
-    results_dir = results_dir or os.environ.get(ENV_DIR)
-    if results_dir:
-        folder = Path(results_dir)
-        if not folder.is_dir():
-            raise VibesError(f"timm results folder {str(folder)!r} does not exist "
-                             f"(--timm-results DIR or ${ENV_DIR})")
-        path = folder / file
-        if not path.is_file():
-            have = sorted(p.name for p in folder.glob("*.csv"))
-            raise VibesError(f"{file!r} is not in {str(folder)!r}; it has: {', '.join(have) or 'no csv'}")
-        return path
-    path = cache_dir() / file
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    url = RAW_URL.format(commit=TIMM_COMMIT, file=file)
-    tmp = path.with_name(f".{file}.{os.getpid()}.tmp")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp, open(tmp, "wb") as out:
-            out.write(resp.read())
-        os.replace(tmp, path)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise VibesError(f"cannot download {file} from timm's repository ({exc}); offline? give a "
-                         f"local copy with --timm-results DIR (or ${ENV_DIR}) and choose the "
-                         f"benchmark file with --timm-benchmark FILE") from None
-    return path
-
-
-def _read_csv(path: Path, needed: list[str]) -> pl.DataFrame:
-    try:
-        frame = pl.read_csv(path, infer_schema_length=None)
-    except Exception as exc:
-        raise VibesError(f"cannot read {str(path)!r} as CSV: {exc}") from None
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise VibesError(f"{str(path)!r} lacks column(s) {', '.join(missing)}; is it a timm results file?")
-    return frame
-
-
 def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
                 benchmark: str = DEFAULT_BENCHMARK, quiet: bool = False) -> Oracle:
     """Build the ``timm:<set_name>`` oracle."""
@@ -112,7 +73,7 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
     # Some models are listed twice: at their default input size and at timm's larger
     # test_input_size.  One row per backbone: keep the default (the smaller) size.
     n_listed = results.height
-    results = results.sort("model", "img_size").unique("model", keep="first", maintain_order=True)
+    results = at_default_size(results)
     bench = _read_csv(locate(benchmark, results_dir),
                       ["model", "infer_img_size", "infer_samples_per_sec", "infer_gmacs"])
     bench = (bench.select(pl.col("model").alias("architecture"), "infer_img_size",
@@ -150,6 +111,15 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
         pre.get_column("pretrain_images").cast(pl.Float64),
         pre.get_column("pretrain_method"),
     )
+    top1_note = None
+    try:
+        top1 = top1_of(results) if set_name == "imagenet" else imagenet_top1(results_dir)
+    except VibesError as exc:  # the prior is optional: the oracle stands without it
+        top1, top1_note = None, f"imagenet_top1 unavailable ({exc})"
+        if not quiet:
+            print(f"timm:{set_name}: {top1_note}", file=sys.stderr)
+    if top1 is not None:
+        frame = frame.join(top1, on="backbone", how="left", maintain_order="left")
     if dropped and not quiet:
         print(f"timm:{set_name}: {len(dropped)} of {results.height} models have no row in "
               f"{benchmark} and are left out (e.g. {dropped[0]})", file=sys.stderr)
@@ -165,6 +135,8 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
         "models_in_results": results.height,
         "rows_at_test_input_size_dropped": n_listed - results.height,
         "models_without_benchmark": len(dropped),
+        "imagenet_top1": top1_note or f"published ImageNet-1k top-1 (percent) at the default size, "
+                                      f"{IMAGENET_RESULTS}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return Oracle(frame, meta).validate()

@@ -103,5 +103,39 @@ def test_download_goes_to_the_cache_once(tmp_path, monkeypatch, timm_results):
     monkeypatch.setattr(urllib.request, "urlopen", fake)
     tm.timm_oracle("sketch", quiet=True)
     tm.timm_oracle("sketch", quiet=True)
-    assert len(calls) == 2  # results + benchmark, downloaded once each
+    # results + benchmark + results-imagenet (the imagenet_top1 column), downloaded once each
+    assert sorted(u.rsplit("/", 1)[1] for u in calls) == sorted(
+        ["results-sketch.csv", tm.DEFAULT_BENCHMARK, "results-imagenet.csv"])
     assert (tm.cache_dir() / "results-sketch.csv").is_file()
+
+
+def test_imagenet_top1_column_is_the_published_top1_at_the_default_size(timm_results):
+    from shared.timm_results import imagenet_top1
+
+    published = pl.read_csv(timm_results / "results-imagenet.csv", infer_schema_length=None)
+    table = imagenet_top1(timm_results)
+    assert table.columns == ["backbone", "imagenet_top1"] and table["backbone"].is_unique().all()
+    # a model listed at two sizes: its top-1 at the smaller (default) size, by hand
+    twice = published.group_by("model").len().filter(pl.col("len") > 1)["model"][0]
+    rows = published.filter(pl.col("model") == twice).sort("img_size")
+    assert rows.height == 2 and rows["top1"][0] != rows["top1"][1]
+    assert table.filter(pl.col("backbone") == twice)["imagenet_top1"][0] == pytest.approx(rows["top1"][0])
+    # the sketch oracle carries it: ImageNet top-1, not sketch top-1
+    sketch = tm.timm_oracle("sketch", timm_results, quiet=True).true_scores()
+    name = "convnext_base.fb_in22k_ft_in1k"
+    want = published.filter(pl.col("model") == name).sort("img_size")["top1"][0]
+    got = sketch.filter(pl.col("backbone") == name)
+    assert got["imagenet_top1"][0] == pytest.approx(want) and got["true_score"][0] * 100 != pytest.approx(want)
+    assert sketch["imagenet_top1"].null_count() / sketch.height < 0.05
+    # on timm:imagenet the prior is the truth itself (x 100)
+    inet = tm.timm_oracle("imagenet", timm_results, quiet=True).true_scores()
+    assert (inet["imagenet_top1"] - inet["true_score"] * 100).abs().max() < 1e-9
+
+
+def test_imagenet_top1_missing_file_leaves_the_column_null_with_a_note(timm_results, tmp_path, capsys):
+    for name in ("results-sketch.csv", tm.DEFAULT_BENCHMARK):
+        (tmp_path / name).write_bytes((timm_results / name).read_bytes())
+    oracle = tm.timm_oracle("sketch", tmp_path)
+    assert oracle.frame["imagenet_top1"].null_count() == oracle.frame.height
+    assert "imagenet_top1 unavailable" in capsys.readouterr().err
+    assert "unavailable" in oracle.meta["imagenet_top1"]

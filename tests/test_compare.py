@@ -1,0 +1,125 @@
+"""`simulate compare OUT_DIR...`: one report over several simulate outputs (headless Chromium where
+installed), its regret view and its tables; `simulate --...` keeps working beside it."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import polars as pl
+import pytest
+
+from simulate.cli import main
+from simulate.compare import compare_figure, load_output
+from tests.conftest import random_oracle
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--virtual-time-budget=5000"]
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """Two simulate outputs of different oracles (datasets) and strategy sets."""
+    tmp = tmp_path_factory.mktemp("compare")
+    a = random_oracle(n_backbones=15, rng_seed=1)
+    b = random_oracle(n_backbones=12, rng_seed=2)
+    b.meta["dataset"] = "toy2"
+    a.write(tmp / "a.parquet")
+    b.write(tmp / "b.parquet")
+    assert main(["--oracle", str(tmp / "a.parquet"), "--strategy", "random", "--strategy", "sh:cycling",
+                 "--evaluator", "mlp", "--evaluator", "mlp@0.1", "--runs", "30", "--baseline", "arch001.tag1",
+                 "--out", str(tmp / "outA"), "--no-report"]) == 0
+    assert main(["--oracle", str(tmp / "b.parquet"), "--strategy", "random", "--strategy", "complexity-up",
+                 "--runs", "30", "--baseline", "arch002.tag2", "--out", str(tmp / "outB"), "--no-report"]) == 0
+    return tmp
+
+
+def _dom(path, fragment, profile):
+    p = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", path.as_uri() + fragment],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+def _legend(dom):
+    return re.findall(r'class="legendtext"[^>]*>([^<]*)', dom)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+def test_compare_draws_in_headless_chromium_and_its_controls_work(outputs, tmp_path):
+    html_path = tmp_path / "compare.html"
+    assert main(["compare", str(outputs / "outA"), str(outputs / "outB"), "--out", str(html_path)]) == 0
+    html = html_path.read_text()
+    assert "https://" not in re.sub(r'"[^"]*https://[^"]*"', "", html.split("<script")[0])  # no remote assets
+    dom = _dom(html_path, "", tmp_path / "p1")
+    assert dom.count('class="plot-container plotly"') == 1
+    # every curve drawn: 4 pairs of A and 2 of B, each with its IQR band, and both baselines
+    assert len(re.findall(r'class="js-fill" d="M', dom)) == 6
+    legend = _legend(dom)
+    for name in ("toy · outA", "toy2 · outB", "sh:cycling × mlp@0.1", "complexity-up × mlp", "baseline arch002.tag2"):
+        assert name in legend
+    assert "true score of the selected backbone" in re.search(r'class="ytitle"[^>]*>([^<]*)', dom).group(1)
+    assert "1 min" in dom  # readable time ticks
+    # the regret view of output B alone, bands off: set from the URL fragment
+    dom = _dom(html_path, "#y=regret&outs=1&bands=0", tmp_path / "p2")
+    assert re.search(r'class="ytitle"[^>]*>([^<]*)', dom).group(1).startswith("regret")
+    assert len(re.findall(r'class="js-fill" d="M', dom)) == 0
+    legend = _legend(dom)
+    assert "toy2 · outB" in legend and "toy · outA" not in legend and "random × mlp" in legend
+    # the recommendations side by side: one column per output
+    table = dom.split('id="recommendations"')[1].split("</table>")[0]
+    assert table.count("<th>") == 3 and "complexity-up × mlp" in table and "1 day" in table
+
+
+def test_regret_is_best_possible_minus_the_score(outputs):
+    outs = [load_output(outputs / "outA"), load_output(outputs / "outB")]
+    fig = compare_figure(outs, ["a", "b"])
+    best = [o["summary"]["best_possible"]["true_score"] for o in outs]
+    medians = [t for t in fig.data if t.meta["role"] == "median"]
+    assert len(medians) == 6
+    for t in medians:
+        raw, regret = t.meta["raw"], t.meta["regret"]
+        want = pl.read_parquet(outputs / ("outA" if t.meta["out"] == 0 else "outB") / "bsec.parquet").filter(
+            (pl.col("strategy") == t.meta["strategy"]) & (pl.col("evaluator") == t.meta["evaluator"])
+        ).sort("budget_s")["median"].to_list()
+        assert raw == want
+        assert all((r is None and v is None) or abs(r - (best[t.meta["out"]] - v)) < 1e-12
+                   for r, v in zip(regret, raw))
+    lo = [t for t in fig.data if t.meta["role"] == "band-lo"][0]
+    assert lo.meta["regret"][-1] == pytest.approx(best[lo.meta["out"]] - [t for t in fig.data if t.meta["role"] ==
+                                                  "band-hi"][0].meta["raw"][-1])  # the band flips
+
+
+def test_compare_errors_are_one_line(outputs, tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty")]) == 2
+    assert "has no summary.json or bsec.parquet" in capsys.readouterr().err
+    assert main(["compare", str(outputs / "outA"), str(outputs / "outB"), "--label", "x"]) == 2
+    assert "--label given 1 time(s) for 2 output folder(s)" in capsys.readouterr().err
+    assert main(["compare"]) == 2  # no folder: click's usage error
+
+
+def test_compare_help_and_simulate_help_both_work(capsys):
+    assert main(["compare", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "simulate compare" in out and "Examples:" in out
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--strategy" in out and "simulate compare" in out  # the epilog names the subcommand
+
+
+def test_labels_default_to_dataset_and_folder(outputs, tmp_path):
+    from simulate.compare import write_compare
+
+    path = write_compare([outputs / "outA", outputs / "outA"], tmp_path / "c.html")
+    text = path.read_text()
+    assert "toy · outA #1" in text and "toy · outA #2" in text
+    summary = json.loads((outputs / "outA" / "summary.json").read_text())
+    assert summary["recommendation"][0]["label"] == "10 min"
