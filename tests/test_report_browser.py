@@ -29,7 +29,7 @@ def test_report_draws_in_headless_chromium(tmp_path):
     assert "https://" not in re.sub(r'"[^"]*https://[^"]*"', "", html.split("<script")[0])  # no remote assets
     p = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                         (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
-    dom = p.stdout
+    dom, _, quality_dom = p.stdout.partition('<h2 id="quality">')  # the BSECs, then the quality section
     assert p.returncode == 0, p.stderr[-2000:]
     # 2 evaluator figures + 2 strategy figures, each drawn by Plotly into an SVG with its traces
     n_figs = 4
@@ -42,3 +42,25 @@ def test_report_draws_in_headless_chromium(tmp_path):
     assert len(fills) >= n_figs * 2  # the IQR bands
     for label in ("1 min", "cycling", "silhouette", "baseline: arch003.tag0"):
         assert label in dom
+    # the quality section: one table row per spec, one drawn scatter per spec but the noise ceiling
+    # (4 evaluator specs, 3 static baselines with values — the toy oracle has no imagenet_top1)
+    specs = ["mlp", "mlp@0.1", "silhouette", "silhouette@0.1", "params_m", "gmacs", "feature_dim"]
+    rows = re.findall(r'<tr class="qrow" data-kind="([^"]+)"><td data-v="([^"]*)"', quality_dom)
+    assert [spec for _, spec in rows] == specs + ["mlp seed 0 vs seed 1"]
+    assert [kind for kind, _ in rows] == ["truth"] + ["evaluator"] * 3 + ["static"] * 3 + ["noise ceiling"]
+    figures = re.split(r'id="quality-\d+"', quality_dom)[1:]
+    assert len(figures) == len(specs)
+    for spec, fig in zip(specs, figures):
+        assert 'class="plot-container plotly"' in fig and f"{spec}: τ-b" in fig
+        assert fig.count('class="point"') >= 20  # every backbone drawn (plus the ringed pick)
+    # clicking the τ-b heading sorts the rows by τ-b, ascending, nulls last (feature_dim: all 64)
+    clicked = out / "clicked.html"
+    clicked.write_text(html.replace("</body>", "<script>document.querySelectorAll('#quality-table th')[2]"
+                                               ".click();</script></body>"))
+    p = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                        clicked.as_uri()], capture_output=True, text=True, timeout=120)
+    sorted_rows = re.findall(r'<tr class="qrow" data-kind="[^"]+"><td data-v="([^"]*)">[^<]*</td><td[^>]*>[^<]*'
+                             r'</td><td data-v="([^"]*)"', p.stdout)
+    values = [float(v) for _, v in sorted_rows if v]
+    assert len(sorted_rows) == len(specs) + 1 and values == sorted(values) and len(values) == len(specs)
+    assert sorted_rows[-1] == ("feature_dim", "")
