@@ -6,8 +6,11 @@ interpolation); a quantile that is not finite is null (NaN here) and is not draw
 ``n_selected`` counts the runs that selected something.  Taking the quantiles over the
 selecting runs only would let a few lucky runs (a cheap, good backbone first) lift the median
 at small budgets, which then falls as more runs join in; over all runs, a quantile can only
-rise when every run's true score can only rise (the truth evaluator).  The summary condenses
-each curve:
+rise when every run's true score can only rise.  That holds for the truth evaluator when ε̃ = ε
+(one seed per backbone).  With several seeds a run sees one seed's draw while ε is the seed
+mean, so a later backbone whose draw beats the incumbent's can have a lower mean: the curve
+may then fall a little, which is evaluation noise, not an artefact of the statistics.  The
+summary condenses each curve:
 
 * ``score_1h`` / ``score_1d`` — median true score at a budget of exactly 1 hour / 1 day
   (null when fewer than half the runs selected something by then);
