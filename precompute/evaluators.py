@@ -1,7 +1,11 @@
 """Evaluators: score a backbone's frozen features on a dataset split (higher is better).
 
 * ``mlp`` — the paper's head (the truth): Linear(D, 50) -> ReLU -> Linear(50, C), Adam lr 1e-3,
-  200 epochs, batch 200, cross-entropy; score = test top-1 accuracy.
+  200 epochs, batch 200, cross-entropy; score = test top-1 accuracy.  Seeds can train together
+  (``batched``, :mod:`precompute.heads`), each exactly as it would alone.
+* ``mlp-sklearn`` — the same head with scikit-learn ``MLPClassifier``'s defaults around the
+  paper's settings: Glorot init, L2 penalty 1e-4, scikit-learn's Adam, and stopping when the
+  training loss stops improving (tol 1e-4, 10 epochs); records the epochs it ran.
 * ``silhouette`` — silhouette score (Euclidean) of the train features with the labels as clusters;
   no training, no test split.
 
@@ -11,7 +15,6 @@ and runs there.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from precompute import faults
+from precompute import proxies
 from shared.errors import unknown
 
 #: the paper's head protocol, one place
@@ -64,49 +67,43 @@ def mlp_score(
     batch_size: int = MLP_PROTOCOL["batch_size"],
     hidden: int = MLP_PROTOCOL["hidden"],
     lr: float = MLP_PROTOCOL["lr"],
-) -> float:
-    """Train the head on (train_x, train_y) where the features live; return test top-1 accuracy in [0, 1].
+) -> EvalResult:
+    """Train the head on (train_x, train_y) where the features live; return
+    ``EvalResult(test top-1 accuracy in [0, 1], epochs)``.
 
-    Init is seeded by ``seed`` (independent of the global RNG and of the device); each epoch
-    draws a fresh permutation from a ``torch.Generator`` seeded by ``seed`` on the device; the last
-    batch of an epoch is the remainder (no sample dropped)."""
-    train_x = _tensor(train_x, dtype=torch.float32)
-    dev = train_x.device
-    train_y = _tensor(train_y, dev, torch.long)
-    test_x = _tensor(test_x, dev, torch.float32)
-    test_y = _tensor(test_y, dev, torch.long)
-    n, d = train_x.shape
-    if n == 0 or len(test_y) == 0:
-        raise ValueError(f"mlp needs non-empty train and test splits, got {n} train and {len(test_y)} test samples")
-    if len(train_y) != n or len(test_x) != len(test_y):
-        raise ValueError("features and labels differ in length")
-    if int(train_y.min()) < 0 or int(torch.maximum(train_y.max(), test_y.max())) >= n_classes:
-        raise ValueError(f"labels must lie in [0, {n_classes})")
+    Init is ``torch.manual_seed(seed)`` then :func:`build_head` (independent of the global RNG
+    and of the device); each epoch draws a fresh permutation from a ``torch.Generator`` seeded by
+    ``seed`` on the device; the last batch of an epoch is the remainder (no sample dropped); mean
+    cross-entropy; ``torch.optim.Adam``'s update.  This is the single-head (timed) path of
+    :mod:`precompute.heads`, which writes the forward, backward and Adam step out (no autograd, no
+    optimizer object: on a CPU those cost more than the head's arithmetic) and trains several
+    seeds at once in :func:`mlp_batched`."""
+    from precompute import heads
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = build_head(d, n_classes, hidden)
-    head = head.to(dev).train()
-    opt_kw = {"fused": True} if dev.type == "cuda" else {}
-    opt = torch.optim.Adam(head.parameters(), lr=lr, **opt_kw)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    steps = math.ceil(n / batch_size)
-    with torch.enable_grad(), _single_thread(dev):
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=gen, device=dev)
-            for s in range(steps):
-                idx = perm[s * batch_size : (s + 1) * batch_size]
-                loss = F.cross_entropy(head(train_x[idx]), train_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            faults.point("mlp-epoch")
-    head.eval()
-    correct = torch.zeros((), dtype=torch.long, device=dev)
-    with torch.inference_mode():
-        for s in range(0, len(test_x), 65536):
-            correct += (head(test_x[s : s + 65536]).argmax(1) == test_y[s : s + 65536]).sum()
-    return float(correct.item() / len(test_y))
+    return heads.mlp_batched([(train_x, train_y, test_x, test_y)], n_classes, [seed], epochs=epochs,
+                             batch_size=batch_size, hidden=hidden, lr=lr)[0]
+
+
+def mlp_batched(tasks, n_classes: int, seeds, **kw) -> list[EvalResult]:
+    """``mlp`` for several seeds' equally shaped splits at once (:func:`precompute.heads.mlp_batched`)."""
+    from precompute import heads
+
+    return heads.mlp_batched(tasks, n_classes, seeds, **kw)
+
+
+def mlp_sklearn_score(train_x, train_y, test_x, test_y, n_classes: int, seed: int, **kw) -> EvalResult:
+    """``mlp-sklearn``: scikit-learn ``MLPClassifier(hidden_layer_sizes=(50,))`` semantics on the
+    features' device (:func:`precompute.heads.mlp_sklearn_score`)."""
+    from precompute import heads
+
+    return heads.mlp_sklearn_score(train_x, train_y, test_x, test_y, n_classes, seed, **kw)
+
+
+def mlp_sklearn_batched(tasks, n_classes: int, seeds, **kw) -> list[EvalResult]:
+    """``mlp-sklearn`` for several seeds at once (:func:`precompute.heads.mlp_sklearn_batched`)."""
+    from precompute import heads
+
+    return heads.mlp_sklearn_batched(tasks, n_classes, seeds, **kw)
 
 
 def silhouette(
@@ -161,6 +158,9 @@ class EvalResult:
     score: float
     epochs: int | None = None
 
+    def __float__(self) -> float:
+        return float(self.score)
+
 
 def as_result(value) -> EvalResult:
     """An evaluator's return value (a float or an :class:`EvalResult`) as an EvalResult."""
@@ -184,8 +184,14 @@ class EvaluatorSpec:
 
 #: registry: one place per evaluator
 EVALUATORS: dict[str, EvaluatorSpec] = {
-    "mlp": EvaluatorSpec("mlp", needs_test=True, fn=mlp_score),
+    "mlp": EvaluatorSpec("mlp", needs_test=True, fn=mlp_score, batched=mlp_batched),
+    "mlp-sklearn": EvaluatorSpec("mlp-sklearn", needs_test=True, fn=mlp_sklearn_score, batched=mlp_sklearn_batched),
     "silhouette": EvaluatorSpec("silhouette", needs_test=False, fn=silhouette),
+    # cheap proxies (precompute/proxies.py): no head is trained
+    "knn": EvaluatorSpec("knn", needs_test=True, fn=proxies.knn),
+    "ridge": EvaluatorSpec("ridge", needs_test=True, fn=proxies.ridge),
+    "logme": EvaluatorSpec("logme", needs_test=False, fn=proxies.logme),
+    "hscore": EvaluatorSpec("hscore", needs_test=False, fn=proxies.hscore),
 }
 
 

@@ -25,11 +25,12 @@ def blobs(n_per: int, n_classes: int, dim: int, sep: float, seed: int):
 
 
 def test_registry():
-    assert set(EVALUATORS) == {"mlp", "silhouette"}
+    assert {"mlp", "mlp-sklearn", "silhouette"} <= set(EVALUATORS)
     assert EVALUATORS["mlp"].needs_test and not EVALUATORS["silhouette"].needs_test
     assert EVALUATORS["mlp"].fn is mlp_score and get_evaluator("silhouette").fn is silhouette
-    with pytest.raises(UnknownNameError, match="unknown evaluator 'knn'; valid: mlp, silhouette"):
-        get_evaluator("knn")
+    assert EVALUATORS["mlp"].batched is not None and EVALUATORS["mlp-sklearn"].needs_test
+    with pytest.raises(UnknownNameError, match=r"unknown evaluator 'knnn'; valid: .*mlp, mlp-sklearn, .*silhouette"):
+        get_evaluator("knnn")
 
 
 def test_head_architecture():
@@ -43,35 +44,35 @@ def test_head_architecture():
 
 
 def test_training_follows_protocol(monkeypatch):
-    """Adam at lr 1e-3 over the head's parameters only, epochs * ceil(n / 200) steps, batches of 200."""
-    made, steps, batches, losses = [], [], [], []
-    real_adam, real_ce = torch.optim.Adam, torch.nn.functional.cross_entropy
+    """Adam at lr 1e-3 over the head's parameters only, epochs * ceil(n / 200) steps, batches of 200.
 
-    class CountingAdam(real_adam):
-        def __init__(self, params, **kw):
-            super().__init__(params, **kw)
-            made.append(self)
+    mlp_score writes the Adam step out (precompute.heads.torch_adam_step, checked against
+    torch.optim.Adam in tests/test_heads.py, as is the whole head against nn.Sequential +
+    torch.optim.Adam + mean F.cross_entropy); here the steps and batches are counted."""
+    from precompute import heads
 
-        def step(self, *a, **k):
-            steps.append(1)
-            return super().step(*a, **k)
+    steps, lrs, sizes, batches = [], [], [], []
+    real_step, real_forward = heads.torch_adam_step, heads._forward
 
-    def ce(logits, target, *a, **k):
-        batches.append(len(target))
-        losses.append(k.get("reduction", "mean"))
-        return real_ce(logits, target, *a, **k)
+    def counting_step(params, grads, m, v, t, lr, **k):
+        steps.append(t)
+        lrs.append(lr)
+        sizes.append(params.numel())
+        return real_step(params, grads, m, v, t, lr, **k)
 
-    monkeypatch.setattr(torch.optim, "Adam", CountingAdam)
-    monkeypatch.setattr(ev.F, "cross_entropy", ce)
+    def counting_forward(p, xb):
+        batches.append(xb.shape[1])
+        return real_forward(p, xb)
+
+    monkeypatch.setattr(heads, "torch_adam_step", counting_step)
+    monkeypatch.setattr(heads, "_forward", counting_forward)
     x, y = blobs(50, 5, 16, 3.0, 0)  # n = 250 -> 2 batches per epoch: 200, 50
-    mlp_score(x, y, x[:20], y[:20], n_classes=5, seed=0)
-    assert len(made) == 1
-    opt = made[0]
-    assert opt.defaults["lr"] == 1e-3 and len(opt.param_groups) == 1
-    n_params = sum(p.numel() for p in opt.param_groups[0]["params"])
-    assert n_params == 16 * 50 + 50 + 50 * 5 + 5
-    assert len(steps) == 200 * math.ceil(250 / 200) == 400
-    assert batches[:4] == [200, 50, 200, 50] and len(batches) == 400 and set(losses) == {"mean"}
+    res = mlp_score(x, y, x[:20], y[:20], n_classes=5, seed=0)
+    assert res.epochs == 200
+    assert set(lrs) == {1e-3} and set(sizes) == {16 * 50 + 50 + 50 * 5 + 5}
+    assert steps == list(range(1, 200 * math.ceil(250 / 200) + 1)) and len(steps) == 400
+    # 400 training batches, then one forward over the 20 test samples
+    assert batches[:4] == [200, 50, 200, 50] and batches[:-1] == [200, 50] * 200 and batches[-1] == 20
 
 
 def test_mlp_learns_separable_data_and_is_deterministic():
@@ -79,12 +80,12 @@ def test_mlp_learns_separable_data_and_is_deterministic():
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     tr, te = slice(0, 180), slice(180, None)
-    a = mlp_score(x[tr], y[tr], x[te], y[te], n_classes=4, seed=3, epochs=30)
-    b = mlp_score(x[tr], y[tr], x[te], y[te], n_classes=4, seed=3, epochs=30)
+    a = mlp_score(x[tr], y[tr], x[te], y[te], n_classes=4, seed=3, epochs=30).score
+    b = mlp_score(x[tr], y[tr], x[te], y[te], n_classes=4, seed=3, epochs=30).score
     assert a > 0.9 and a == b
     # labels shuffled: chance level, not > 0.9 (the score reflects the features)
     y_bad = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(5))]
-    assert mlp_score(x[tr], y_bad[tr], x[te], y_bad[te], n_classes=4, seed=3, epochs=30) < 0.6
+    assert mlp_score(x[tr], y_bad[tr], x[te], y_bad[te], n_classes=4, seed=3, epochs=30).score < 0.6
 
 
 def test_mlp_seed_changes_init_but_not_global_rng():
@@ -92,14 +93,14 @@ def test_mlp_seed_changes_init_but_not_global_rng():
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)
-    scores = {mlp_score(x, y, x, y, n_classes=3, seed=s, epochs=3) for s in range(6)}
+    scores = {mlp_score(x, y, x, y, n_classes=3, seed=s, epochs=3).score for s in range(6)}
     assert torch.rand(1) == expected  # the global RNG stream is untouched
     assert len(scores) > 1
 
 
 def test_mlp_accepts_numpy_and_rejects_bad_labels():
     x, y = blobs(20, 2, 4, 5.0, 3)
-    assert 0.0 <= mlp_score(x.numpy(), y.numpy(), x.numpy(), y.numpy(), n_classes=2, seed=0, epochs=2) <= 1.0
+    assert 0.0 <= mlp_score(x.numpy(), y.numpy(), x.numpy(), y.numpy(), n_classes=2, seed=0, epochs=2).score <= 1.0
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
         mlp_score(x, y + 1, x, y, n_classes=2, seed=0, epochs=1)
 
