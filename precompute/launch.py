@@ -1,8 +1,13 @@
 """Run the sweep's shards through submitit: locally (``LocalExecutor``) or as ONE Slurm job array.
 
-Both launchers take the same path: ``executor.map_array(ShardTask(), configs, pools,
-shard_indices, shard_counts)``; task k runs ``run_sweep(cfg, pool, shard=(k, N))`` and writes
-its own part files.  :class:`ShardTask` is a ``submitit.helpers.Checkpointable``: on a Slurm
+Task k runs ``run_sweep(cfg, pool, shard=(k, N))`` and writes its own part files.  Slurm gets
+ONE job array (``executor.map_array(ShardTask(), configs, pools, shard_indices, shard_counts)``),
+each task with ``--gpus-per-task`` GPUs.  The local launcher submits one job per shard, each with
+its own GPU of this machine (submitit's ``gpus_per_node=1, visible_gpus=(g,)``, which sets the
+task's ``CUDA_VISIBLE_DEVICES``; :func:`local_gpus` lists them from ``CUDA_VISIBLE_DEVICES`` or
+torch's device count), so concurrent shards never share a GPU nor silently fall back to the CPU;
+more shards than GPUs is refused (two shards on one GPU would distort each other's seconds).
+:class:`ShardTask` is a ``submitit.helpers.Checkpointable``: on a Slurm
 timeout or preemption it requeues itself with the same arguments, and because finished parts
 are kept (and skipped), the requeued task resumes where it stopped.  Nothing home-made
 schedules work.
@@ -10,6 +15,7 @@ schedules work.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +100,39 @@ def make_executor(launcher: str, folder: str | os.PathLike, slurm: SlurmOptions 
     raise VibesError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)}")
 
 
+def local_gpus() -> list[str]:
+    """This machine's GPUs as ``CUDA_VISIBLE_DEVICES`` entries: the entries of our own
+    ``CUDA_VISIBLE_DEVICES`` when it is set (physical indices or UUIDs; empty or -1: none), else
+    ``0 .. torch.cuda.device_count() - 1``."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        ids = [g.strip() for g in env.split(",") if g.strip()]
+        return [] if not ids or ids[0].startswith("-") else ids
+    import torch
+
+    return [str(k) for k in range(torch.cuda.device_count())]
+
+
+def check_local_shards(shards: int) -> list[str]:
+    """This machine's GPUs, refusing more local shards than GPUs (when it has any)."""
+    gpus = local_gpus()
+    if gpus and shards > len(gpus):
+        raise VibesError(f"--launcher local gives each shard its own GPU, but --shards {shards} is more "
+                         f"than this machine's {len(gpus)} GPU(s) ({','.join(gpus)}); use --shards "
+                         f"{len(gpus)} or fewer")
+    return gpus
+
+
+def _local_gpu_params(gpu: str | None) -> dict[str, Any]:
+    """submitit LocalExecutor parameters that give one task exactly ``gpu`` (None: no GPU)."""
+    if gpu is None:
+        return {"gpus_per_node": 0, "visible_gpus": (), "setup": []}
+    if gpu.isdigit():
+        return {"gpus_per_node": 1, "visible_gpus": (int(gpu),), "setup": []}
+    # a UUID / MIG name: submitit's visible_gpus takes integers, so set it in the task's shell
+    return {"gpus_per_node": 0, "visible_gpus": (), "setup": [f"export CUDA_VISIBLE_DEVICES={shlex.quote(gpu)}"]}
+
+
 def submit_shards(cfg: SweepConfig, pool: pl.DataFrame, launcher: str, shards: int,
                   slurm: SlurmOptions | None = None, folder: str | os.PathLike | None = None,
                   task: ShardTask | None = None) -> list[submitit.Job]:
@@ -104,9 +143,16 @@ def submit_shards(cfg: SweepConfig, pool: pl.DataFrame, launcher: str, shards: i
     if pool.height == 0:
         raise VibesError("the pool is empty; nothing to submit")
     folder = Path(folder or Path(cfg.parts_dir) / "_submitit")
+    gpus = check_local_shards(shards) if launcher == "local" else []
     ex = make_executor(launcher, folder, slurm)
     records = pool.to_dicts()
     task = task if task is not None else ShardTask()
+    if launcher == "local":  # one job per shard: the parameters (its GPU) differ per job
+        jobs = []
+        for k in range(shards):
+            ex.update_parameters(**_local_gpu_params(gpus[k] if gpus else None))
+            jobs.append(ex.submit(task, cfg, records, k, shards))
+        return jobs
     return ex.map_array(task, [cfg] * shards, [records] * shards, list(range(shards)),
                         [shards] * shards)
 
@@ -131,4 +177,4 @@ def wait_jobs(jobs: list[submitit.Job], echo: Callable[[str], None] = print) -> 
 
 
 __all__ = ["LAUNCHERS", "SlurmOptions", "ShardTask", "make_executor", "submit_shards",
-           "wait_jobs", "parse_sbatch_args"]
+           "wait_jobs", "parse_sbatch_args", "local_gpus", "check_local_shards"]

@@ -22,10 +22,12 @@ import json
 import os
 import re
 import socket
-import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ import polars as pl
 
 from precompute import faults
 from shared.errors import VibesError
-from shared.oracle import SCHEMA_VERSION, Oracle, conform
+from shared.oracle import SCHEMA_VERSION, Oracle, conform, temp_beside
 
 DEFAULT_PARTS_DIR = "data/parts"
 DEFAULT_ORACLE_DIR = "data/oracles"
@@ -83,8 +85,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     on any error remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path, _owner())  # 0666 & ~umask (mkstemp's 0600 would hide it from colleagues)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -206,50 +207,147 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: a lock whose heartbeat (the file's mtime) is older than this is stale: its holder is gone (killed,
+#: node lost, task requeued by Slurm onto another node) and the lock is taken over
+LOCK_STALE_SECONDS = 600.0
+#: how often the holder refreshes its heartbeat while it computes
+HEARTBEAT_SECONDS = 30.0
+
+
 @dataclass
 class BackboneLock:
-    """An ``O_CREAT | O_EXCL`` lock file holding ``host pid``.  A lock left by a process that
-    no longer exists on this host is stale and taken over; one from another host is respected
-    (remove it by hand if that host died)."""
+    """An ``O_CREAT | O_EXCL`` lock file holding ``host pid token``, with a heartbeat.
+
+    While held, a daemon thread refreshes the file's mtime every ``heartbeat`` seconds.  A lock is
+    *stale*, and taken over, when its holder is a dead process of this host, or when its heartbeat
+    is older than ``stale_after`` seconds (any host: e.g. a task that Slurm requeued onto another
+    node); a fresh lock is respected, whatever its host.
+
+    Takeover is race-free among workers: a taker must first create ``<lock>.takeover`` with
+    ``O_EXCL`` (one taker at a time), then re-checks, under that claim, that the lock file is still
+    the stale one it saw (same inode, still stale) before removing it; it then competes for the
+    lock with ``O_EXCL`` like any worker, so exactly one worker holds it.  A holder that was
+    judged stale while alive (frozen longer than ``stale_after``) finds its token gone at its next
+    heartbeat or at :meth:`owns`, and must not write its result (the sweep checks :meth:`owns`
+    before writing a part)."""
 
     path: Path
+    stale_after: float = LOCK_STALE_SECONDS
+    heartbeat: float = HEARTBEAT_SECONDS
     held: bool = False
+    lost: bool = False
+    token: str = ""
+    _stop: threading.Event | None = field(default=None, repr=False)
+    _beat: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def claim(self) -> Path:
+        return self.path.with_name(self.path.name + ".takeover")
 
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}\n"
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale():
-                    self.path.unlink(missing_ok=True)
-                    continue
+        token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}"
+        for _ in range(3):
+            if self._create(token):
+                self.token, self.held, self.lost = token, True, False
+                self._start_heartbeat()
+                return True
+            ino = self._stale_inode()
+            if ino is None or not self._take_over(ino):
                 return False
-            with os.fdopen(fd, "w") as fh:
-                fh.write(me)
-            self.held = True
-            return True
         return False
 
-    def _stale(self) -> bool:
+    def _create(self, token: str) -> bool:
         try:
-            host, pid = self.path.read_text().split()
-            pid = int(pid)
-        except (OSError, ValueError):
-            return False  # being written right now, or foreign: respect it
-        return host == socket.gethostname() and not _pid_alive(pid)
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return True
+
+    def _stale_inode(self) -> int | None:
+        """The lock file's inode if it is stale, else None (fresh, or gone)."""
+        try:
+            st = os.stat(self.path)
+            fields = self.path.read_text().split()
+        except OSError:
+            return None
+        age = time.time() - st.st_mtime
+        if age > self.stale_after:
+            return st.st_ino  # heartbeat lapsed: whatever host, the holder is gone
+        try:
+            host, pid = fields[0], int(fields[1])
+        except (IndexError, ValueError):
+            return None  # being written right now: respect it
+        if host == socket.gethostname() and not _pid_alive(pid):
+            return st.st_ino
+        return None
+
+    def _take_over(self, ino: int) -> bool:
+        """Remove the stale lock ``ino`` under the takeover claim; True if the lock may be retried."""
+        try:
+            fd = os.open(self.claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            # another worker is taking it over (a claim lives for milliseconds); one left by a
+            # taker killed in those milliseconds is removed once it is older than stale_after
+            try:
+                if time.time() - os.stat(self.claim).st_mtime > self.stale_after:
+                    self.claim.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+        os.close(fd)
+        try:
+            if self._stale_inode() != ino:  # taken over by someone else already, or refreshed
+                return not self.path.exists()
+            self.path.unlink(missing_ok=True)
+            return True
+        finally:
+            self.claim.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, args=(self._stop,), daemon=True,
+                                      name=f"heartbeat {self.path.name}")
+        self._beat.start()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat):
+            if not self.owns():
+                self.lost = True
+                return
+            try:
+                os.utime(self.path)
+            except OSError:
+                self.lost = True
+                return
+
+    def owns(self) -> bool:
+        """True while the lock file still holds this holder's token."""
+        if not self.held:
+            return False
+        try:
+            return self.path.read_text().strip() == self.token
+        except OSError:
+            return False
 
     def clear_if_stale(self) -> bool:
-        """Remove the lock file if a dead process of this host left it; True if removed."""
-        if not self.held and self.path.exists() and self._stale():
-            self.path.unlink(missing_ok=True)
-            return True
-        return False
+        """Remove the lock file if it is stale (see the class docstring); True if removed."""
+        if self.held:
+            return False
+        ino = self._stale_inode()
+        return ino is not None and self._take_over(ino) and not self.path.exists()
 
     def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            if self._beat is not None and self._beat is not threading.current_thread():
+                self._beat.join(timeout=5)
+            self._stop = self._beat = None
         if self.held:
-            self.path.unlink(missing_ok=True)
+            if self.owns():  # never remove a lock another worker took over
+                self.path.unlink(missing_ok=True)
             self.held = False
 
     def __enter__(self) -> BackboneLock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,12 +191,12 @@ class Oracle:
 
     # ---------------------------------------------------------------- writing
     def write(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temporary file in the same folder, then rename).  Format by suffix."""
+        """Write atomically (temporary file in the same folder, then rename).  Format by suffix.
+        The file gets the usual permissions (0666 less the umask, e.g. 0644), readable by others."""
         path = Path(path)
         fmt = format_of(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp = temp_beside(path)
         try:
             if fmt == "parquet":
                 _write_parquet(self, Path(tmp))
@@ -207,6 +207,22 @@ class Oracle:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def temp_beside(path: str | os.PathLike, tag: str = "") -> Path:
+    """Create an empty temporary file ``.<name>.[<tag>.]<random>.tmp`` in ``path``'s folder, with
+    the usual permissions (``0666 & ~umask``; ``tempfile.mkstemp`` would give 0600, and the file
+    renamed into place would be unreadable by colleagues)."""
+    path = Path(path)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{tag + '.' if tag else ''}{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"cannot create a unique temporary file beside {str(path)!r}")
 
 
 def format_of(path: Path) -> str:

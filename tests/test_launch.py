@@ -36,7 +36,7 @@ def test_local_launcher_two_shards_end_to_end(tmp_path, data_cache, monkeypatch)
     tests_dir = str(Path(__file__).resolve().parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p))
-    cfg = SweepConfig("digits", fractions=(1.0, 0.1), seeds=1, weights="random",
+    cfg = SweepConfig("digits", fractions=(1.0, 0.1), seeds=1, evaluators=("mlp", "silhouette"), weights="random",
                       device="cpu", parts_dir=str(tmp_path / "parts"), cache_dir=data_cache)
     pool = pool_frame(["fake_1.a", "fake_2.b", "fake_3.c"], [3.0, 2.0, 1.0])
     jobs = submit_shards(cfg, pool, "local", 2, folder=tmp_path / "logs",
@@ -53,6 +53,58 @@ def test_local_launcher_two_shards_end_to_end(tmp_path, data_cache, monkeypatch)
     assert report.missing == [] and report.failed.height == 0
     assert read_oracle(report.path).true_scores().height == 3
     assert not list((tmp_path / "parts").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("visible, expected", [
+    ("3,5", ["3", "5"]),  # physical indices, as this process sees them
+    ("GPU-1a2b,GPU-3c4d", ["GPU-1a2b", "GPU-3c4d"]),  # UUIDs (set through the task's shell)
+])
+def test_local_launcher_gives_each_shard_its_own_gpu(tmp_path, monkeypatch, visible, expected):
+    from launch_probe import EnvProbe
+
+    tests_dir = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    cfg = SweepConfig("digits", seeds=1, evaluators=("mlp", "silhouette"), weights="random", device="cpu",
+                      parts_dir=str(tmp_path / "parts"))
+    jobs = submit_shards(cfg, pool_frame(["fake_1.a", "fake_2.b"]), "local", 2, folder=tmp_path / "logs",
+                         task=EnvProbe())
+    results = wait_jobs(jobs, echo=lambda _: None)
+    assert [(r["shard"], r["cuda"]) for r in results] == list(enumerate(expected))
+
+
+def test_local_gpus_from_torch_and_too_many_shards(tmp_path, monkeypatch):
+    import torch
+
+    from precompute.launch import check_local_shards, local_gpus
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_gpus() == ["0", "1"]
+    cfg = SweepConfig("digits", seeds=1, evaluators=("mlp", "silhouette"), weights="random", device="cpu",
+                      parts_dir=str(tmp_path / "parts"))
+    with pytest.raises(VibesError, match=r"--shards 3 is more than this machine's 2 GPU\(s\) \(0,1\)"):
+        submit_shards(cfg, pool_frame(["fake_1.a"]), "local", 3, folder=tmp_path / "logs")
+    assert not (tmp_path / "logs").exists()  # refused before anything was submitted
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert local_gpus() == [] and check_local_shards(4) == []  # CPU only: shards share the CPU
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert local_gpus() == []
+
+
+def test_run_local_with_more_shards_than_gpus_fails_before_the_pool(capsys, tmp_path, monkeypatch):
+    import precompute.cli as cli_mod
+
+    def no_pool(*a, **k):
+        raise AssertionError("the pool was built before the arguments were checked")
+
+    monkeypatch.setattr(cli_mod, "resolve_pool", no_pool)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    code = main(["run", "--dataset", "digits", "--weights", "random", "--device", "cpu", "--launcher", "local",
+                 "--shards", "3", "--parts-dir", str(tmp_path / "parts")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --launcher local gives each shard its own GPU, but --shards 3")
 
 
 @pytest.fixture

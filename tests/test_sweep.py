@@ -93,7 +93,8 @@ def data_cache(tmp_path_factory):
 
 
 def config(tmp_path, data_cache, **kw) -> SweepConfig:
-    base = dict(dataset="digits", fractions=(1.0, 0.1, 0.01), seeds=2, weights="random",
+    base = dict(dataset="digits", fractions=(1.0, 0.1, 0.01), seeds=2, evaluators=("mlp", "silhouette"),
+                weights="random",
                 device="cpu", input_size=None, parts_dir=str(tmp_path / "parts"),
                 cache_dir=data_cache)
     base.update(kw)
@@ -167,7 +168,10 @@ def test_sweep_rows_times_and_failures(swept, capsys):
     # a backbone that raises -> one failed row per expected (evaluator, fraction, seed)
     bad, _ = P.read_part(folder / "boom_c.z.parquet")
     assert bad.height == 12 and (bad["status"] == "failed").all()
-    assert bad["seconds"].null_count() == 12 and bad["score"].null_count() == 12
+    assert bad["score"].null_count() == 12
+    # (changed, issue 7) a failed row is charged what it spent until the failure: here the load call
+    assert (bad["seconds"] > 0).all() and (bad["seconds"] == bad["load_seconds"]).all()
+    assert (bad["extract_seconds"] == 0).all() and (bad["fit_seconds"] == 0).all()
     assert bad["error"].unique().to_list() == ["RuntimeError: cannot build boom_c.z"]
 
 
@@ -333,7 +337,13 @@ def test_lock_prevents_double_work_and_stale_locks_are_taken(tmp_path, data_cach
     (lock.path).write_text(f"otherhost {os.getpid()}\n")  # another host's lock is respected
     assert not other.acquire()
     lock.release()
-    assert not lock.path.exists()
+    # (changed, issue 7) a holder whose lock file now holds someone else's token never removes it
+    assert lock.path.read_text() == f"otherhost {os.getpid()}\n"
+    lock.path.unlink()
+    mine = P.lock_for(cfg.parts_dir, "digits", "x.y")
+    assert mine.acquire() and mine.owns()
+    mine.release()
+    assert not mine.path.exists()
 
 
 def test_unknown_evaluator_lists_valid(tmp_path, data_cache, fast):
