@@ -7,14 +7,17 @@ one pattern name on top of the registry.
 Registry (name: torchvision source with ``root=data_root``; cache size S; split):
 
 * ``digits``: sklearn.datasets.load_digits (bundled, 0..16 -> 0..255 gray as RGB); S=8 native;
-  committed 80/20 ``data/splits/digits.json``.
+  committed 80/20 ``precompute/data/splits/digits.json``.
 * ``cifar10``: CIFAR10, ``cifar-10-batches-py/``; S=32 native; standard train / test.
 * ``gtsrb``: GTSRB, ``gtsrb/GTSRB/Training``, ``gtsrb/GTSRB/Final_Test/Images`` +
   ``gtsrb/GT-final_test.csv``; S=64; standard train / test.
 * ``flowers102``: Flowers102, ``flowers-102/``; S=256; standard train / test, val unused.
 * ``eurosat``: EuroSAT (RGB), ``eurosat/2750/<Class>/*.jpg``; S=64 native; committed 80/20
-  ``data/splits/eurosat.json`` (indices into torchvision's order, with the expected per-class
+  ``precompute/data/splits/eurosat.json`` (indices into torchvision's order, with the expected per-class
   counts, checked before use).
+* ``synthetic:N@SIZE``: N random uint8 images at SIZE (numpy ``default_rng(0)``), 10 balanced
+  classes, split 5:1 (CIFAR-10's proportion) by :func:`stratified_split`; generated in memory,
+  never cached.  A stand-in of a real dataset's size for timing (``precompute estimate``, the bench).
 * ``folder:PATH``: torchvision ImageFolder rules; S=256; ``PATH/train`` + ``PATH/test``, or one
   class-folder tree split 80/20 by :func:`stratified_split` with seed 0.
 
@@ -44,11 +47,11 @@ Bad inputs (one decision, used everywhere):
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,9 +61,12 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import VibesError, unknown
+from shared.oracle import temp_beside
 
 CACHE_VERSION = 1  # bump when the decoding rule or the cache layout changes
-SPLITS_DIR = Path(__file__).resolve().parents[1] / "data" / "splits"
+#: the committed split files: package data (pyproject's package-data), found beside this module in a
+#: source tree, an editable install and a regular one alike
+SPLITS_DIR = Path(__file__).resolve().parent / "data" / "splits"
 FOLDER_PREFIX = "folder:"
 TEST_FRACTION = 0.2
 FOLDER_SPLIT_SEED = 0
@@ -138,16 +144,17 @@ class DatasetSpec:
     cache_size: int
     split: str
     source: str
+    cached: bool = True  # False: generated in memory (synthetic:N@SIZE), never decoded nor cached
 
 
 DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, *, cache_size: int, split: str, source: str):
+def register_dataset(name: str, *, cache_size: int, split: str, source: str, cached: bool = True):
     """Decorator (timm-style) adding a loader to :data:`DATASETS`."""
 
     def deco(fn: Callable[..., _Raw]) -> Callable[..., _Raw]:
-        DATASETS[name] = DatasetSpec(name, fn, cache_size, split, source)
+        DATASETS[name] = DatasetSpec(name, fn, cache_size, split, source, cached)
         return fn
 
     return deco
@@ -324,7 +331,7 @@ def _load_flowers102(data_root: Path, download: bool, **_) -> _Raw:
                 fingerprint=_file_stats([str(where / "imagelabels.mat"), str(where / "setid.mat")]))
 
 
-@register_dataset("eurosat", cache_size=64, split="committed 80/20 data/splits/eurosat.json",
+@register_dataset("eurosat", cache_size=64, split="committed 80/20 precompute/data/splits/eurosat.json",
                   source="torchvision.datasets.EuroSAT")
 def _load_eurosat(data_root: Path, download: bool, split_file: Path | None = None, **_) -> _Raw:
     from torchvision.datasets import EuroSAT
@@ -351,7 +358,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(gray[..., None], 3, axis=-1), np.asarray(d.target, np.int64)
 
 
-@register_dataset("digits", cache_size=8, split="committed 80/20 data/splits/digits.json",
+@register_dataset("digits", cache_size=8, split="committed 80/20 precompute/data/splits/digits.json",
                   source="sklearn.datasets.load_digits")
 def _load_digits(data_root: Path, download: bool, split_file: Path | None = None, **_) -> _Raw:
     import sklearn
@@ -366,6 +373,54 @@ def _load_digits(data_root: Path, download: bool, split_file: Path | None = None
                 f"committed 80/20 {split_path.name} (seed {doc.get('seed')})",
                 fingerprint=[hashlib.sha256(images.tobytes()).hexdigest(),
                              hashlib.sha256(split_path.read_bytes()).hexdigest()])
+
+
+SYNTHETIC_PREFIX = "synthetic:"
+SYNTHETIC_NAME = "synthetic:N@SIZE"
+SYNTHETIC_CLASSES = 10
+SYNTHETIC_TEST_FRACTION = 1 / 6  # CIFAR-10's 50,000 : 10,000, so synthetic:60000@32 is CIFAR-10's size
+SYNTHETIC_MAX_BYTES = 16 * 2**30
+
+
+def parse_synthetic(name: str) -> tuple[int, int]:
+    """``synthetic:N@SIZE`` -> (N, SIZE), or a one-line DatasetError saying what was expected."""
+    body = name[len(SYNTHETIC_PREFIX):]
+    n_text, at, size_text = body.partition("@")
+    hint = "expected synthetic:N@SIZE with N >= 20 images and SIZE in 1..4096 pixels, e.g. synthetic:60000@32"
+    if not at or not n_text.isdigit() or not size_text.isdigit():
+        raise DatasetError(f"malformed dataset {name!r}; {hint}")
+    n, size = int(n_text), int(size_text)
+    if n < 2 * SYNTHETIC_CLASSES or not 1 <= size <= 4096:
+        raise DatasetError(f"dataset {name!r} out of range; {hint}")
+    if n * size * size * 3 > SYNTHETIC_MAX_BYTES:
+        raise DatasetError(f"dataset {name!r} would hold {n * size * size * 3 / 2**30:.1f} GiB of images "
+                           f"(at most {SYNTHETIC_MAX_BYTES / 2**30:.0f} GiB); use fewer or smaller images")
+    return n, size
+
+
+def synthetic_arrays(n: int, size: int, n_classes: int = SYNTHETIC_CLASSES,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uniform random uint8 RGB images (size x size) and balanced labels: with
+    ``numpy.random.default_rng(seed)``, labels = permutation of ``arange(n) % n_classes``, then
+    the images in one ``integers(0, 256)`` draw."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n, dtype=np.int64) % n_classes)
+    images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    return images, labels
+
+
+@register_dataset(SYNTHETIC_NAME, cache_size=0, cached=False,
+                  split="stratified_split(labels, test_fraction=1/6, seed=0): 5:1 like CIFAR-10",
+                  source="random uint8 images, numpy default_rng(0), 10 balanced classes")
+def _load_synthetic(n: int, size: int, **_) -> _Raw:
+    """A stand-in of a real dataset's size and resolution for timing (``precompute estimate``, the
+    benchmark): random images, so scores are at chance; nothing is read, decoded or cached."""
+    images, labels = synthetic_arrays(n, size)
+    tr, te = stratified_split(labels, SYNTHETIC_TEST_FRACTION, seed=0)
+    train, test = _apply_split(labels, None, images, tr, te)
+    return _Raw(train, test, [str(i) for i in range(SYNTHETIC_CLASSES)],
+                f"synthetic: {n} random uint8 images at {size}x{size}, numpy default_rng(0)",
+                "5:1 stratified_split(test_fraction=1/6, seed=0)")
 
 
 def _image_folder(path: Path, what: str):
@@ -428,6 +483,10 @@ def resolve(name: str) -> tuple[str, DatasetSpec, dict]:
             raise DatasetError("folder: needs a path, e.g. folder:/data/my_images")
         path = Path(raw).expanduser().resolve()
         return f"{FOLDER_PREFIX}{path}", FOLDER_SPEC, {"path": path}
+    if name.startswith(SYNTHETIC_PREFIX):
+        n, size = parse_synthetic(name)
+        spec = dataclasses.replace(DATASETS[SYNTHETIC_NAME], cache_size=size)
+        return f"{SYNTHETIC_PREFIX}{n}@{size}", spec, {"n": n, "size": size}
     if name not in DATASETS:
         raise unknown("dataset", name, dataset_names())
     return name, DATASETS[name], {}
@@ -539,9 +598,9 @@ def cache_path(cache_dir: str | Path, name: str, size: int, fingerprint: str) ->
 
 def _save_cache(path: Path, ds: ImageSet) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    tmp = temp_beside(path)  # 0666 & ~umask: a shared cache readable by colleagues (not mkstemp's 0600)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.savez(f, train_images=ds.train_images, train_labels=ds.train_labels,
                      test_images=ds.test_images, test_labels=ds.test_labels,
                      classes=np.asarray(ds.classes, dtype=str),
@@ -584,6 +643,10 @@ def load_dataset(name: str, data_root: str | Path = "data/datasets", download: b
         raise DatasetError(f"cache_size must be a positive number of pixels, got {cache_size}")
     raw = spec.loader(data_root=Path(data_root).expanduser(), download=download,
                       split_file=None if split_file is None else Path(split_file), **extra)
+    if not spec.cached:  # generated in memory (synthetic:N@SIZE): nothing to decode or cache
+        tr_x, tr_y = _decode(raw.train, size, [])
+        te_x, te_y = _decode(raw.test, size, [])
+        return ImageSet(canonical, tr_x, tr_y, te_x, te_y, list(raw.classes), [], raw.source, raw.split)
     path = cache_path(cache_dir, canonical, size, _fingerprint(canonical, raw, size))
     if path.is_file():
         try:
@@ -678,7 +741,7 @@ EUROSAT_COUNTS = {"AnnualCrop": 3000, "Forest": 3000, "HerbaceousVegetation": 30
 
 
 def write_committed_splits(out_dir: str | Path = SPLITS_DIR) -> None:
-    """Regenerate ``data/splits/{eurosat,digits}.json`` (``python -m precompute.datasets``)."""
+    """Regenerate ``precompute/data/splits/{eurosat,digits}.json`` (``python -m precompute.datasets``)."""
     out_dir = Path(out_dir)
     classes = sorted(EUROSAT_COUNTS)
     labels = np.repeat(np.arange(len(classes)), [EUROSAT_COUNTS[c] for c in classes])
