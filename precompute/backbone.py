@@ -31,6 +31,7 @@ class Backbone:
     device: torch.device
     load_seconds: float
     weights: str
+    input_size_note: str | None = None  # set when the requested input size was rounded (fit_input_size)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -46,6 +47,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise VibesError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise VibesError(f"device {str(dev)!r} requested but CUDA is not available; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise VibesError(f"device {str(dev)!r} does not exist: this machine has {torch.cuda.device_count()} "
+                         f"CUDA device(s), cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise VibesError(f"unsupported device {str(dev)!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return dev
@@ -90,6 +94,72 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _create_model(name: str, input_size: int | None, kwargs: dict) -> torch.nn.Module:
+    """``timm.create_model`` at ``input_size`` (``img_size=`` for archs that take it)."""
+    if input_size is None:
+        return timm.create_model(name, **kwargs)
+    try:
+        return timm.create_model(name, img_size=input_size, **kwargs)
+    except TypeError:  # the arch takes no img_size: it is resolution-agnostic
+        return timm.create_model(name, **kwargs)
+
+
+def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``, channels-last; a model holding 5-D tensors (the Conv3d of lambda
+    layers: lambda_resnet*) stays contiguous, since torch refuses channels-last (a rank-4 format) for them."""
+    if any(t.dim() == 5 for t in (*model.parameters(), *model.buffers())):
+        return model.to(device=device)
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
+def _meta_forward_error(name: str, size: int) -> str | None:
+    """``None`` when ``name`` built at ``size`` on the meta device (no memory, no initialisation, no
+    arithmetic) runs one forward pass to a (1, D) or (1, T, D) tensor; else the error, one line."""
+    try:
+        with torch.device("meta"):
+            model = _create_model(name, size, {"num_classes": 0, "pretrained": False})
+        model.eval().requires_grad_(False)
+        with torch.no_grad():
+            out = model(torch.empty((1, 3, size, size), device="meta"))
+        if not torch.is_tensor(out) or out.ndim not in (2, 3):
+            shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            return f"ValueError: the model returns {shape}, expected (1, D) features or (1, T, D) tokens"
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+    return None
+
+
+#: sizes are rounded up to a multiple of one of these (patches of 14/16, windows x patches, strides)
+_SIZE_STEPS = (8, 14, 16, 28, 32, 48, 56, 64, 96, 112, 128, 192, 224)
+
+
+def fit_input_size(name: str, size: int, max_tries: int = 12) -> tuple[int, str | None]:
+    """The input size to use for ``name`` when ``size`` is asked for, checked before any real forward
+    pass: ``(size, None)`` when the model takes it; else the smallest larger size it takes (a multiple
+    of a patch, window or pooling stride; at most ``max(2 * size, size + 64)``) and a note saying why;
+    :class:`VibesError` with the model's reason when none does.  Checked on the meta device; a model
+    that cannot run there at its native size either (an op without a meta kernel) is not judged:
+    ``(size, None)``."""
+    err = _meta_forward_error(name, size)
+    if err is None:
+        return size, None
+    cfg = timm.models.get_pretrained_cfg(name)
+    native = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else None
+    # rounding, not substitution: at most twice the size asked for (or +64 px for tiny sizes)
+    limit = max(2 * size, size + 64)
+    candidates = sorted({-(-size // step) * step for step in _SIZE_STEPS} | ({native} if native else set()))
+    candidates = [c for c in candidates if size < c <= limit][:max_tries]
+    for cand in candidates:
+        if _meta_forward_error(name, cand) is None:
+            return cand, f"input size {size} -> {cand} ({name} cannot take {size}: {err})"
+    if native is not None and native in candidates:  # it failed on meta at its native size too: not judged
+        return size, None
+    if native is not None and native != size and _meta_forward_error(name, native) is not None:
+        return size, None  # the meta device cannot judge this model: the real forward will
+    raise VibesError(f"{name} cannot take input size {size} (nor larger sizes up to {limit}, "
+                     f"twice the size asked for; its native size is {native}): {err}")
+
+
 def load_backbone(
     name: str,
     weights: str = "pretrained",
@@ -100,7 +170,11 @@ def load_backbone(
     """Create ``name`` with ``num_classes=0`` (pooled pre-logits features), frozen, in eval mode,
     channels_last on ``device``.  ``input_size`` overrides the input resolution (``img_size=`` for
     archs that take it; the data config follows).  ``load_seconds`` covers creation, weight loading
-    and the transfer to the device."""
+    and the transfer to the device (plus, with ``input_size``, the meta-device size check of
+    :func:`fit_input_size`), never a download: with ``weights="pretrained"`` the weight file
+    is put into the cache first (:func:`precompute.weights.ensure_weights`; offline and not cached ->
+    ``WeightsNotCachedError``), then the clock starts and timm's own pretrained path reads the cached
+    file with the hub switched offline (:func:`precompute.weights.hub_offline`: no HTTP request)."""
     if weights not in WEIGHTS:
         raise unknown("weights", weights, WEIGHTS)
     if pretrained_file is not None:
@@ -113,22 +187,27 @@ def load_backbone(
         raise VibesError(f"input_size must be an integer >= 8, got {input_size!r}")
     _check_name(name, weights)
     dev = resolve_device(device)
+    size_note = None
+    size_check_s = 0.0  # a search pays the size check too: it is part of load_seconds
+    if input_size is not None:  # before any download or forward: round to a size the model takes, or refuse
+        t0 = time.perf_counter()
+        input_size, size_note = fit_input_size(name, input_size)
+        size_check_s = time.perf_counter() - t0
 
     kwargs: dict = {"num_classes": 0, "pretrained": weights == "pretrained"}
     if pretrained_file is not None:
         kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
+    from precompute import weights as W
+
+    if weights == "pretrained" and pretrained_file is None:
+        W.ensure_weights(name)  # a download, if any, happens here: before the clock
     start = time.perf_counter()
     # Random initialisation is seeded by the name (and leaves the global RNG as it was), so a
     # resumed or repeated sweep with random weights reproduces the same backbone exactly.
-    with _missing_keys_log() as missing, torch.random.fork_rng(devices=[]):
+    with _missing_keys_log() as missing, torch.random.fork_rng(devices=[]), \
+            W.hub_offline(weights == "pretrained"):
         torch.manual_seed(zlib.crc32(name.encode()))
-        if input_size is not None:
-            try:
-                model = timm.create_model(name, img_size=input_size, **kwargs)
-            except TypeError:  # the arch takes no img_size: it is resolution-agnostic
-                model = timm.create_model(name, **kwargs)
-        else:
-            model = timm.create_model(name, **kwargs)
+        model = _create_model(name, input_size, kwargs)
     params = dict(model.named_parameters())
     random_params = [k for k in missing if k in params]
     if random_params:
@@ -136,9 +215,9 @@ def load_backbone(
         shown = ", ".join(random_params[:5]) + more
         raise RuntimeError(f"pretrained weights for {name} do not fit the architecture: missing {shown}")
     model.eval().requires_grad_(False)
-    model = model.to(device=dev, memory_format=torch.channels_last)
+    model = _to_device(model, dev)
     _synchronize(dev)
-    load_seconds = time.perf_counter() - start
+    load_seconds = time.perf_counter() - start + size_check_s
 
     data_config = timm.data.resolve_model_data_config(model)
     if input_size is not None:
@@ -152,4 +231,5 @@ def load_backbone(
         device=dev,
         load_seconds=load_seconds,
         weights=weights,
+        input_size_note=size_note,
     )

@@ -3,7 +3,9 @@
 ``preprocess`` reproduces ``timm.data.create_transform(**data_config, is_training=False)`` (resize by
 crop_pct, centre crop / squash / border, /255, mean-std normalisation) on a uint8 batch already on
 the device, so images never go through PIL.  ``extract_features`` times measured segments of the
-extraction order (e.g. the 1% images, then the rest of the 10%, then the rest).
+extraction order (e.g. the 1% images, then the rest of the 10%, then the rest).  A model whose
+forward returns a token sequence (B, T, D) instead of pooled features (the multimodal ``_enc``
+vision towers of gemma4, qwen3, deepseek: their projector's tokens) is mean-pooled over tokens.
 """
 from __future__ import annotations
 
@@ -134,6 +136,10 @@ def extract_features(
         x = preprocess(x, cfg).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=amp_dtype, enabled=cuda):
             f = model(x)
+        if torch.is_tensor(f) and f.ndim == 3:  # a token sequence (B, T, D), e.g. the multimodal
+            f = f.float().mean(dim=1)  # `_enc` towers' projector tokens: mean-pooled over tokens
+        if not torch.is_tensor(f):
+            raise ValueError(f"backbone {backbone.name} returned {type(f).__name__}, expected a (B, D) tensor")
         if f.ndim != 2 or (out is not None and f.shape[1] != out.shape[1]):
             raise ValueError(f"backbone {backbone.name} returned features of shape {tuple(f.shape)}, expected (B, D)")
         return f.float()

@@ -7,27 +7,52 @@ size with :class:`torch.utils.flop_counter.FlopCounterMode`; MACs = FLOPs / 2.  
 resnet50: 25.6 M, 4.1 GMACs at 224); ``feature_dim`` is the width of the pooled pre-logits features
 (``num_classes=0``), which is what the precompute phase extracts.
 
-Measurements are cached as Parquet per timm version (incrementally, so an interrupted build
-resumes); the pretraining facts (``shared.pretrain.pretrain_frame``) are joined on every call, so
-they never go stale in the cache.
+For timm 1.0.31 the measurements of every pretrained name are shipped as package data
+(``precompute/data/pool/pool-timm-1.0.31.parquet``, :func:`shipped_path`), with what
+``precompute check`` found (:data:`CHECKED`: ``check_status``; ``excluded``, the reason a backbone
+cannot run in the pipeline; ``random_constant``, random-init features constant across images), so
+building the pool takes seconds.  Names the shipped table lacks (another timm version) are measured
+and cached as Parquet per timm version (incrementally, so an interrupted build resumes).  The
+pretraining facts (``shared.pretrain.pretrain_frame``) are joined on every call, so they never go
+stale in the shipped table or the cache; nothing derived from timm's published results is shipped.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-import timm
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from shared.errors import VibesError, unknown
 
-DEFAULT_CACHE = f"data/cache/pool-timm-{timm.__version__}.parquet"
+if TYPE_CHECKING:
+    import torch
+
+# torch and timm are imported where a model is measured: with the shipped table, `precompute pool`
+# reads Parquet and never pays for importing them
+
+
+def _timm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("timm")
+    except PackageNotFoundError:  # pragma: no cover - timm on sys.path without its metadata
+        import timm
+
+        return timm.__version__
+
+
+TIMM_VERSION = _timm_version()
+DEFAULT_CACHE = f"data/cache/pool-timm-{TIMM_VERSION}.parquet"
 
 #: measured columns, in order (the cache holds exactly these; dtypes as in shared.oracle.COLUMNS)
 MEASURED = {
@@ -41,13 +66,68 @@ MEASURED = {
     "error": pl.String,
     "measure_seconds": pl.Float64,
 }
+#: what ``precompute check`` found per backbone (random weights, native input size), shipped with the
+#: measurements: ``check_status`` ok / failed / timeout / skipped (null: not checked); ``excluded`` the
+#: reason it cannot run in the pipeline (null: it can, or it was not checked; a CPU timeout or this
+#: machine's memory guard never excludes); ``random_constant``: with random weights its features are
+#: constant across images (a head on them scores at chance; pretrained weights are not affected)
+CHECKED = {"check_status": pl.String, "excluded": pl.String, "random_constant": pl.Boolean}
 PRETRAIN = {"pretrain_dataset": pl.String, "pretrain_images": pl.Float64, "pretrain_method": pl.String}
-POOL_COLUMNS = [*[c for c in MEASURED if c != "measure_seconds"], *PRETRAIN]
+#: published ImageNet-1k top-1 (percent) at the default input size: joined at run time from timm's
+#: results files (third-party data, never shipped), null where they cannot be had
+PUBLISHED = {"imagenet_top1": pl.Float64}
+POOL_COLUMNS = [*[c for c in MEASURED if c != "measure_seconds"], *CHECKED, *PRETRAIN, *PUBLISHED]
+SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "pool"
+
+
+def shipped_path(version: str = TIMM_VERSION) -> Path:
+    """Where the measured pool table of timm ``version`` is shipped (it may not exist)."""
+    return SHIPPED_DIR / f"pool-timm-{version}.parquet"
+
+
+def shipped_table(version: str = TIMM_VERSION) -> pl.DataFrame:
+    """The shipped measured pool table of timm ``version`` (measured and checked columns), or an
+    empty frame when none is shipped for that version."""
+    path = shipped_path(version)
+    if not path.is_file():
+        return pl.DataFrame(schema={**MEASURED, **CHECKED})
+    return pl.read_parquet(path).select([pl.col(c).cast(t) for c, t in {**MEASURED, **CHECKED}.items()])
+
+
+def pretrained_names() -> list[str]:
+    """``timm.list_models(pretrained=True)``, in its order; read from the shipped table of the installed
+    timm version when there is one (it holds exactly those names, in that order), without importing timm."""
+    path = shipped_path()
+    if path.is_file():
+        return pl.read_parquet(path, columns=["backbone"])["backbone"].to_list()
+    import timm
+
+    return timm.list_models(pretrained=True)
+
+
+def make_shipped_table(measured: pl.DataFrame, check: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Measured rows (:data:`MEASURED`) joined with a ``precompute check`` table: a backbone is
+    ``excluded`` only when its check ``failed`` (a timeout or the memory guard is the checking
+    machine's limit, not the backbone's)."""
+    out = measured.select([pl.col(c).cast(t) for c, t in MEASURED.items()])
+    if check is None:
+        return out.with_columns([pl.lit(None, t).alias(c) for c, t in CHECKED.items()])
+    flags = check.select(
+        "backbone",
+        pl.col("status").alias("check_status"),
+        pl.when(pl.col("status") == "failed").then(pl.col("reason")).alias("excluded"),
+        pl.col("constant_features").alias("random_constant"),
+    )
+    out = out.join(flags, on="backbone", how="left", maintain_order="left")
+    return out.select([pl.col(c).cast(t) for c, t in {**MEASURED, **CHECKED}.items()])
 
 
 def _forward_meta(model: torch.nn.Module, size: tuple[int, ...]) -> tuple[int, int | None, torch.Tensor]:
     """One meta-device forward at ``size`` (C, H, W) counting FLOPs; returns (FLOPs, the width of the
     classifier's input = the pre-logits features or None when no classifier input was seen, output)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     # frozen: a module returning a parameter as is (cls tokens, attention-pool latents) would
     # otherwise trip FlopCounterMode's module tracker ("Expected gradient function to be set")
     model.requires_grad_(False)
@@ -72,6 +152,9 @@ def _forward_meta(model: torch.nn.Module, size: tuple[int, ...]) -> tuple[int, i
 
 def measure_backbone(name: str) -> dict:
     """Measure one pretrained timm name on the meta device; never raises (errors go to ``error``)."""
+    import timm
+    import torch
+
     start = time.perf_counter()
     row: dict = {c: None for c in MEASURED}
     row["backbone"] = name
@@ -102,9 +185,10 @@ def measure_backbone(name: str) -> dict:
                 model.reset_classifier(0)
                 with torch.no_grad():
                     f = model(torch.empty((1, *size), device="meta"))
-            if not torch.is_tensor(f) or f.ndim != 2:
+            # (1, T, D) tokens are mean-pooled by the extraction (precompute.extract): width D
+            if not torch.is_tensor(f) or f.ndim not in (2, 3):
                 shape = tuple(f.shape) if torch.is_tensor(f) else type(f).__name__
-                raise ValueError(f"no pooled features: the model returns {shape}, expected (1, D)")
+                raise ValueError(f"no pooled features: the model returns {shape}, expected (1, D) or (1, T, D)")
             width = int(f.shape[-1])
         row["feature_dim"] = width
         if not flops:
@@ -120,10 +204,28 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
+    """Atomic write: a temporary file unique to this process and call, then a rename, so two
+    processes caching the pool at once never write into one temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is readable like any other file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def known_measurements(cache: str | Path | None = DEFAULT_CACHE) -> pl.DataFrame:
+    """The measured rows available without measuring anything: the shipped table, then the cache."""
+    frames = [shipped_table().select(list(MEASURED))]
+    path = Path(cache) if cache is not None else None
+    if path is not None and path.exists():
+        frames.append(pl.read_parquet(path).select(list(MEASURED)).cast(MEASURED))
+    return pl.concat(frames).unique("backbone", keep="first", maintain_order=True)
 
 
 def _pretrain(names: list[str]) -> pl.DataFrame:
@@ -138,6 +240,32 @@ def _pretrain(names: list[str]) -> pl.DataFrame:
     return frame.select("backbone", *[pl.col(c).cast(t) for c, t in PRETRAIN.items()])
 
 
+_TOP1_NOTE: list[str] = []  # why the last lookup found no published top-1 (empty: it did)
+
+
+def with_imagenet_top1(pool: pl.DataFrame, timm_results: str | os.PathLike | None = None) -> pl.DataFrame:
+    """``pool`` with its ``imagenet_top1`` column (re)filled from timm's published
+    ``results-imagenet.csv`` (:func:`shared.timm_results.imagenet_top1`: ``timm_results``, else
+    ``$VIBES_TIMM_RESULTS``, else the cached download, else a download).  Where none can be had
+    (offline, no copy) the column is null and :data:`_TOP1_NOTE` says why (``precompute pool`` prints
+    it; the ``imagenet-top1`` sampler refuses an all-null column with a one-line error): nothing else
+    needs it.  With ``HF_HUB_OFFLINE=1`` and nothing local, no download is tried (a firewalled compute
+    node would wait for the timeout)."""
+    from shared import timm_results as T
+
+    _TOP1_NOTE.clear()
+    try:
+        local = timm_results or os.environ.get(T.ENV_DIR) or (T.cache_dir() / T.IMAGENET_RESULTS).is_file()
+        if not local and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            raise VibesError(f"offline (HF_HUB_OFFLINE) and no local copy of {T.IMAGENET_RESULTS}; give "
+                             f"--timm-results DIR or ${T.ENV_DIR}")
+        top1 = T.imagenet_top1(timm_results)
+    except VibesError as exc:
+        _TOP1_NOTE.append(f"no published ImageNet top-1 (the imagenet-top1 sampler needs it): {exc}")
+        top1 = pl.DataFrame(schema={"backbone": pl.String, "imagenet_top1": pl.Float64})
+    return pool.drop("imagenet_top1", strict=False).join(top1, on="backbone", how="left")
+
+
 def build_pool(
     names: Sequence[str] | None = None,
     cache: str | Path | None = DEFAULT_CACHE,
@@ -145,13 +273,17 @@ def build_pool(
     progress: bool = True,
     workers: int = 1,
     flush_every: int = 64,
+    shipped: bool = True,
+    timm_results: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
     """The pool table (one row per name, in the given order; all pretrained timm names by default).
 
-    Names already in ``cache`` are read from it unless ``refresh``; the others are measured
-    (over ``workers`` processes) and appended to the cache every ``flush_every`` names.
+    Names in the shipped table of this timm version (unless ``shipped=False``) or already in
+    ``cache`` are read from them, the shipped rows first, unless ``refresh``; the others are measured
+    (over ``workers`` processes) and appended to the cache every ``flush_every`` names.  The
+    :data:`CHECKED` columns come from the shipped table (null for other names).
     """
-    all_names = timm.list_models(pretrained=True)
+    all_names = pretrained_names()
     if names is None:
         names = all_names
     names = list(dict.fromkeys(names))
@@ -164,7 +296,10 @@ def build_pool(
     if path is not None and refresh and path.exists():
         cached = pl.read_parquet(path).filter(~pl.col("backbone").is_in(names))
     cached = cached.select(list(MEASURED)).cast(MEASURED)
-    todo = [n for n in names if n not in set(cached["backbone"].to_list())]
+    ship = shipped_table() if shipped and not refresh else shipped_table("none")
+    ship = ship.filter(pl.col("backbone").is_in(names))
+    known = set(cached["backbone"].to_list()) | set(ship["backbone"].to_list())
+    todo = [n for n in names if n not in known]
 
     new_rows: list[dict] = []
     if todo:
@@ -199,10 +334,33 @@ def build_pool(
         if bar is not None:
             bar.close()
 
-    measured = pl.concat([cached, _frame(new_rows)]).unique("backbone", keep="last")
+    fresh = pl.concat([cached, _frame(new_rows)]).unique("backbone", keep="last")
+    # the shipped rows win over a cache that may predate them; refresh ignores both
+    measured = pl.concat([ship.select(list(MEASURED)), fresh]).unique("backbone", keep="first")
     order = pl.DataFrame({"backbone": names}).with_row_index("_order")
-    pool = order.join(measured, on="backbone", how="left").join(_pretrain(names), on="backbone", how="left")
+    pool = (order.join(measured, on="backbone", how="left")
+            .join(ship.select("backbone", *CHECKED), on="backbone", how="left")
+            .join(_pretrain(names), on="backbone", how="left"))
+    pool = with_imagenet_top1(pool, timm_results)
     return pool.sort("_order").select(POOL_COLUMNS)
+
+
+def without_excluded(pool: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the pool without the backbones that cannot run in the pipeline, those excluded rows)."""
+    if "excluded" not in pool.columns:
+        return pool, pool.clear()
+    bad = pl.col("excluded").is_not_null()
+    return pool.filter(~bad), pool.filter(bad)
+
+
+def drop_excluded(pool: pl.DataFrame, echo=None) -> pl.DataFrame:
+    """The pool without its excluded backbones; ``echo`` (e.g. ``click.echo``) is told how many and why."""
+    kept, dropped = without_excluded(pool)
+    if dropped.height and echo is not None:
+        echo(f"pool: {dropped.height} backbone(s) excluded, they cannot run in the pipeline "
+             f"(`precompute pool --include-excluded --out X` lists them with the reason): "
+             f"{', '.join(dropped['backbone'].head(5).to_list())}{', ...' if dropped.height > 5 else ''}")
+    return kept
 
 
 def _glob_regex(glob: str) -> str:
@@ -273,3 +431,38 @@ def filter_pool(
             f"pool is empty after filters ({', '.join(described) or 'none'}); {pool.height} backbones before filtering"
         )
     return out
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    """``python -m precompute.pool --measured M.parquet --check C.parquet --out OUT.parquet``: write the
+    shipped pool table from a full measurement (``build_pool(..., cache=M)``) and a check table."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m precompute.pool", description=_main.__doc__)
+    ap.add_argument("--measured", required=True, help="cache Parquet of build_pool over every name")
+    ap.add_argument("--check", default=None, help="table of `precompute check --out` (native size)")
+    ap.add_argument("--out", default=str(shipped_path()))
+    args = ap.parse_args(argv)
+    measured = pl.read_parquet(args.measured).unique("backbone", keep="last")
+    import timm
+
+    order = timm.list_models(pretrained=True)
+    missing = sorted(set(order) - set(measured["backbone"].to_list()))
+    if missing:
+        raise SystemExit(f"{len(missing)} pretrained names not measured in {args.measured}, e.g. {missing[:3]}")
+    check = None
+    if args.check:
+        from precompute.check import read_check
+
+        check = read_check(args.check)
+    # in timm's order, so that the shipped names are timm.list_models(pretrained=True) as it lists them
+    measured = pl.DataFrame({"backbone": order}).join(measured, on="backbone", how="left", maintain_order="left")
+    table = make_shipped_table(measured, check)
+    _write(table, Path(args.out))
+    print(f"{table.height} backbones -> {args.out}; check status: "
+          f"{dict(table.group_by('check_status').len().iter_rows())}; "
+          f"excluded {table['excluded'].is_not_null().sum()}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -137,6 +137,15 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
+def test_resolve_device_refuses_a_cuda_index_the_machine_lacks(monkeypatch):
+    # a pretend 2-GPU machine: cuda:1 is fine, cuda:2 is a one-line error before anything runs
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(VibesError, match=r"'cuda:2' does not exist: this machine has 2 CUDA device\(s\)"):
+        resolve_device("cuda:2")
+
+
 # ---------------------------------------------------------------- extraction
 
 def test_extract_order_segments_and_values(tiny):
@@ -154,7 +163,7 @@ def test_extract_order_segments_and_values(tiny):
     assert torch.allclose(feats[order], direct, atol=1e-5)
     # the features train the head outside inference mode
     labels = torch.tensor([i % 2 for i in range(10)])
-    assert 0 <= mlp_score(feats[order], labels[order], feats[order], labels[order], 2, seed=0, epochs=1) <= 1
+    assert 0 <= mlp_score(feats[order], labels[order], feats[order], labels[order], 2, seed=0, epochs=1).score <= 1
 
 
 def test_extract_validates_inputs(tiny):
@@ -208,3 +217,77 @@ def test_extract_nothing_and_empty_segments(tiny):
     assert feats.shape == (3, 64) and torch.count_nonzero(feats) == 0 and len(seconds) == 1
     feats, seconds = extract_features(tiny, images, np.array([2, 0]), [0, 2, 0])
     assert len(seconds) == 3 and torch.count_nonzero(feats[1]) == 0 and torch.count_nonzero(feats[2]) > 0
+
+
+# ---------------------------------------------------------------- input-size constraints, token models
+
+def test_input_size_rounded_to_what_the_model_takes():
+    """A ViT with 16-px patches cannot take 20 px: checked before any forward, rounded up to 32."""
+    from precompute.backbone import fit_input_size
+
+    assert fit_input_size("resnet18.a1_in1k", 32) == (32, None)  # a CNN takes any size
+    size, note = fit_input_size(TINY, 20)
+    assert size == 32 and "divisible by patch size (16)" in note
+    bb = load_backbone(TINY, weights="random", device="cpu", input_size=20)
+    assert bb.data_config["input_size"] == (3, 32, 32) and bb.input_size_note == note
+    feats, _ = extract_features(bb, np.zeros((2, 20, 20, 3), np.uint8), np.arange(2), [2])
+    assert feats.shape == (2, 64)
+    # the model really does refuse 20 px (the check above is not just cautious)
+    with pytest.raises(AssertionError, match="divisible by patch size"):
+        timm.create_model(TINY, img_size=20, num_classes=0)(torch.zeros(1, 3, 20, 20))
+
+
+def test_fit_input_size_search(monkeypatch):
+    """The search itself, on a stand-in for the meta-device probe: the smallest larger size that
+    works, at most twice the size asked for; refused with the model's reason beyond; not judged when
+    the probe fails at the native size too."""
+    import precompute.backbone as B
+
+    probes: list[int] = []
+
+    def probe(rule):
+        def run(name, size):
+            probes.append(size)
+            return None if rule(size) else f"AssertionError: size {size} is not allowed"
+        return run
+
+    monkeypatch.setattr(B, "_meta_forward_error", probe(lambda s: s % 48 == 0))
+    assert B.fit_input_size("resnet18.a1_in1k", 32)[0] == 48  # tried 32, 42 (3 x 14), then 48
+    assert probes[0] == 32 and probes == sorted(probes)
+    monkeypatch.setattr(B, "_meta_forward_error", probe(lambda s: s == 224))  # only the native size
+    with pytest.raises(VibesError, match=r"cannot take input size 32 \(nor larger sizes up to 96.*native size is "
+                                         r"224\): AssertionError: size 32 is not allowed"):
+        B.fit_input_size("resnet18.a1_in1k", 32)
+    monkeypatch.setattr(B, "_meta_forward_error", probe(lambda s: False))  # meta cannot run it at all
+    assert B.fit_input_size("resnet18.a1_in1k", 32) == (32, None)
+
+
+class _Tokens(torch.nn.Module):
+    """Returns a (B, T, D) token sequence, as the multimodal `_enc` towers do."""
+
+    def forward(self, x):
+        b = x.shape[0]
+        return torch.arange(b * 5 * 4, dtype=torch.float32).view(b, 5, 4) + x.mean()
+
+
+def test_token_sequences_are_mean_pooled(tiny):
+    images = np.random.default_rng(4).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    feats, _ = extract_features(_stub_backbone(_Tokens(), tiny), images, np.arange(3), [3])
+    x = preprocess(torch.from_numpy(images), tiny.data_config)
+    want = _Tokens()(x).mean(dim=1)  # the mean over the 5 tokens, by hand
+    assert feats.shape == (3, 4) and torch.allclose(feats, want)
+
+
+def test_models_with_5d_weights_load_without_channels_last():
+    """lambda_resnet* hold a Conv3d: torch refuses channels-last for its 5-D weight, so such a model
+    stays contiguous (and still runs, on channels-last input)."""
+    name = "lambda_resnet26t.c1_in1k"
+    with pytest.raises(RuntimeError, match="required rank 4 tensor to use channels_last"):
+        timm.create_model(name, num_classes=0).to(memory_format=torch.channels_last)
+    bb = load_backbone(name, weights="random", device="cpu", input_size=64)
+    feats, _ = extract_features(bb, np.random.default_rng(5).integers(0, 256, (2, 64, 64, 3), np.uint8),
+                                np.arange(2), [2])
+    assert feats.shape == (2, bb.feature_dim) and torch.isfinite(feats).all()
+    # 4-D-only models are still channels-last
+    conv = load_backbone("resnet18.a1_in1k", weights="random", device="cpu").model.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
