@@ -7,10 +7,10 @@ DATASET   ?= gtsrb
 POOL      ?=
 FRACTIONS ?= 1.0,0.1,0.01
 SEEDS     ?= 3
-EVALUATORS ?= mlp,silhouette
+EVALUATORS ?= mlp,silhouette,knn,ridge,logme,hscore
 PRECOMPUTE_ARGS ?=
 
-.PHONY: install test demo bench lint precompute clean
+.PHONY: install test demo bench bench-evaluators bench-precompute lint precompute clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,14 @@ demo: install
 
 bench: install
 	$(PY) bench/bench_simulate.py $(BENCH_ARGS)
+
+# evaluator costs (proxies, silhouette, mlp head) on synthetic features; e.g. BENCH_EVAL_ARGS="--skip-large mlp"
+bench-evaluators: install
+	$(PY) bench/bench_evaluators.py $(BENCH_EVAL_ARGS)
+
+# the sweep's per-backbone costs on the device it finds (figures also in out/bench-precompute.json)
+bench-precompute: install
+	$(PY) bench/bench_precompute.py --json out/bench-precompute.json $(BENCH_PRE_ARGS)
 
 lint: install
 	$(PY) -m pip install -q ruff

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import polars as pl
 
+from precompute.sweep import DEFAULT_EVALUATORS
 from shared.errors import VibesError, unknown
 
 POOL_EPILOG = """\b
@@ -25,7 +26,10 @@ Examples:
   precompute run --dataset gtsrb --launcher slurm --shards 64 --partition gpu \\
       --gpus-per-task 1 --time-limit 240 --sbatch-arg account=myproj --no-wait
   precompute run --dataset gtsrb --retry-failed               # redo only failed backbones
+  HF_HUB_OFFLINE=1 precompute run --dataset gtsrb --pool data/pool.parquet --evict-weights
 Parts go to <parts-dir>/<dataset>/<backbone>.parquet; a rerun skips the ones done.
+Every argument is checked before the pool is built or a model is loaded; offline
+(HF_HUB_OFFLINE=1) backbones without cached weights are failed rows (`precompute fetch` first).
 """
 
 MERGE_EPILOG = """\b
@@ -93,6 +97,10 @@ def read_pool_file(path: Path) -> pl.DataFrame:
     if "backbone" not in frame.columns:
         raise VibesError(f"pool file {str(path)!r} has no 'backbone' column; expected a table "
                          f"written by `precompute pool --out`")
+    if "imagenet_top1" not in frame.columns:  # an older or hand-made table: the published prior joins in
+        from precompute.pool import with_imagenet_top1
+
+        frame = with_imagenet_top1(frame)
     return frame
 
 
@@ -100,10 +108,10 @@ def resolve_pool(specs: Sequence[str], progress: bool = True) -> pl.DataFrame:
     """``--pool`` values (files or globs/names) -> one pool table, or the full pool if none."""
     import timm
 
-    from precompute.pool import build_pool
+    from precompute.pool import build_pool, drop_excluded
 
     if not specs:
-        return build_pool(progress=progress)
+        return drop_excluded(build_pool(progress=progress), echo=lambda m: click.echo(m, err=True))
     frames, patterns = [], []
     for spec in specs:
         p = Path(spec)
@@ -118,7 +126,13 @@ def resolve_pool(specs: Sequence[str], progress: bool = True) -> pl.DataFrame:
                                                               maintain_order=True)
     if pool.height == 0:
         raise VibesError("the pool is empty after reading --pool; check the names/files given")
-    return pool  # backbones that failed to build stay: the sweep records them as failed
+    # backbones that failed to build stay (the sweep records them as failed); those the check found
+    # cannot run in the pipeline (the pool's `excluded` reason) leave, said on stderr
+    pool = drop_excluded(pool, echo=lambda m: click.echo(m, err=True))
+    if pool.height == 0:
+        raise VibesError("every backbone given to --pool is excluded (it cannot run in the pipeline); "
+                         "`precompute pool --include-excluded` shows why")
+    return pool
 
 
 # --------------------------------------------------------------------------------- CLI
@@ -139,16 +153,21 @@ def cli() -> None:
 @click.option("--max-params", type=float, default=None, help="At most this many M parameters.")
 @click.option("--max-gmacs", type=float, default=None, help="At most this many GMACs.")
 @click.option("--refresh", is_flag=True, help="Re-measure names already in the cache.")
+@click.option("--include-excluded", is_flag=True,
+              help="Keep backbones that cannot run in the pipeline (their 'excluded' column says why).")
+@click.option("--timm-results", type=click.Path(), envvar="VIBES_TIMM_RESULTS", default=None,
+              help="Folder with timm's results-imagenet.csv for the imagenet_top1 column "
+                   "(or $VIBES_TIMM_RESULTS; default: the cached download).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress) -> None:
-    """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts)."""
-    import timm
-
-    from precompute.pool import build_pool, filter_pool, read_names_file
+def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_excluded, timm_results,
+             no_progress) -> None:
+    """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts;
+    published ImageNet top-1 joined from timm's results files)."""
+    from precompute.pool import build_pool, drop_excluded, filter_pool, pretrained_names, read_names_file
 
     if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
         raise VibesError(f"--out must end in .parquet or .csv; got {out!r}")
-    all_names = timm.list_models(pretrained=True)
+    all_names = pretrained_names()  # timm's list; from the shipped table without importing torch
     names = None
     if globs or names_file:
         wanted = match_names(globs, all_names) if globs else []
@@ -159,7 +178,12 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
                     raise unknown("backbone", n, all_names)
             wanted = [n for n in wanted if n in set(listed)] if globs else listed
         names = wanted
-    pool = build_pool(names, refresh=refresh, progress=not no_progress)
+    pool = build_pool(names, refresh=refresh, progress=not no_progress, timm_results=timm_results)
+    from precompute.pool import _TOP1_NOTE
+
+    notes = list(_TOP1_NOTE)  # said once the pool is made (an error before it says only itself)
+    if not include_excluded:
+        pool = drop_excluded(pool, echo=lambda m: click.echo(m, err=True))
     pool = filter_pool(pool, globs=globs, names_file=names_file, max_params=max_params,
                        max_gmacs=max_gmacs)
     if out:
@@ -169,6 +193,8 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
     else:
         click.echo(f"pool: {pool.height} backbones "
                    f"({pool.filter(pl.col('error').is_not_null()).height} failed to build)")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command("run", epilog=RUN_EPILOG)
@@ -178,7 +204,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
                    "repeatable. Default: all pretrained timm backbones.")
 @click.option("--fractions", default="1.0,0.1,0.01", show_default=True)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Replicates 0..N-1.")
-@click.option("--evaluators", default="mlp,silhouette", show_default=True)
+@click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True)
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
 @click.option("--pretrained-file", type=click.Path(), default=None, help="Local weights for a single backbone.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -193,9 +219,11 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
 @click.option("--keep-features", is_flag=True, help="Keep float16 features per backbone (h5).")
 @click.option("--shard", default=None, help="I/N, 1-based: run only shard I of N (balanced by GMACs).")
 @click.option("--retry-failed", is_flag=True, help="Redo only backbones whose part has failed rows.")
+@click.option("--evict-weights", is_flag=True,
+              help="Delete each backbone's downloaded weights after its evaluation (kept if cached before).")
 @click.option("--launcher", type=click.Choice(["none", "local", "slurm"]), default="none", show_default=True)
 @click.option("--shards", type=int, default=None,
-              help="Tasks in the array (local/slurm launcher; default 2 local, 1 slurm).")
+              help="Tasks (local: one per GPU, default all GPUs or 2 on a CPU; slurm: array size, default 1).")
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--gpus-per-task", type=int, default=1, show_default=True)
 @click.option("--time-limit", type=int, default=240, show_default=True, help="Minutes per task.")
@@ -207,28 +235,21 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, no_progress
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_file, device,
             batch_size, input_size, data_root, download, cache_dir, out, parts_dir, fmt,
-            keep_features, shard, retry_failed, launcher, shards, partition, gpus_per_task,
-            time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
+            keep_features, shard, retry_failed, evict_weights, launcher, shards, partition,
+            gpus_per_task, time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
             no_progress) -> None:
     """Evaluate every backbone of the pool on DATASET; write parts, then merge the oracle."""
     from precompute import parts as P
-    from precompute.datasets import resolve
-    from precompute.sweep import SweepConfig, check_evaluators, run_sweep
+    from precompute.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(dataset=dataset, fractions=parse_floats(fractions, "fractions"),
                       seeds=seeds, evaluators=parse_names(evaluators, "evaluators"),
                       weights=weights, pretrained_file=pretrained_file, device=device,
                       batch_size=batch_size, input_size=input_size, data_root=data_root,
                       download=download, cache_dir=cache_dir, parts_dir=parts_dir,
-                      keep_features=keep_features, retry_failed=retry_failed)
-    check_evaluators(cfg.evaluators)
-    cfg.dataset = resolve(dataset)[0]  # unknown dataset -> lists the valid ones
-    the_shard = P.parse_shard(shard)
-    if launcher != "none" and the_shard is not None:
-        raise VibesError("--shard is for one worker (--launcher none); with a launcher use "
-                         "--shards N and every task takes its own shard")
-    if launcher == "none" and shards is not None:
-        raise VibesError("--shards needs --launcher local or slurm; for one worker use --shard I/N")
+                      keep_features=keep_features, retry_failed=retry_failed,
+                      evict_weights=evict_weights)
+    the_shard = _check_run_args(cfg, pools, shard, launcher, shards)
     pool = resolve_pool(pools, progress=not no_progress)
     oracle_path = P.default_oracle_path(cfg.dataset, out, fmt)
     merge_hint = f"precompute merge --dataset {dataset} --parts-dir {parts_dir} --out {out} --format {fmt}"
@@ -240,9 +261,9 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
                        f"run: {merge_hint}")
             return
     else:
-        from precompute.launch import SlurmOptions, parse_sbatch_args, submit_shards, wait_jobs
+        from precompute.launch import SlurmOptions, local_gpus, parse_sbatch_args, submit_shards, wait_jobs
 
-        n = shards if shards is not None else (1 if launcher == "slurm" else 2)
+        n = shards if shards is not None else (1 if launcher == "slurm" else (len(local_gpus()) or 2))
         slurm = SlurmOptions(partition=partition, gpus_per_task=gpus_per_task,
                              time_limit=time_limit, array_parallelism=array_parallelism,
                              cpus_per_task=cpus_per_task, mem_gb=mem_gb,
@@ -281,11 +302,71 @@ def merge_cmd(dataset, parts_dir, out, fmt, pools) -> None:
     _echo_report(P.merge(dataset, parts_dir, out, fmt, expected=expected))
 
 
+def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | None:
+    """Every cheap check of ``run``, before the pool is built or a model loaded; returns the shard."""
+    import shutil
+
+    from precompute import parts as P
+    from precompute import weights as W
+    from precompute.backbone import resolve_device
+    from precompute.sweep import check_dataset_name, check_evaluators
+
+    check_evaluators(cfg.evaluators)
+    cfg.dataset = check_dataset_name(cfg.dataset)  # unknown -> the valid ones; folder must exist
+    the_shard = P.parse_shard(shard)
+    if launcher != "none" and the_shard is not None:
+        raise VibesError("--shard is for one worker (--launcher none); with a launcher use "
+                         "--shards N and every task takes its own shard")
+    if launcher == "none" and shards is not None:
+        raise VibesError("--shards needs --launcher local or slurm; for one worker use --shard I/N")
+    if shards is not None and shards < 1:
+        raise VibesError(f"--shards must be a positive integer; got {shards}")
+    if launcher == "slurm":
+        if shutil.which("srun") is None:
+            raise VibesError("--launcher slurm needs a Slurm cluster (srun and sbatch on PATH): "
+                             "srun not found")
+    else:  # the device is this machine's (slurm: the compute node's, checked there)
+        resolve_device(cfg.device)
+    if launcher == "local":
+        from precompute.launch import check_local_shards
+
+        if shards is not None:
+            check_local_shards(shards)
+    if cfg.pretrained_file is not None and not Path(cfg.pretrained_file).is_file():
+        raise VibesError(f"pretrained weights file {cfg.pretrained_file!r} not found; "
+                         f"expected a .safetensors/.pth state dict")
+    if cfg.weights == "pretrained" and cfg.pretrained_file is None and W.is_offline():
+        names = W.pool_names(pools)
+        missing = [n for n in names if not W.is_cached(n)]
+        if missing and len(missing) == len(names):
+            raise VibesError(f"HF_HUB_OFFLINE=1 and none of the {len(names)} backbones' weights are "
+                             f"cached (e.g. {missing[0]}); run `precompute fetch` with the same --pool "
+                             f"on a machine with internet first")
+        if missing:
+            click.echo(f"warning: HF_HUB_OFFLINE=1 and {len(missing)} of {len(names)} backbones have no "
+                       f"cached weights (e.g. {missing[0]}); they become failed rows; run `precompute "
+                       f"fetch` with the same --pool first, then --retry-failed", err=True)
+    return the_shard
+
+
 def _echo_report(report) -> None:
     click.echo(report.summary())
     for row in report.failed.iter_rows(named=True):
         click.echo(f"  failed: {row['backbone']}: {row['error']}")
 
+
+from precompute.check import check_cmd  # noqa: E402 - click command; torch/timm load inside it
+
+cli.add_command(check_cmd)
+from precompute.estimate import estimate_cmd  # noqa: E402 - click command; torch/timm load inside it
+
+cli.add_command(estimate_cmd)
+from precompute.search import search_cmd  # noqa: E402 - click command; torch/timm load inside it
+
+cli.add_command(search_cmd)
+from precompute.weights import fetch_cmd  # noqa: E402 - click command; torch/timm load inside it
+
+cli.add_command(fetch_cmd)
 
 INTERRUPTED = "interrupted: parts written so far are kept; rerun the same command to resume"
 

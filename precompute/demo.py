@@ -4,8 +4,10 @@
    split) with a fixed pool of 13 small, diverse timm architectures (CNNs, mobile nets,
    ViT-style, MLP-style) at input size 32, **random weights** (the demo runs offline, so no
    pretrained weights can be downloaded: scores say nothing about those backbones' quality),
-   all three fractions, 2 seeds, ``mlp`` and ``silhouette`` -> ``data/oracles/digits.parquet``;
-2. replay the search strategies on that oracle with the simulator -> ``out/demo/``.
+   all three fractions, 2 seeds, the default evaluators (``mlp``, ``silhouette`` and the proxies
+   ``knn``, ``ridge``, ``logme``, ``hscore``) -> ``data/oracles/digits.parquet``;
+2. replay the search strategies on that oracle with the simulator -> ``out/demo/`` (BSECs of the
+   paper's four evaluators and the four proxies, the evaluators' quality table).
 
 Parts go to ``data/parts/demo``; a second run reuses them (``--fresh`` recomputes).
 """
@@ -46,7 +48,8 @@ OUT = Path("out/demo")
 def simulate_command(oracle: Path = ORACLE, out: Path = OUT) -> list[str]:
     return [sys.executable, "-m", "simulate.cli", "--oracle", str(oracle),
             "--evaluator", "mlp", "--evaluator", "mlp@0.1", "--evaluator", "mlp@0.01",
-            "--evaluator", "silhouette", "--baseline", BASELINE, "--out", str(out)]
+            "--evaluator", "silhouette", "--evaluator", "knn", "--evaluator", "ridge",
+            "--evaluator", "logme", "--evaluator", "hscore", "--baseline", BASELINE, "--out", str(out)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from precompute.parts import merge
         from precompute.pool import build_pool
-        from precompute.sweep import SweepConfig, run_sweep
+        from precompute.sweep import DEFAULT_EVALUATORS, SweepConfig, check_existing_parts, run_sweep
 
         print(f"VIBES demo: {len(DEMO_POOL)} timm backbones on {DATASET}, CPU, offline.\n"
               f"Weights are RANDOM (offline demo: pretrained weights cannot be downloaded), so "
@@ -71,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         if bad.height:
             raise VibesError(f"demo backbone {bad['backbone'][0]} cannot be built: {bad['error'][0]}")
         cfg = SweepConfig(dataset=DATASET, fractions=(1.0, 0.1, 0.01), seeds=2,
-                          evaluators=("mlp", "silhouette"), weights="random", device="cpu",
+                          evaluators=DEFAULT_EVALUATORS, weights="random", device="cpu",
                           input_size=32, parts_dir=str(PARTS))
+        try:  # parts of an older demo (another protocol) would be refused: the demo starts over
+            check_existing_parts(cfg, list(DEMO_POOL))
+        except VibesError:
+            print(f"demo: the parts in {PARTS} come from another protocol; recomputing them", flush=True)
+            shutil.rmtree(PARTS)
         summary = run_sweep(cfg, pool, show_progress=not args.no_progress)
         report = merge(DATASET, PARTS, ORACLE, "parquet", expected=list(DEMO_POOL))
         print(report.summary())

@@ -163,7 +163,7 @@ CASES = [
     Case("unknown dataset", "precompute run", ("--dataset", "nope"),
          "unknown dataset 'nope'; valid: cifar10, digits"),
     Case("unknown evaluator (precompute)", "precompute run", ("--evaluators", "mlp,knnn"),
-         "unknown evaluator 'knnn'; valid: mlp, silhouette"),
+         "unknown evaluator 'knnn'; valid: hscore, knn, logme, mlp, mlp-sklearn, ridge, silhouette"),
     Case("unknown backbone", "precompute run", (), "unknown backbone 'resnet18.no_such_tag'; "
          "valid: resnet18.", names=("resnet18.no_such_tag",)),
     Case("missing data root, no download", "precompute run",

@@ -27,7 +27,8 @@ def pool_file(tmp_path):
 
 def run_args(tmp_path, data_cache, pool, *extra):
     return ["run", "--dataset", "digits", "--pool", pool, "--weights", "random",
-            "--device", "cpu", "--seeds", "1", "--fractions", "1.0,0.1", "--no-progress",
+            "--device", "cpu", "--seeds", "1", "--fractions", "1.0,0.1", "--evaluators", "mlp,silhouette",
+            "--no-progress",
             "--cache-dir", data_cache, "--parts-dir", str(tmp_path / "parts"),
             "--out", str(tmp_path / "oracles"), *extra]
 
