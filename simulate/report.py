@@ -273,7 +273,7 @@ def quality_section(q) -> str:
     parts = [  # the style comes first: each figure is drawn (and sized) as its script is parsed
         "<style>.qgrid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:8px}"
         "#quality-table{font-size:0.92em}#quality-table td{white-space:nowrap}"
-        "#quality-table td:last-child{white-space:normal}table.sortable th{cursor:pointer}"
+        "#quality-table td:last-child{white-space:normal;overflow-wrap:anywhere}table.sortable th{cursor:pointer}"
         "tr[data-kind='noise ceiling']{font-style:italic}</style>",
         "<h2 id='quality'>How good is each evaluator?</h2>",
         f"<p>How well each evaluator spec of the oracle, and each static baseline, ranks the pool "
