@@ -518,7 +518,8 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
                     else f"needs {stopped['seconds']:.2f} s")
             raise SearchError(f"budget {_human(budget)} is below one evaluation: the first backbone "
                               f"{stopped['backbone']} ({format_spec(name, stopped['fraction'])}) {what}; "
-                              f"nothing was written; raise --budget")
+                              f"nothing was written; raise --budget, or put smaller backbones first "
+                              f"(--pool with a `precompute pool --max-params N` table)")
         final = None
         if fcfg is not None:
             final = _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo)
@@ -910,11 +911,14 @@ def _fractions(text: str) -> tuple[float, ...]:
 SEARCH_EPILOG = """\b
 Examples:
   precompute search --dataset digits --weights random --input-size 32 --budget 90s \\
-      --strategy cycling --evaluator mlp@0.1 --out out/search-demo
+      --strategy cycling --evaluator mlp@0.1 --pool data/pool-5m.parquet --out out/search-demo
   precompute search --dataset folder:/data/my_images --pool data/pool.parquet --budget 2h \\
       --strategy cycling --evaluator mlp@0.1 --final mlp --out out/my-search
   precompute search --dataset digits --weights random --input-size 32 --budget 5m \\
-      --strategy sh:cycling --evaluator mlp --eta 3 --out out/search-sh   # rungs 0.01, 0.1, 1.0
+      --strategy sh:cycling --evaluator mlp --eta 3 --pool 'resnet18*' --pool 'lcnet*' \\
+      --out out/search-sh   # rungs 0.01, 0.1, 1.0
+(data/pool-5m.parquet: `precompute pool --max-params 5 --out data/pool-5m.parquet`.  On a CPU
+give a small pool: the whole pool's order can start with a 0.8 B-parameter ViT.)
 Budgets: 90s, 45m, 2h, 1d, 1h30m or plain seconds; the budget is a hard deadline on the summed
 measured evaluation seconds.  Rerun the same command to resume (time already spent is counted
 from the part files); a larger --budget continues the same search.

@@ -745,7 +745,7 @@ def test_readme_search_commands_parse():
     from precompute.cli import cli as precompute_cli
 
     commands = readme_commands()
-    assert [c[0] for c in commands] == ["pool", "fetch", "search", "search"], commands
+    assert [c[0] for c in commands] == ["pool", "fetch", "search", "pool", "search"], commands
     for words in commands:
         name, rest = words[0], list(words[1:])
         sub = precompute_cli.get_command(None, name).make_context(name, rest)  # UsageError if a flag is wrong
