@@ -441,13 +441,19 @@ def _image_folder(path: Path, what: str):
     return classes, [p for p, _ in samples], labels
 
 
-def _load_folder(path: Path, **_) -> _Raw:
+def check_folder(path: Path) -> None:
+    """``path`` is a folder holding sub-folders, else a one-line :class:`DatasetError` (checked
+    before anything is loaded: ``precompute run``/``search`` fail fast on it)."""
     if not path.is_dir():
         raise DatasetError(f"image folder {path} not found; expected class sub-folders "
                            "(or train/ and test/ holding them)")
     if not any(p.is_dir() for p in path.iterdir()):
         raise DatasetError(f"image folder {path} is empty: expected class sub-folders "
                            "(or train/ and test/ holding them)")
+
+
+def _load_folder(path: Path, **_) -> _Raw:
+    check_folder(path)
     has_train, has_test = (path / "train").is_dir(), (path / "test").is_dir()
     if has_train != has_test:
         raise DatasetError(f"image folder {path} has {'train/' if has_train else 'test/'} but no "

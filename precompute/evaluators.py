@@ -14,7 +14,6 @@ and runs there.
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,21 +33,6 @@ MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "b
 def _tensor(x, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
     t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
     return t.to(device=device if device is not None else t.device, dtype=dtype if dtype is not None else t.dtype)
-
-
-@contextlib.contextmanager
-def _single_thread(device: torch.device):
-    """The head's ops are tiny: on CPU, intra-op threads only add synchronisation (10x slower on a
-    loaded 2-core machine), so train with one thread and restore the setting afterwards."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def build_head(in_dim: int, n_classes: int, hidden: int = MLP_PROTOCOL["hidden"]) -> nn.Module:

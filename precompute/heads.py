@@ -33,7 +33,7 @@ transcription).  One head alone (S = 1) is the single-head, timed path.
 
 Every head loop calls ``faults.point("mlp-epoch")`` once per epoch (the live search's
 cancellation point).  On CPU the heads train with one intra-op thread (see
-:func:`precompute.evaluators._single_thread`).
+:func:`precompute.proxies.single_thread`).
 
 :func:`time_sequential_vs_batched` times S seeds trained one after the other with the single-head
 path against the same S seeds batched, on synthetic features (``make bench-precompute`` and
@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from precompute import faults
-from precompute.evaluators import MLP_PROTOCOL, EvalResult, _single_thread, _tensor, build_head
+from precompute.evaluators import MLP_PROTOCOL, EvalResult, _tensor, build_head
+from precompute.proxies import single_thread
 
 #: scikit-learn's ``MLPClassifier`` defaults that ``mlp-sklearn`` follows, one place
 SKLEARN_PROTOCOL = {"hidden": 50, "optimizer": "Adam (scikit-learn)", "lr": 1e-3, "max_epochs": 200,
@@ -244,7 +245,7 @@ def train_mlp(xs: torch.Tensor, ys: torch.Tensor, seeds: Sequence[int], n_classe
     minus_one = torch.tensor(-1.0, device=dev)
     buf = torch.empty_like(params.flat)
     t = 0
-    with torch.no_grad(), _single_thread(dev):
+    with torch.no_grad(), single_thread(dev):
         for _ in range(int(epochs)):
             for xb, yb in batches.epoch():
                 h, logits = _forward(p, xb)
@@ -358,7 +359,7 @@ def train_mlp_sklearn(xs: torch.Tensor, ys: torch.Tensor, seeds: Sequence[int],
     bad = [0] * S
     curves: list[list[float]] = [[] for _ in range(S)]
     t = 0
-    with torch.no_grad(), _single_thread(dev):
+    with torch.no_grad(), single_thread(dev):
         for epoch in range(int(max_epochs)):
             acc = torch.zeros(S, device=dev, dtype=xs.dtype)
             for xb, yb in batches.epoch():

@@ -122,10 +122,13 @@ def _finite(name: str, value: torch.Tensor | float) -> float:
 
 
 @contextlib.contextmanager
-def _lapack_threads(device: torch.device):
-    """One intra-op thread for a LAPACK factorisation on CPU: eigh's tridiagonal reduction is
-    latency-bound, and on a busy 2-core machine MKL's threaded eigh of a 768 x 768 matrix was
-    4x slower than the single-threaded one (1.1 s vs 0.29 s).  Matmuls keep the default."""
+def single_thread(device: torch.device):
+    """One intra-op thread on CPU for the duration, the setting restored afterwards (a no-op on
+    other devices).  For work too small or too latency-bound to share: eigh's tridiagonal
+    reduction (on a busy 2-core machine MKL's threaded eigh of a 768 x 768 matrix was 4x slower
+    than the single-threaded one, 1.1 s vs 0.29 s) and the MLP head's tiny ops (intra-op threads
+    only add synchronisation: 10x slower on a loaded 2-core machine).  Matmuls elsewhere keep
+    the default."""
     if device.type != "cpu":
         yield
         return
@@ -141,7 +144,7 @@ def _eigh(name: str, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """eigh of a Gram matrix, after checking it is finite (features near the float64 range
     overflow it; LAPACK would fail with an unhelpful message)."""
     _finite_matrix(name, a)
-    with _lapack_threads(a.device):
+    with single_thread(a.device):
         return torch.linalg.eigh(a)
 
 
@@ -515,7 +518,7 @@ def hscore(train_x, train_y, test_x=None, test_y=None, n_classes: int | None = N
     counts = torch.bincount(inv, minlength=len(classes)).to(torch.float64)
     sums = torch.zeros(len(classes), d, dtype=torch.float64, device=f.device).index_add_(0, inv, f)
     delta = sums / counts[:, None] - f.mean(0)  # (C, d): class mean - overall mean
-    with _lapack_threads(f.device):
+    with single_thread(f.device):
         chol, info = torch.linalg.cholesky_ex(cov)
     if int(info) != 0:
         raise ValueError(f"hscore: the Ledoit-Wolf covariance is singular (shrinkage {shrinkage:.3g}; "

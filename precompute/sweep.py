@@ -178,17 +178,11 @@ def check_evaluators(names: Sequence[str]) -> None:
 def check_dataset_name(name: str) -> str:
     """The canonical dataset name, checked without loading anything: an unknown name lists the
     valid ones; ``folder:PATH`` must be a folder holding sub-folders (one-line DatasetError)."""
-    from precompute.datasets import DatasetError, resolve
+    from precompute.datasets import check_folder, resolve
 
     canonical, _spec, extra = resolve(name)
-    path = extra.get("path")
-    if path is not None:
-        if not path.is_dir():
-            raise DatasetError(f"image folder {path} not found; expected class sub-folders "
-                               "(or train/ and test/ holding them)")
-        if not any(p.is_dir() for p in path.iterdir()):
-            raise DatasetError(f"image folder {path} is empty: expected class sub-folders "
-                               "(or train/ and test/ holding them)")
+    if extra.get("path") is not None:
+        check_folder(extra["path"])
     return canonical
 
 
