@@ -46,6 +46,18 @@ def random_oracle(n_backbones: int = 12, seeds: int = 3, fractions=(1.0, 0.1), r
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test, restored afterwards: on a small shared CPU, OpenMP
+    barriers make 2 threads far slower for the tiny ops of autograd references and MLP heads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def toy_oracle() -> Oracle:
     return random_oracle()
 

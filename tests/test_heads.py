@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # autograd references
 
 import torch.nn.functional as F  # noqa: E402
 from sklearn.datasets import load_digits, make_blobs  # noqa: E402
@@ -23,15 +23,6 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 from precompute import faults, heads  # noqa: E402
 from precompute.evaluators import EVALUATORS, EvalResult, build_head, mlp_score  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The plain references use autograd: one intra-op thread keeps them fast on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -41,7 +41,8 @@ from shared.oracle import BACKBONE_META, Oracle, conform
 from shared.samplers import SAMPLERS, strategy_rng
 
 # digits' small fractions keep fewer test images than classes: expected, not news
-pytestmark = pytest.mark.filterwarnings("ignore:fraction .* keeps .* image:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:fraction .* keeps .* image:UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 DATASETS = [("in1k", 1.28e6), ("in22k", 1.42e7), ("laion2b", 2.3e9), (None, None)]
 
@@ -90,13 +91,6 @@ def fake_load(name, weights="pretrained", device="auto", input_size=None, pretra
     return backbone_mod.Backbone(name, model, cfg, 6, torch.device("cpu"), 0.002, weights)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared machine OpenMP barriers make 2 threads far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
