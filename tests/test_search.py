@@ -91,8 +91,6 @@ def fake_load(name, weights="pretrained", device="auto", input_size=None, pretra
     return backbone_mod.Backbone(name, model, cfg, 6, torch.device("cpu"), 0.002, weights)
 
 
-
-
 @pytest.fixture
 def fakes(monkeypatch):
     monkeypatch.setattr(evaluators_mod, "EVALUATORS", FAKE_EVALUATORS)
