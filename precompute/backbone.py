@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from pathlib import Path
 import timm
 import torch
 
+from precompute import clock
+from precompute import weights as W
 from shared.errors import VibesError, unknown
 
 WEIGHTS = ("pretrained", "random")
@@ -87,11 +88,6 @@ def _missing_keys_log():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _create_model(name: str, input_size: int | None, kwargs: dict) -> torch.nn.Module:
@@ -190,34 +186,31 @@ def load_backbone(
     size_note = None
     size_check_s = 0.0  # a search pays the size check too: it is part of load_seconds
     if input_size is not None:  # before any download or forward: round to a size the model takes, or refuse
-        t0 = time.perf_counter()
-        input_size, size_note = fit_input_size(name, input_size)
-        size_check_s = time.perf_counter() - t0
+        with clock.span() as sp:
+            input_size, size_note = fit_input_size(name, input_size)
+        size_check_s = sp.seconds
 
     kwargs: dict = {"num_classes": 0, "pretrained": weights == "pretrained"}
     if pretrained_file is not None:
         kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
-    from precompute import weights as W
-
     if weights == "pretrained" and pretrained_file is None:
         W.ensure_weights(name)  # a download, if any, happens here: before the clock
-    start = time.perf_counter()
-    # Random initialisation is seeded by the name (and leaves the global RNG as it was), so a
-    # resumed or repeated sweep with random weights reproduces the same backbone exactly.
-    with _missing_keys_log() as missing, torch.random.fork_rng(devices=[]), \
-            W.hub_offline(weights == "pretrained"):
-        torch.manual_seed(zlib.crc32(name.encode()))
-        model = _create_model(name, input_size, kwargs)
-    params = dict(model.named_parameters())
-    random_params = [k for k in missing if k in params]
-    if random_params:
-        more = f", ... ({len(random_params)} in all)" if len(random_params) > 5 else ""
-        shown = ", ".join(random_params[:5]) + more
-        raise RuntimeError(f"pretrained weights for {name} do not fit the architecture: missing {shown}")
-    model.eval().requires_grad_(False)
-    model = _to_device(model, dev)
-    _synchronize(dev)
-    load_seconds = time.perf_counter() - start + size_check_s
+    with clock.span(dev) as sp:  # measured: what a row (and a live search's budget) charges
+        # Random initialisation is seeded by the name (and leaves the global RNG as it was), so a
+        # resumed or repeated sweep with random weights reproduces the same backbone exactly.
+        with _missing_keys_log() as missing, torch.random.fork_rng(devices=[]), \
+                W.hub_offline(weights == "pretrained"):
+            torch.manual_seed(zlib.crc32(name.encode()))
+            model = _create_model(name, input_size, kwargs)
+        params = dict(model.named_parameters())
+        random_params = [k for k in missing if k in params]
+        if random_params:
+            more = f", ... ({len(random_params)} in all)" if len(random_params) > 5 else ""
+            shown = ", ".join(random_params[:5]) + more
+            raise RuntimeError(f"pretrained weights for {name} do not fit the architecture: missing {shown}")
+        model.eval().requires_grad_(False)
+        model = _to_device(model, dev)
+    load_seconds = sp.seconds + size_check_s
 
     data_config = timm.data.resolve_model_data_config(model)
     if input_size is not None:

@@ -31,10 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import polars as pl
 
+from precompute import pool as P
+from precompute.pool import known_measurements, make_shipped_table, pool_names, read_pool_file, shipped_path
 from shared.errors import VibesError
+
+# torch, timm and the model code are imported in the worker processes (and by the functions they
+# run), never in the parent that schedules them: it stays light and survives a worker's crash
 
 STATUSES = ("ok", "failed", "timeout", "skipped")
 CONSTANT_STD = 1e-6
@@ -60,14 +64,6 @@ CHECK_COLUMNS = {
     "device": pl.String,
 }
 
-CHECK_EPILOG = """\b
-Examples:
-  precompute check --pool 'resnet*' --out check.parquet
-  precompute check --sample 150 --input-size 32 --timeout 60 --out small.parquet
-  precompute check --out /tmp/check.parquet --timeout 300     # the whole pool; rerun to resume
-  precompute check --out /tmp/check.parquet --redo failed,timeout
-A backbone whose fp32 weights exceed --max-memory-gb is 'skipped' (this machine's limit), never built.
-"""
 
 
 # ------------------------------------------------------------------------------ one backbone
@@ -117,7 +113,7 @@ def _reason(exc: BaseException, limit: int = 400) -> str:
 
 def meta_params_m(name: str) -> float:
     """Parameters (M) of ``name`` built on the meta device (no memory, no initialisation)."""
-    import timm
+    import timm  # lazy: called in a worker process, or for a name the pool cannot size
     import torch
 
     with torch.device("meta"):
@@ -129,10 +125,10 @@ def check_one(name: str, device: str = "cpu", input_size: int | None = None, n_i
               params_m: float | None = None, max_memory_gb: float | None = None) -> dict:
     """Check one backbone in this process; never raises (the outcome is the row's status)."""
     import numpy as np
-    import torch
+    import torch  # lazy: this runs in a worker process (see the imports above)
 
-    from .backbone import load_backbone
-    from .extract import extract_features
+    from precompute.backbone import load_backbone  # lazy: a worker process's import, not the parent's
+    from precompute.extract import extract_features
 
     row: dict = {c: None for c in CHECK_COLUMNS}
     row.update(backbone=name, architecture=name.split(".", 1)[0], status="ok", requested_size=input_size,
@@ -213,7 +209,7 @@ def _worker_main(conn, threads: int, log_path: str | None) -> None:
 
     import timm  # noqa: F401 - imported once, here, before the first timed backbone
 
-    from . import backbone, extract  # noqa: F401
+    from precompute import backbone, extract  # noqa: F401 - lazy: the worker loads them once, before any backbone
 
     gc.freeze()  # the ~400k objects of torch+timm: a full collection after each backbone then takes ms, not s
     conn.send(("ready", os.getpid()))
@@ -416,9 +412,7 @@ class CheckConfig:
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
-    from .pool import _write as atomic_write
-
-    atomic_write(frame, path)
+    P.write_table(frame, path)
 
 
 def run_check(names: Sequence[str], cfg: CheckConfig, out: str | Path | None = None,
@@ -489,88 +483,48 @@ def _sample_names(names: Sequence[str], n: int) -> list[str]:
 def resolve_names(pools: Sequence[str]) -> tuple[list[str], dict[str, float]]:
     """``--pool`` values (pool files, names files, globs or names; default every pretrained timm
     name) -> names, and the params (M) known for them without measuring anything new."""
-    import timm
-
-    from .cli import match_names
-    from .pool import known_measurements, read_names_file
-
-    all_names = timm.list_models(pretrained=True)
-    names: list[str] = []
-    frames = []
+    names = pool_names(pools)
+    params = {n: v for n, v in known_measurements().select("backbone", "params_m").drop_nulls().iter_rows()}
     for spec in pools:
         p = Path(spec)
-        if p.is_file():
-            if p.suffix.lower() in (".parquet", ".csv"):
-                from .cli import read_pool_file
-
-                frame = read_pool_file(p)
-                frames.append(frame)
-                names += frame["backbone"].to_list()
-            else:
-                names += read_names_file(p)
-        else:
-            names += match_names([spec], all_names)
-    if not pools:
-        names = list(all_names)
-    known = known_measurements()
-    params = {n: v for n, v in known.select("backbone", "params_m").drop_nulls().iter_rows()}
-    for f in frames:
-        if "params_m" in f.columns:
-            params.update({n: v for n, v in f.select("backbone", "params_m").drop_nulls().iter_rows()})
-    return list(dict.fromkeys(names)), params
-
-
-@click.command("check", epilog=CHECK_EPILOG)
-@click.option("--pool", "pools", multiple=True,
-              help="Pool file (.parquet/.csv), names file (.txt), name or glob; repeatable. Default: every "
-                   "pretrained timm backbone.")
-@click.option("--sample", type=int, default=None, help="Only N architectures (one name each), evenly spread.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per backbone.")
-@click.option("--input-size", type=int, default=None, help="Check at this input size (default: native).")
-@click.option("--images", "n_images", type=int, default=4, show_default=True, help="Synthetic images per backbone.")
-@click.option("--threads", type=int, default=1, show_default=True, help="torch threads in the worker.")
-@click.option("--max-memory-gb", type=float, default=8.0, show_default=True,
-              help="Never build a model whose fp32 weights need more; kill the worker past it (0: no guard).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Write the table here (.parquet), after every backbone; an existing one is resumed.")
-@click.option("--redo", default="", help="Statuses to check again when resuming, e.g. failed,timeout.")
-@click.option("--quiet", is_flag=True, help="No line per backbone.")
-def check_cmd(pools, sample, device, timeout, input_size, n_images, threads, max_memory_gb, out, redo,
-              quiet) -> None:
-    """Load every backbone with random weights and extract a few images: ok / failed / timeout / skipped."""
-    from .backbone import resolve_device
-
-    if out is not None and Path(out).suffix.lower() != ".parquet":
-        raise VibesError(f"--out must end in .parquet; got {out!r}")
-    if timeout <= 0:
-        raise VibesError(f"--timeout must be positive seconds, got {timeout:g}")
-    if n_images < 2:
-        raise VibesError(f"--images must be >= 2 (constant features are judged across images), got {n_images}")
-    if input_size is not None and input_size < 8:
-        raise VibesError(f"--input-size must be an integer >= 8, got {input_size}")
-    if threads < 1:
-        raise VibesError(f"--threads must be >= 1, got {threads}")
-    redo_set = [s.strip() for s in redo.split(",") if s.strip()]
-    for s in redo_set:
-        if s not in STATUSES:
-            raise VibesError(f"--redo takes statuses among {', '.join(STATUSES)}; got {s!r}")
-    dev = str(resolve_device(device))
-    names, params = resolve_names(pools)
-    if sample is not None:
-        if sample < 1:
-            raise VibesError(f"--sample must be >= 1, got {sample}")
-        names = _sample_names(names, sample)
-    cfg = CheckConfig(device=dev, input_size=input_size, timeout=timeout, n_images=n_images, threads=threads,
-                      max_memory_gb=max_memory_gb or None)
-    echo = None if quiet else (lambda s: click.echo(s, err=True))
-    table = run_check(names, cfg, out=out, params=params, redo=redo_set, echo=echo)
-    for line in summary_lines(table.filter(pl.col("backbone").is_in(names))):
-        click.echo(line)
-    if out:
-        click.echo(f"check table: {table.height} rows -> {out}")
+        if p.is_file() and p.suffix.lower() in (".parquet", ".csv"):
+            frame = read_pool_file(p)
+            if "params_m" in frame.columns:
+                params.update({n: v for n, v in frame.select("backbone", "params_m").drop_nulls().iter_rows()})
+    return names, params
 
 
 def status_counts(table: pl.DataFrame) -> dict[str, int]:
     return dict(table.group_by("status").len().iter_rows())
 
+
+# ------------------------------------------------------------------ the shipped pool table
+def _main(argv: Sequence[str] | None = None) -> None:
+    """``python -m precompute.check --measured M.parquet --check C.parquet --out OUT.parquet``: write the
+    shipped pool table from a full measurement (``build_pool(..., cache=M)``) and a check table."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m precompute.check", description=_main.__doc__)
+    ap.add_argument("--measured", required=True, help="cache Parquet of build_pool over every name")
+    ap.add_argument("--check", default=None, help="table of `precompute check --out` (native size)")
+    ap.add_argument("--out", default=str(shipped_path()))
+    args = ap.parse_args(argv)
+    measured = pl.read_parquet(args.measured).unique("backbone", keep="last")
+    import timm  # lazy: a maintenance script, run by hand
+
+    order = timm.list_models(pretrained=True)
+    missing = sorted(set(order) - set(measured["backbone"].to_list()))
+    if missing:
+        raise SystemExit(f"{len(missing)} pretrained names not measured in {args.measured}, e.g. {missing[:3]}")
+    check = read_check(args.check) if args.check else None
+    # in timm's order, so that the shipped names are timm.list_models(pretrained=True) as it lists them
+    measured = pl.DataFrame({"backbone": order}).join(measured, on="backbone", how="left", maintain_order="left")
+    table = make_shipped_table(measured, check)
+    _write(table, Path(args.out))
+    print(f"{table.height} backbones -> {args.out}; check status: "
+          f"{dict(table.group_by('check_status').len().iter_rows())}; "
+          f"excluded {table['excluded'].is_not_null().sum()}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -14,6 +14,8 @@ Parts go to ``data/parts/demo``; a second run reuses them (``--fresh`` recompute
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 from shared.errors import VibesError
+from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_FRACTIONS
 
 #: 13 small architectures, all in timm.list_models(pretrained=True), all run at 32 px
 DEMO_POOL = (
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     try:
-        from precompute.parts import merge
+        from precompute.parts import merge  # lazy: `--help` and a bad argument answer without torch
         from precompute.pool import build_pool
-        from precompute.sweep import DEFAULT_EVALUATORS, SweepConfig, check_existing_parts, run_sweep
+        from precompute.sweep import SweepConfig, check_existing_parts, run_sweep
 
         print(f"VIBES demo: {len(DEMO_POOL)} timm backbones on {DATASET}, CPU, offline.\n"
               f"Weights are RANDOM (offline demo: pretrained weights cannot be downloaded), so "
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = pool.filter(pool["error"].is_not_null())
         if bad.height:
             raise VibesError(f"demo backbone {bad['backbone'][0]} cannot be built: {bad['error'][0]}")
-        cfg = SweepConfig(dataset=DATASET, fractions=(1.0, 0.1, 0.01), seeds=2,
+        cfg = SweepConfig(dataset=DATASET, fractions=DEFAULT_FRACTIONS, seeds=2,
                           evaluators=DEFAULT_EVALUATORS, weights="random", device="cpu",
                           input_size=32, parts_dir=str(PARTS))
         try:  # parts of an older demo (another protocol) would be refused: the demo starts over
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             if not _module_exists("simulate.cli"):
                 raise VibesError("simulate.cli is not available; cannot run the simulator step")
             cmd = simulate_command()
-            print("$ " + " ".join(cmd[1:]), flush=True)
+            print("$ " + shlex.join([os.path.relpath(cmd[0]) if cmd[0].startswith(os.getcwd()) else cmd[0],
+                                     *cmd[1:]]), flush=True)
             rc = subprocess.call(cmd)
             if rc != 0:
                 print(f"error: the simulator exited with status {rc}", file=sys.stderr)

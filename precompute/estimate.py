@@ -37,27 +37,26 @@ warm-up (once), writing part files, measuring the pool, queue waits on a cluster
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
-import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import polars as pl
+import torch
 
-from precompute.sweep import DEFAULT_EVALUATORS
+from precompute import backbone as B
+from precompute import datasets as D
+from precompute import sweep
+from precompute import weights as W
+from precompute.parts import shard_assignment
+from shared.durations import format_duration
 from shared.errors import VibesError
 
-DEFAULT_SAMPLE = 12
-DEFAULT_WITHIN = "24h"
 BOOTSTRAP = 2000
 LEVEL = 0.9
 
@@ -73,32 +72,6 @@ STAND_IN_SIZES: dict[str, tuple[int, int, int]] = {
 
 #: pool columns whose non-null value marks a backbone ``precompute check`` excluded
 EXCLUSION_COLUMNS = ("excluded", "exclude_reason", "excluded_reason", "exclusion", "exclusion_reason")
-
-
-# ----------------------------------------------------------------------------------- parsing
-_UNITS = {"s": 1 / 3600, "sec": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "h": 1.0, "hr": 1.0,
-          "d": 24.0, "day": 24.0, "days": 24.0, "w": 168.0}
-
-
-def parse_within(text: str) -> float:
-    """``24h``, ``90m``, ``2d``, ``3600s``, ``1.5`` (hours) -> hours (> 0)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", str(text).lower())
-    if not m or (m.group(2) and m.group(2) not in _UNITS) or float(m.group(1)) <= 0:
-        raise VibesError(f"--within must be a positive duration such as 24h, 90m, 2d or 3600s; got {text!r}")
-    return float(m.group(1)) * _UNITS.get(m.group(2) or "h")
-
-
-def fmt_seconds(s: float | None) -> str:
-    """Seconds in the unit a person reads best (s, min, h, days)."""
-    if s is None or not math.isfinite(s):
-        return "-"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 2 * 3600:
-        return f"{s / 60:.1f} min"
-    if s < 3 * 86400:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} days"
 
 
 # -------------------------------------------------------------------------------------- pool
@@ -171,8 +144,6 @@ def memory_guard_gb(device: str) -> float:
             avail = 16 * 2**30
     gb = avail / 4 / 1e9
     if str(device).startswith("cuda"):
-        import torch
-
         gb = min(gb, torch.cuda.mem_get_info(torch.device(device))[0] / 2 / 1e9)
     return gb
 
@@ -181,24 +152,20 @@ def memory_guard_gb(device: str) -> float:
 def stand_in(name: str, n_train: int, n_test: int, n_classes: int, size: int):
     """A synthetic :class:`~precompute.datasets.ImageSet` with a real dataset's sizes: random uint8
     images (``datasets.synthetic_arrays``, seed 0 for train, 1 for test), balanced classes."""
-    from precompute.datasets import ImageSet, synthetic_arrays
-
-    tr_x, tr_y = synthetic_arrays(n_train, size, n_classes, seed=0)
-    te_x, te_y = synthetic_arrays(n_test, size, n_classes, seed=1)
-    return ImageSet(name, tr_x, tr_y, te_x, te_y, [str(i) for i in range(n_classes)], [],
+    tr_x, tr_y = D.synthetic_arrays(n_train, size, n_classes, seed=0)
+    te_x, te_y = D.synthetic_arrays(n_test, size, n_classes, seed=1)
+    return D.ImageSet(name, tr_x, tr_y, te_x, te_y, [str(i) for i in range(n_classes)], [],
                     f"synthetic stand-in: random uint8 images at {size}x{size}", "as the real dataset")
 
 
 def dataset_for_estimate(name: str, data_root: str, cache_dir: str, synthetic: bool = False):
     """(ImageSet, description): the dataset when it is at hand, else a stand-in of its sizes."""
-    from precompute.datasets import DATASETS, DatasetError, load_dataset, resolve
-
-    canonical, spec, _ = resolve(name)
+    canonical, spec, _ = D.resolve(name)
     if not synthetic or canonical.startswith("synthetic:"):
         try:
-            ds = load_dataset(canonical, data_root=data_root, cache_dir=cache_dir)
+            ds = D.load_dataset(canonical, data_root=data_root, cache_dir=cache_dir)
             return ds, f"{canonical} ({ds.source})"
-        except DatasetError as err:
+        except D.DatasetError as err:
             if canonical not in STAND_IN_SIZES:
                 raise
             why = f"its data is not at hand ({err})"
@@ -208,7 +175,7 @@ def dataset_for_estimate(name: str, data_root: str, cache_dir: str, synthetic: b
         raise VibesError(f"no stand-in sizes for {canonical!r}; a synthetic stand-in exists for "
                          f"{', '.join(sorted(STAND_IN_SIZES))}; or pass --dataset synthetic:N@SIZE")
     n_train, n_test, n_classes = STAND_IN_SIZES[canonical]
-    size = DATASETS[canonical].cache_size
+    size = D.DATASETS[canonical].cache_size
     ds = stand_in(canonical, n_train, n_test, n_classes, size)
     return ds, (f"synthetic stand-in for {canonical}: {n_train} train + {n_test} test random images, "
                 f"{n_classes} classes, {size} px ({why})")
@@ -235,8 +202,6 @@ def backbone_timing(frame: pl.DataFrame, wall: float) -> dict[str, Any]:
 def _prefetch(name: str) -> None:
     """Put ``name``'s pretrained weights into the cache, untimed; a failure is left for
     ``evaluate_backbone`` to record (offline and not cached: a failed row naming precompute fetch)."""
-    from precompute import weights as W
-
     try:
         W.ensure_weights(name)
     except Exception:  # noqa: BLE001 - recorded by the timed call
@@ -247,30 +212,24 @@ def measure_sample(cfg, sample: pl.DataFrame, ds, echo: Callable[[str], None] | 
                    do_warm_up: bool = True) -> pl.DataFrame:
     """Run ``evaluate_backbone`` on every sampled backbone (the sweep's path, ``cfg`` as a run's),
     timing each call; one row per backbone with ``backbone_timing``'s columns."""
-    import torch
-
-    from precompute.backbone import resolve_device
-    from precompute.datasets import subset_plan
-    from precompute.sweep import evaluate_backbone, extraction_plan, warm_up
-
-    dev = resolve_device(cfg.device)
+    dev = B.resolve_device(cfg.device)
 
     def sync() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    plans = subset_plan(ds, list(cfg.fractions), cfg.seed_list)
-    plan = extraction_plan(plans, cfg.fractions, len(ds.train_labels))
+    plans = D.subset_plan(ds, list(cfg.fractions), cfg.seed_list)
     images = np.concatenate([ds.train_images, ds.test_images])
+    plan = sweep.extraction_plan(plans, cfg.fractions, len(ds.train_labels), len(images), cfg.needs_test())
     if do_warm_up:
-        warm_up(dev)  # the sweep's own once-per-worker warm-up, untimed
+        sweep.warm_up(dev)  # the sweep's own once-per-worker warm-up, untimed
     rows = []
     for i, row in enumerate(sample.iter_rows(named=True)):
         if cfg.weights == "pretrained" and cfg.pretrained_file is None:
             _prefetch(row["backbone"])  # a download is never in the timed seconds (as in the sweep)
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
-        res = evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
+        res = sweep.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
         sync()
         t = backbone_timing(res.frame, time.perf_counter() - t0)
         t["cpu_seconds"] = time.process_time() - c0  # this process's CPU time: less sensitive to other load
@@ -281,7 +240,7 @@ def measure_sample(cfg, sample: pl.DataFrame, ds, echo: Callable[[str], None] | 
             note = "" if t["status"] == "ok" else f"  FAILED: {t['error']}"
             parts = ", ".join(f"{k} {t[k + '_seconds']:.1f}" for k in ("load", "extract", "fit")
                               if t[k + "_seconds"] is not None)
-            echo(f"  [{i + 1}/{sample.height}] {row['backbone']}: {fmt_seconds(t['seconds'])} ({parts}; "
+            echo(f"  [{i + 1}/{sample.height}] {row['backbone']}: {format_duration(t['seconds'])} ({parts}; "
                  f"CPU {t['cpu_seconds']:.1f} s){note}")
         del res
         if torch.cuda.is_available():
@@ -346,8 +305,6 @@ class Projection:
 
 def makespan(pool_names: Sequence[str], pool_gmacs: np.ndarray, seconds: np.ndarray, n: int) -> float:
     """Largest per-shard sum of ``seconds`` under ``precompute run --shards n``'s assignment."""
-    from precompute.parts import shard_assignment
-
     frame = pl.DataFrame({"backbone": list(pool_names), "gmacs": np.asarray(pool_gmacs, float),
                           "seconds": np.asarray(seconds, float)})
     shards = shard_assignment(frame.select("backbone", "gmacs"), n).select("backbone", "shard")
@@ -467,13 +424,13 @@ def format_report(info: dict[str, Any], measured: pl.DataFrame, proj: Projection
     secs = measured.get_column("seconds")
     lo = f"{proj.low_seconds / 3600:.3g}" if proj.low_seconds is not None else "?"
     hi = f"{proj.high_seconds / 3600:.3g}" if proj.high_seconds is not None else "?"
-    shards = (f"{proj.shards} shard(s) (longest {fmt_seconds(proj.makespan_seconds)})" if proj.shards
+    shards = (f"{proj.shards} shard(s) (longest {format_duration(proj.makespan_seconds)})" if proj.shards
               else "no number of shards (one backbone alone takes longer)")
     shards_hi = (f"{proj.shards_high}" if proj.shards_high else "none")
     lines += [
         "",
-        f"  per backbone (sample): median {fmt_seconds(proj.median_sample_seconds)}, "
-        f"min {fmt_seconds(float(secs.min()))}, max {fmt_seconds(float(secs.max()))}",
+        f"  per backbone (sample): median {format_duration(proj.median_sample_seconds)}, "
+        f"min {format_duration(float(secs.min()))}, max {format_duration(float(secs.max()))}",
         f"  fit: seconds = {math.exp(proj.intercept) * proj.smear:.3g} x GMACs^{proj.slope:.2f} "
         f"(log-log OLS on {proj.n_fitted} backbones, R^2 {proj.r2:.2f}, smearing x{proj.smear:.2f})",
         f"  whole sweep: {proj.total_seconds / 3600:.3g} {unit} for {proj.n_pool} backbones"
@@ -493,7 +450,7 @@ def format_report(info: dict[str, Any], measured: pl.DataFrame, proj: Projection
     lines += [
         f"  within {info['within']}: --shards {proj.shards or '-'}: {shards}; {shards_hi} at the range's "
         f"upper end; one device per shard, like this one",
-        f"  largest single backbone predicted: {fmt_seconds(proj.max_backbone_seconds)}",
+        f"  largest single backbone predicted: {format_duration(proj.max_backbone_seconds)}",
         f"  {COUNTED}",
         f"  {not_counted(info['weights'])}",
     ]
@@ -509,109 +466,12 @@ def format_report(info: dict[str, Any], measured: pl.DataFrame, proj: Projection
 
 
 def device_info(device: str) -> tuple[str, str]:
-    import torch
-
-    from precompute.backbone import resolve_device
-
-    dev = str(resolve_device(device))
+    dev = str(B.resolve_device(device))
     if dev.startswith("cuda"):
         return dev, torch.cuda.get_device_name(torch.device(dev))
     return dev, f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-# -------------------------------------------------------------------------------------- CLI
-EPILOG = """\b
-Examples:
-  precompute estimate --dataset cifar10 --sample 12 --within 24h
-  precompute estimate --dataset gtsrb --pool data/pool.parquet --within 3d --json est.json
-  precompute estimate --dataset digits --sample 8 --input-size 32
-  precompute estimate --dataset synthetic:60000@32 --device cuda
-Prints the sample's timings, the fit, the whole sweep's device-hours with a range, and the
---shards a run needs to finish within --within.  Nothing is written but --json.
-"""
-
-
-@click.command("estimate", epilog=EPILOG)
-@click.option("--dataset", required=True,
-              help="Registry name, folder:PATH or synthetic:N@SIZE; a registry dataset whose data is "
-                   "missing is timed on a synthetic stand-in of its sizes.")
-@click.option("--sample", type=int, default=DEFAULT_SAMPLE, show_default=True,
-              help="Backbones to time, one per GMACs stratum.")
-@click.option("--within", default=DEFAULT_WITHIN, show_default=True, help="Wall-clock target, e.g. 24h, 3d.")
-@click.option("--pool", "pools", multiple=True,
-              help="Pool file or name glob (as for `precompute run`); default: all pretrained timm backbones.")
-@click.option("--fractions", default="1.0,0.1,0.01", show_default=True)
-@click.option("--seeds", type=int, default=3, show_default=True)
-@click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True)
-@click.option("--weights", type=click.Choice(["pretrained", "random"]), default="random", show_default=True,
-              help="random: no download; pretrained: the sample's weights are fetched (untimed) first.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--input-size", type=int, default=None, help="Override the input resolution (as for run).")
-@click.option("--data-root", default="data/datasets", show_default=True)
-@click.option("--cache-dir", default="data/cache", show_default=True)
-@click.option("--synthetic", is_flag=True, help="Time on a synthetic stand-in even when the data is at hand.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Draw of the sample and the bootstrap.")
-@click.option("--max-memory-gb", type=float, default=None,
-              help="Time no backbone whose fp32 weights need more (default: a quarter of the free memory).")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads on CPU (default: torch's, as run).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write JSON here.")
-def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, weights, device, batch_size,
-                 input_size, data_root, cache_dir, synthetic, seed, max_memory_gb, threads, json_out) -> None:
-    """Time a GMACs-stratified sample of the pool here and project the whole sweep's device-hours."""
-    from precompute.backbone import resolve_device
-    from precompute.cli import parse_floats, parse_names, resolve_pool
-    from precompute.datasets import resolve
-    from precompute.sweep import SweepConfig, check_evaluators
-
-    # everything cheap first (fail fast), then the pool, then the dataset, then the clock
-    within_h = parse_within(within)
-    if sample < 2:
-        raise VibesError(f"--sample must be at least 2 backbones (a fit needs two); got {sample}")
-    canonical = resolve(dataset)[0]
-    cfg = SweepConfig(dataset=canonical, fractions=parse_floats(fractions, "fractions"), seeds=seeds,
-                      evaluators=parse_names(evaluators, "evaluators"), weights=weights, device=device,
-                      batch_size=batch_size, input_size=input_size, data_root=data_root, cache_dir=cache_dir)
-    check_evaluators(cfg.evaluators)
-    resolve_device(device)
-    if json_out is not None and not Path(json_out).parent.exists():
-        raise VibesError(f"--json folder {str(Path(json_out).parent)!r} does not exist")
-    if max_memory_gb is not None and not max_memory_gb > 0:
-        raise VibesError(f"--max-memory-gb must be a positive number of GB; got {max_memory_gb}")
-    if threads is not None:
-        if threads < 1:
-            raise VibesError(f"--threads must be a positive integer; got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
-    dev, dev_name = device_info(device)
-    guard = max_memory_gb if max_memory_gb is not None else memory_guard_gb(dev)
-    pool = resolve_pool(pools, progress=sys.stderr.isatty())
-    runnable, left_out = runnable_pool(pool, input_size)
-    max_params = guard * 1e9 / 4 / 1e6
-    chosen = stratified_sample(runnable, sample, seed, max_params_m=max_params)
-    above = runnable.filter(pl.col("params_m").fill_null(float("inf")) > max_params).height
-    ds, ds_text = dataset_for_estimate(canonical, data_root, cache_dir, synthetic)
-    click.echo(f"timing {chosen.height} backbones on {dev} ({ds_text}) ...", err=True)
-    t0 = time.perf_counter()
-    measured = measure_sample(cfg, chosen, ds, echo=lambda s: click.echo(s, err=True))
-    wall = time.perf_counter() - t0
-    proj = project(measured, runnable, within_h, seed=seed)
-    info = {"dataset": ds_text, "device": dev, "device_name": dev_name, "weights": weights,
-            "input_size": input_size, "seeds": cfg.seeds, "fractions": ",".join(f"{f:g}" for f in cfg.fractions),
-            "evaluators": ",".join(cfg.evaluators), "pool_size": pool.height, "left_out": left_out,
-            "seed": seed, "within": within, "stand_in": ds_text.startswith("synthetic")
-            or canonical.startswith("synthetic:"), "max_memory_gb": guard, "guard_left_out": above}
-    click.echo(format_report(info, measured, proj))
-    click.echo(f"  (the sample took {fmt_seconds(wall)} here)")
-    if json_out is not None:
-        doc = {**info, "n_train": int(len(ds.train_labels)), "n_test": int(len(ds.test_labels)),
-               "sample_wall_seconds": wall, "projection": proj.as_dict(), "counted": COUNTED,
-               "not_counted": not_counted(weights), "sample": measured.to_dicts()}
-        Path(json_out).write_text(json.dumps(doc, indent=1, default=str) + "\n")
-        click.echo(f"  wrote {json_out}")
-
-
-__all__ = ["estimate_cmd", "parse_within", "runnable_pool", "stratified_sample", "stand_in",
+__all__ = ["runnable_pool", "stratified_sample", "stand_in",
            "dataset_for_estimate", "measure_sample", "backbone_timing", "fit_loglog", "project",
            "Projection", "shards_needed", "makespan", "format_report", "STAND_IN_SIZES"]

@@ -10,34 +10,22 @@
   no training, no test split.
 
 Every evaluator takes ``(train_x, train_y, test_x, test_y, n_classes, seed)`` tensors on one device
-and runs there.
+and runs there, and returns a float or a :class:`precompute.scores.EvalResult`.  This module is
+the registry (:data:`EVALUATORS`); the heads are in :mod:`precompute.heads`, the cheap proxies in
+:mod:`precompute.proxies`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from precompute import proxies
+from precompute import heads, proxies
+from precompute.scores import EvalResult, as_tensor
 from shared.errors import unknown
-
-#: the paper's head protocol, one place
-MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "batch_size": 200,
-                "loss": "cross_entropy"}
-
-
-def _tensor(x, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
-    return t.to(device=device if device is not None else t.device, dtype=dtype if dtype is not None else t.dtype)
-
-
-def build_head(in_dim: int, n_classes: int, hidden: int = MLP_PROTOCOL["hidden"]) -> nn.Module:
-    """The paper's head: Linear(in_dim, hidden) -> ReLU -> Linear(hidden, n_classes)."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+from shared.protocol import MLP_PROTOCOL
 
 
 def mlp_score(
@@ -62,31 +50,23 @@ def mlp_score(
     :mod:`precompute.heads`, which writes the forward, backward and Adam step out (no autograd, no
     optimizer object: on a CPU those cost more than the head's arithmetic) and trains several
     seeds at once in :func:`mlp_batched`."""
-    from precompute import heads
-
     return heads.mlp_batched([(train_x, train_y, test_x, test_y)], n_classes, [seed], epochs=epochs,
                              batch_size=batch_size, hidden=hidden, lr=lr)[0]
 
 
 def mlp_batched(tasks, n_classes: int, seeds, **kw) -> list[EvalResult]:
     """``mlp`` for several seeds' equally shaped splits at once (:func:`precompute.heads.mlp_batched`)."""
-    from precompute import heads
-
     return heads.mlp_batched(tasks, n_classes, seeds, **kw)
 
 
 def mlp_sklearn_score(train_x, train_y, test_x, test_y, n_classes: int, seed: int, **kw) -> EvalResult:
     """``mlp-sklearn``: scikit-learn ``MLPClassifier(hidden_layer_sizes=(50,))`` semantics on the
     features' device (:func:`precompute.heads.mlp_sklearn_score`)."""
-    from precompute import heads
-
     return heads.mlp_sklearn_score(train_x, train_y, test_x, test_y, n_classes, seed, **kw)
 
 
 def mlp_sklearn_batched(tasks, n_classes: int, seeds, **kw) -> list[EvalResult]:
     """``mlp-sklearn`` for several seeds at once (:func:`precompute.heads.mlp_sklearn_batched`)."""
-    from precompute import heads
-
     return heads.mlp_sklearn_batched(tasks, n_classes, seeds, **kw)
 
 
@@ -104,9 +84,9 @@ def silhouette(
     ``sklearn.metrics.silhouette_score``; computed on the features' device in chunks of rows
     (memory O(chunk x N)).  A sample alone in its class scores 0 (sklearn's convention); when every
     class is a singleton the score is 0 (sklearn raises there).  Fewer than 2 classes -> ValueError."""
-    x = _tensor(train_x, dtype=dtype)
+    x = as_tensor(train_x, dtype=dtype)
     dev = x.device
-    labels = _tensor(train_y, dev, torch.long)
+    labels = as_tensor(train_y, dev, torch.long)
     n = len(x)
     if len(labels) != n:
         raise ValueError("features and labels differ in length")
@@ -133,22 +113,6 @@ def silhouette(
         sil = torch.where(own_n > 1, torch.nan_to_num(sil, nan=0.0), torch.zeros_like(sil))
         total += sil.sum()
     return float(total.item() / n)
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """What an evaluator returns: the score (higher is better) and, for heads, the epochs run."""
-
-    score: float
-    epochs: int | None = None
-
-    def __float__(self) -> float:
-        return float(self.score)
-
-
-def as_result(value) -> EvalResult:
-    """An evaluator's return value (a float or an :class:`EvalResult`) as an EvalResult."""
-    return value if isinstance(value, EvalResult) else EvalResult(float(value))
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,15 @@ vision towers of gemma4, qwen3, deepseek: their projector's tokens) is mean-pool
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from precompute import clock, faults
+from precompute.backbone import Backbone
 from shared.errors import VibesError
-
-from . import faults
-from .backbone import Backbone
 
 _MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}
 
@@ -106,7 +104,8 @@ def extract_features(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """Features (N, D) float32 on the device (row i = image i; rows not in ``order`` are zero) and the
-    measured wall seconds of each segment of ``order`` (host->device copy and preprocessing included).
+    measured wall seconds of each segment of ``order`` (host->device copy and preprocessing
+    included; each segment one :func:`precompute.clock.span`).
 
     ``backbone.feature_dim`` is set to the width the model actually returns.
     ``progress`` is called with the number of images finished after each batch.  On out-of-memory
@@ -148,43 +147,39 @@ def extract_features(
     pos = 0
     with torch.inference_mode():
         for count in segments:
-            if cuda:
-                torch.cuda.synchronize(dev)
-            start = time.perf_counter()
             seg = order[pos : pos + count]
-            i = 0
-            while i < len(seg):
-                idx = seg[i : i + bs]
-                try:
-                    feats = run(idx)
-                    if out is None:
-                        out = torch.zeros((len(images), feats.shape[1]), dtype=torch.float32, device=dev)
-                        backbone.feature_dim = int(feats.shape[1])
-                    out[torch.from_numpy(idx).to(dev)] = feats
-                    del feats
-                    oom = False
-                except (torch.OutOfMemoryError, RuntimeError) as err:
-                    if not _is_oom(err):
-                        raise
-                    if bs == 1:
-                        raise RuntimeError(
-                            f"out of device memory extracting {backbone.name} even with batch size 1 "
-                            f"at input size {tuple(cfg['input_size'])}"
-                        ) from err
-                    oom = True
-                if oom:  # outside the except block, so the failed batch's tensors are freed first
-                    if cuda:
-                        torch.cuda.empty_cache()
-                    bs = max(1, bs // 2)
-                    continue
-                i += len(idx)
-                done += len(idx)
-                faults.point("extract-batch")
-                if progress is not None:
-                    progress(done)
-            if cuda:
-                torch.cuda.synchronize(dev)
-            seconds.append(time.perf_counter() - start)
+            with clock.span(dev) as sp:  # measured: what a row (and a live search's budget) charges
+                i = 0
+                while i < len(seg):
+                    idx = seg[i : i + bs]
+                    try:
+                        feats = run(idx)
+                        if out is None:
+                            out = torch.zeros((len(images), feats.shape[1]), dtype=torch.float32, device=dev)
+                            backbone.feature_dim = int(feats.shape[1])
+                        out[torch.from_numpy(idx).to(dev)] = feats
+                        del feats
+                        oom = False
+                    except (torch.OutOfMemoryError, RuntimeError) as err:
+                        if not _is_oom(err):
+                            raise
+                        if bs == 1:
+                            raise RuntimeError(
+                                f"out of device memory extracting {backbone.name} even with batch size 1 "
+                                f"at input size {tuple(cfg['input_size'])}"
+                            ) from err
+                        oom = True
+                    if oom:  # outside the except block, so the failed batch's tensors are freed first
+                        if cuda:
+                            torch.cuda.empty_cache()
+                        bs = max(1, bs // 2)
+                        continue
+                    i += len(idx)
+                    done += len(idx)
+                    faults.point("extract-batch")
+                    if progress is not None:
+                        progress(done)
+            seconds.append(sp.seconds)
             pos += count
     if out is None:
         out = torch.zeros((len(images), backbone.feature_dim), dtype=torch.float32, device=dev)

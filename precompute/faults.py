@@ -12,21 +12,16 @@ named point; several points are comma-separated, and a third field picks another
 
 Unset, :func:`point` costs one dict lookup.  The plan is read once, at import.
 
-Deadlines (the live search's cooperative stop): inside ``with deadline(seconds):`` every
-:func:`point` (and :func:`check`) raises :class:`DeadlineExceeded` once ``time.monotonic()`` has
-passed the deadline.  It derives from ``BaseException``, so the sweep's per-backbone
-``except Exception`` lets it through instead of recording a failed row; ``finally`` blocks
-(freeing the model, restoring thread counts) still run.  The stop latency is the time between two
-points: one extraction batch, one head epoch, or a model load (no point inside timm).
-Without a deadline and a fault plan, :func:`point` costs one global read and one dict lookup.
+Every point is also where a live search's budget is checked (:func:`precompute.clock.check`):
+past the budget on *measured* seconds, :class:`precompute.clock.OverBudget` is raised there.
+Without a budget and a fault plan, :func:`point` costs one global read and one dict lookup.
 """
 from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from precompute import clock
 
 ENV = "VIBES_FAULT"
 POINTS = ("backbone-load", "extract-batch", "mlp-epoch", "part-write")
@@ -51,53 +46,10 @@ def parse(text: str | None) -> dict[str, tuple[int, signal.Signals]]:
 
 _PLAN = parse(os.environ.get(ENV))
 _SEEN: dict[str, int] = {}
-_DEADLINE: float | None = None  # time.monotonic() past which points raise DeadlineExceeded
-
-
-class DeadlineExceeded(BaseException):
-    """The active :func:`deadline` passed; raised at the first point reached after it.
-
-    ``where`` is the point's name, ``deadline`` the monotonic deadline, ``at`` when it was
-    raised, so ``latency = at - deadline`` is how late the stop came."""
-
-    def __init__(self, where: str, deadline: float, at: float):
-        super().__init__(f"deadline passed {at - deadline:.3f} s before point {where!r}")
-        self.where, self.deadline, self.at = where, deadline, at
-
-    @property
-    def latency(self) -> float:
-        return self.at - self.deadline
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Within the block, :func:`point` and :func:`check` raise :class:`DeadlineExceeded` once
-    ``seconds`` (from now, monotonic) have passed.  Nested deadlines keep the earlier one.
-    Yields the monotonic deadline."""
-    global _DEADLINE
-    before = _DEADLINE
-    at = time.monotonic() + float(seconds)
-    _DEADLINE = at if before is None else min(before, at)
-    try:
-        yield _DEADLINE
-    finally:
-        _DEADLINE = before
-
-
-def check(where: str = "check") -> None:
-    """Raise :class:`DeadlineExceeded` if a deadline is active and has passed (no fault plan)."""
-    limit = _DEADLINE
-    if limit is not None:
-        now = time.monotonic()
-        if now >= limit:
-            raise DeadlineExceeded(where, limit, now)
-
-
 def point(name: str) -> None:
-    """Fault point ``name``: raises :class:`DeadlineExceeded` past an active deadline, and sends
-    the planned signal to this process on its N-th visit."""
-    if _DEADLINE is not None:
-        check(name)
+    """Fault point ``name``: raises :class:`~precompute.clock.OverBudget` past an active budget,
+    and sends the planned signal to this process on its N-th visit."""
+    clock.check(name)
     hit = _PLAN.get(name)
     if hit is None:
         return
@@ -106,4 +58,4 @@ def point(name: str) -> None:
         os.kill(os.getpid(), hit[1])
 
 
-__all__ = ["ENV", "POINTS", "DeadlineExceeded", "check", "deadline", "parse", "point"]
+__all__ = ["ENV", "POINTS", "parse", "point"]

@@ -13,7 +13,7 @@ transcription).  One head alone (S = 1) is the single-head, timed path.
 
 * ``mlp`` -- the paper's head (:func:`precompute.evaluators.mlp_score` is the single-head path,
   :func:`mlp_batched` the batched one): PyTorch semantics.  Init = ``torch.manual_seed(seed)`` then
-  :func:`~precompute.evaluators.build_head` (``nn.Linear``'s default init), on the CPU; each epoch
+  :func:`build_head` (``nn.Linear``'s default init), on the CPU; each epoch
   one ``torch.randperm(n)`` from a ``torch.Generator`` on the features' device seeded by ``seed``;
   the last batch of an epoch is the remainder; loss = mean cross-entropy; ``torch.optim.Adam``'s
   update (betas 0.9/0.999, eps 1e-8 added to ``sqrt(v / (1 - beta2^t))``); always 200 epochs.
@@ -35,9 +35,9 @@ Every head loop calls ``faults.point("mlp-epoch")`` once per epoch (the live sea
 cancellation point).  On CPU the heads train with one intra-op thread (see
 :func:`precompute.proxies.single_thread`).
 
-:func:`time_sequential_vs_batched` times S seeds trained one after the other with the single-head
-path against the same S seeds batched, on synthetic features (``make bench-precompute`` and
-``bench/bench_evaluators.py`` call it).
+:func:`time_sequential_vs_batched` times S seeds trained one after the other against the sweep's
+own pattern (seed 0 alone, seeds > 0 batched) and against all S batched, on synthetic features
+(``make bench-precompute`` and ``bench/bench_evaluators.py`` call it).
 """
 from __future__ import annotations
 
@@ -48,10 +48,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from precompute import faults
-from precompute.evaluators import MLP_PROTOCOL, EvalResult, _tensor, build_head
 from precompute.proxies import single_thread
+from precompute.scores import EvalResult, as_tensor
+from shared.protocol import MLP_PROTOCOL
 
 #: scikit-learn's ``MLPClassifier`` defaults that ``mlp-sklearn`` follows, one place
 SKLEARN_PROTOCOL = {"hidden": 50, "optimizer": "Adam (scikit-learn)", "lr": 1e-3, "max_epochs": 200,
@@ -62,14 +64,19 @@ SKLEARN_PROTOCOL = {"hidden": 50, "optimizer": "Adam (scikit-learn)", "lr": 1e-3
 _ADAM = {"beta_1": 0.9, "beta_2": 0.999, "eps": 1e-8}  # torch.optim.Adam's defaults (mlp)
 
 
+def build_head(in_dim: int, n_classes: int, hidden: int = MLP_PROTOCOL["hidden"]) -> nn.Module:
+    """The paper's head: Linear(in_dim, hidden) -> ReLU -> Linear(hidden, n_classes)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+
+
 # ----------------------------------------------------------------------------- inputs
 def head_inputs(train_x, train_y, test_x, test_y, n_classes: int, name: str = "mlp"):
     """Validate one split and return it as (float32, long, float32, long) tensors on train_x's device."""
-    train_x = _tensor(train_x, dtype=torch.float32)
+    train_x = as_tensor(train_x, dtype=torch.float32)
     dev = train_x.device
-    train_y = _tensor(train_y, dev, torch.long)
-    test_x = _tensor(test_x, dev, torch.float32)
-    test_y = _tensor(test_y, dev, torch.long)
+    train_y = as_tensor(train_y, dev, torch.long)
+    test_x = as_tensor(test_x, dev, torch.float32)
+    test_y = as_tensor(test_y, dev, torch.long)
     if train_x.ndim != 2 or test_x.ndim != 2:
         raise ValueError(f"{name} needs 2-d feature matrices, got {tuple(train_x.shape)} and {tuple(test_x.shape)}")
     n = train_x.shape[0]
@@ -434,29 +441,36 @@ def synthetic_task(n_train: int, dim: int, n_classes: int, n_test: int, seed: in
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
+#: the heads that train several seeds at once: name -> (batched trainer, its epochs keyword)
+BATCHED_HEADS = {"mlp": (mlp_batched, "epochs"), "mlp-sklearn": (mlp_sklearn_batched, "max_epochs")}
+
+
 def time_sequential_vs_batched(n_train: int = 5000, dim: int = 768, n_classes: int = 10, seeds: int = 3,
                                epochs: int = 200, n_test: int = 1000, device: str = "cpu", head: str = "mlp",
                                repeat: int = 1) -> dict:
-    """Time ``seeds`` heads trained one after the other with the single-head path (the
-    evaluator's ``fn``) against the same heads trained together (its ``batched``), on synthetic
-    features of ``n_train x dim`` (``n_classes`` classes, each seed its own draw, as the sweep's
-    seeds have their own subsets).  ``head`` = a registered head (``mlp`` or ``mlp-sklearn``).
+    """Time ``seeds`` heads of one (backbone, fraction) three ways, on synthetic features of
+    ``n_train x dim`` (``n_classes`` classes, each seed its own draw, as the sweep's seeds have
+    their own subsets):
 
-    Returns ``{"sequential_seconds", "batched_seconds", "speedup", "sequential_cpu_seconds",
-    "batched_cpu_seconds", "agree", ...}``: wall-clock seconds (device-synchronised; the best of
-    ``repeat`` runs), the process CPU seconds of the same runs (less sensitive to other load on
-    a shared machine) and whether both paths gave the same scores."""
-    from precompute.evaluators import get_evaluator
+    * ``sequential`` — each seed trained alone, one after the other (no batching at all);
+    * ``sweep`` — the sweep's own pattern: seed 0 alone (it is timed: what one head costs alone),
+      then seeds 1..S−1 together in one batched call;
+    * ``batched`` — all S seeds in one batched call.
 
-    spec = get_evaluator(head)
-    if spec.batched is None:
-        raise ValueError(f"evaluator {head!r} has no batched path")
+    ``head`` is ``mlp`` or ``mlp-sklearn`` (:data:`BATCHED_HEADS`).  Returns ``{"sequential_seconds",
+    "sweep_seconds", "batched_seconds", "speedup" (sequential / sweep: what batching saves the
+    sweep), "speedup_all_batched", ..._cpu_seconds, "agree"}``: wall-clock seconds
+    (device-synchronised; the best of ``repeat`` runs), the process CPU seconds of the same runs
+    (less sensitive to other load on a shared machine) and whether all paths gave the same scores."""
+    if head not in BATCHED_HEADS:
+        raise ValueError(f"head {head!r} has no batched path; expected one of {', '.join(BATCHED_HEADS)}")
+    batched, epochs_kw = BATCHED_HEADS[head]
+    kw = {epochs_kw: epochs}
     dev = torch.device(device)
     # centres ~2.8 noise units apart: a head that is right on most, not all, test samples
     tasks = [synthetic_task(n_train, dim, n_classes, n_test, seed=1000 + s, device=dev, sep=2.0 / math.sqrt(dim))
              for s in range(seeds)]
     seed_list = list(range(seeds))
-    kw = {"epochs": epochs} if head == "mlp" else {"max_epochs": epochs}
 
     def sync():
         if dev.type == "cuda":
@@ -467,24 +481,33 @@ def time_sequential_vs_batched(n_train: int = 5000, dim: int = 768, n_classes: i
         w, c = time.perf_counter(), time.process_time()
         out = fn()
         sync()
-        return time.perf_counter() - w, time.process_time() - c, out
+        return time.perf_counter() - w, time.process_time() - c, [r.score for r in out]
 
-    seq, bat = [], []
+    def sequential():
+        return [batched([t], n_classes, [s], **kw)[0] for t, s in zip(tasks, seed_list)]
+
+    def sweep():
+        first = batched(tasks[:1], n_classes, seed_list[:1], **kw)
+        return first + (batched(tasks[1:], n_classes, seed_list[1:], **kw) if seeds > 1 else [])
+
+    runs: dict[str, list] = {"sequential": [], "sweep": [], "batched": []}
     for _ in range(max(1, int(repeat))):
-        seq.append(clock(lambda: [spec.fn(*t, n_classes=n_classes, seed=s, **kw) for t, s in zip(tasks, seed_list)]))
-        bat.append(clock(lambda: spec.batched(tasks, n_classes, seed_list, **kw)))
-    s_best, b_best = min(seq, key=lambda r: r[0]), min(bat, key=lambda r: r[0])
-    s_scores = [r.score for r in s_best[2]]
-    b_scores = [r.score for r in b_best[2]]
-    return {"head": head, "device": str(dev), "n_train": n_train, "dim": dim, "n_classes": n_classes,
-            "seeds": seeds, "epochs": epochs, "threads": torch.get_num_threads(),
-            "sequential_seconds": s_best[0], "batched_seconds": b_best[0], "speedup": s_best[0] / b_best[0],
-            "sequential_cpu_seconds": s_best[1], "batched_cpu_seconds": b_best[1],
-            "sequential_scores": s_scores, "batched_scores": b_scores,
-            "agree": bool(np.allclose(s_scores, b_scores, atol=0.011))}
+        runs["sequential"].append(clock(sequential))
+        runs["sweep"].append(clock(sweep))
+        runs["batched"].append(clock(lambda: batched(tasks, n_classes, seed_list, **kw)))
+    best = {k: min(v, key=lambda r: r[0]) for k, v in runs.items()}
+    out = {"head": head, "device": str(dev), "n_train": n_train, "dim": dim, "n_classes": n_classes,
+           "seeds": seeds, "epochs": epochs, "threads": torch.get_num_threads()}
+    for k, (wall, cpu, scores) in best.items():
+        out.update({f"{k}_seconds": wall, f"{k}_cpu_seconds": cpu, f"{k}_scores": scores})
+    out["speedup"] = out["sequential_seconds"] / out["sweep_seconds"]
+    out["speedup_all_batched"] = out["sequential_seconds"] / out["batched_seconds"]
+    ref = best["sequential"][2]
+    out["agree"] = all(bool(np.allclose(ref, b[2], atol=0.011)) for b in best.values())
+    return out
 
 
 __all__ = ["SKLEARN_PROTOCOL", "Stacked", "head_inputs", "mlp_init", "glorot_init", "train_mlp", "mlp_batched",
            "predict", "sklearn_adam_step", "sklearn_batch_loss_and_delta", "train_mlp_sklearn", "SklearnFit",
            "predict_sklearn", "mlp_sklearn_batched", "mlp_sklearn_score", "synthetic_task",
-           "time_sequential_vs_batched"]
+           "time_sequential_vs_batched", "build_head", "BATCHED_HEADS"]

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from shared import timm_results as T
 from shared.errors import VibesError, unknown
+from shared.pretrain import pretrain_frame
 
 if TYPE_CHECKING:
     import torch
@@ -203,7 +205,7 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=MEASURED, orient="row") if rows else pl.DataFrame(schema=MEASURED)
 
 
-def _write(frame: pl.DataFrame, path: Path) -> None:
+def write_table(frame: pl.DataFrame, path: Path) -> None:
     """Atomic write: a temporary file unique to this process and call, then a rename, so two
     processes caching the pool at once never write into one temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,13 +231,7 @@ def known_measurements(cache: str | Path | None = DEFAULT_CACHE) -> pl.DataFrame
 
 
 def _pretrain(names: list[str]) -> pl.DataFrame:
-    """Pretraining facts per backbone, or nulls when ``shared.pretrain`` is not available."""
-    try:
-        from shared.pretrain import pretrain_frame
-    except ImportError:
-        return pl.DataFrame({"backbone": names}).with_columns(
-            [pl.lit(None, dtype=t).alias(c) for c, t in PRETRAIN.items()]
-        )
+    """Pretraining facts per backbone (:mod:`shared.pretrain`)."""
     frame = pretrain_frame(names)
     return frame.select("backbone", *[pl.col(c).cast(t) for c, t in PRETRAIN.items()])
 
@@ -251,8 +247,6 @@ def with_imagenet_top1(pool: pl.DataFrame, timm_results: str | os.PathLike | Non
     it; the ``imagenet-top1`` sampler refuses an all-null column with a one-line error): nothing else
     needs it.  With ``HF_HUB_OFFLINE=1`` and nothing local, no download is tried (a firewalled compute
     node would wait for the timeout)."""
-    from shared import timm_results as T
-
     _TOP1_NOTE.clear()
     try:
         local = timm_results or os.environ.get(T.ENV_DIR) or (T.cache_dir() / T.IMAGENET_RESULTS).is_file()
@@ -311,7 +305,7 @@ def build_pool(
 
         def flush() -> None:
             if path is not None and new_rows:
-                _write(pl.concat([cached, _frame(new_rows)]), path)
+                write_table(pl.concat([cached, _frame(new_rows)]), path)
 
         def done(row: dict) -> None:
             new_rows.append(row)
@@ -433,36 +427,93 @@ def filter_pool(
     return out
 
 
-def _main(argv: Sequence[str] | None = None) -> None:
-    """``python -m precompute.pool --measured M.parquet --check C.parquet --out OUT.parquet``: write the
-    shipped pool table from a full measurement (``build_pool(..., cache=M)``) and a check table."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m precompute.pool", description=_main.__doc__)
-    ap.add_argument("--measured", required=True, help="cache Parquet of build_pool over every name")
-    ap.add_argument("--check", default=None, help="table of `precompute check --out` (native size)")
-    ap.add_argument("--out", default=str(shipped_path()))
-    args = ap.parse_args(argv)
-    measured = pl.read_parquet(args.measured).unique("backbone", keep="last")
-    import timm
-
-    order = timm.list_models(pretrained=True)
-    missing = sorted(set(order) - set(measured["backbone"].to_list()))
-    if missing:
-        raise SystemExit(f"{len(missing)} pretrained names not measured in {args.measured}, e.g. {missing[:3]}")
-    check = None
-    if args.check:
-        from precompute.check import read_check
-
-        check = read_check(args.check)
-    # in timm's order, so that the shipped names are timm.list_models(pretrained=True) as it lists them
-    measured = pl.DataFrame({"backbone": order}).join(measured, on="backbone", how="left", maintain_order="left")
-    table = make_shipped_table(measured, check)
-    _write(table, Path(args.out))
-    print(f"{table.height} backbones -> {args.out}; check status: "
-          f"{dict(table.group_by('check_status').len().iter_rows())}; "
-          f"excluded {table['excluded'].is_not_null().sum()}")
+# ------------------------------------------------------------------------ --pool values
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
 
 
-if __name__ == "__main__":
-    _main()
+def match_names(patterns: Sequence[str], all_names: Sequence[str]) -> list[str]:
+    """Names matching any glob (on the full name or the architecture) or equal to a name."""
+    import fnmatch
+
+    out: dict[str, None] = {}
+    for pat in patterns:
+        hits = [n for n in all_names
+                if fnmatch.fnmatchcase(n, pat) or fnmatch.fnmatchcase(n.split(".")[0], pat)]
+        if not hits:
+            if _has_glob(pat):
+                raise VibesError(f"no pretrained timm backbone matches {pat!r}; try a broader "
+                                 f"glob, e.g. 'resnet*'")
+            raise unknown("backbone", pat, all_names)
+        out.update(dict.fromkeys(hits))
+    return list(out)
+
+
+def read_pool_file(path: Path) -> pl.DataFrame:
+    """A pool table (``precompute pool --out``: .parquet or .csv) or a names file (.txt)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif suffix == ".csv":
+            frame = pl.read_csv(path, infer_schema_length=None)
+        else:
+            return build_pool(read_names_file(path), progress=False)
+    except VibesError:
+        raise
+    except Exception as exc:
+        raise VibesError(f"cannot read pool file {str(path)!r}: {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
+    if "backbone" not in frame.columns:
+        raise VibesError(f"pool file {str(path)!r} has no 'backbone' column; expected a table "
+                         f"written by `precompute pool --out`")
+    if "imagenet_top1" not in frame.columns:  # an older or hand-made table: the published prior joins in
+        frame = with_imagenet_top1(frame)
+    return frame
+
+
+def resolve_pool(specs: Sequence[str], progress: bool = True, echo=None) -> pl.DataFrame:
+    """``--pool`` values (files or globs/names) -> one pool table, or the full pool if none.
+    Backbones the check found cannot run in the pipeline (``excluded``) leave, said via ``echo``."""
+    if not specs:
+        return drop_excluded(build_pool(progress=progress), echo=echo)
+    frames, patterns = [], []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_file():
+            frames.append(read_pool_file(p))
+        else:
+            patterns.append(spec)
+    if patterns:
+        names = match_names(patterns, pretrained_names())
+        frames.append(build_pool(names, progress=progress))
+    pool = pl.concat(frames, how="diagonal_relaxed").unique("backbone", keep="first",
+                                                              maintain_order=True)
+    if pool.height == 0:
+        raise VibesError("the pool is empty after reading --pool; check the names/files given")
+    # backbones that failed to build stay (the sweep records them as failed); those the check found
+    # cannot run in the pipeline (the pool's `excluded` reason) leave
+    pool = drop_excluded(pool, echo=echo)
+    if pool.height == 0:
+        raise VibesError("every backbone given to --pool is excluded (it cannot run in the pipeline); "
+                         "`precompute pool --include-excluded` shows why")
+    return pool
+
+
+def pool_names(specs: Sequence[str]) -> list[str]:
+    """Backbone names of ``--pool`` values (pool files, names files, globs or names; none = every
+    pretrained timm name), without measuring anything."""
+    all_names = pretrained_names()
+    if not specs:
+        return list(all_names)
+    names: list[str] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_file():
+            if p.suffix.lower() in (".parquet", ".csv"):
+                names += read_pool_file(p).get_column("backbone").cast(pl.String).to_list()
+            else:
+                names += read_names_file(p)
+        else:
+            names += match_names([spec], all_names)
+    return list(dict.fromkeys(names))

@@ -29,6 +29,8 @@ import math
 import numpy as np
 import torch
 
+from precompute.scores import as_tensor
+
 #: ridge's alpha grid (scikit-learn's RidgeClassifierCV alphas of the issue), ascending
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-6, 6, 25))
 #: kNN protocol, one place
@@ -49,8 +51,7 @@ _BLOCK_ELEMENTS = 1 << 24
 def _as_tensor(x, name: str, device: torch.device | None = None) -> torch.Tensor:
     if x is None:
         raise ValueError(f"{name} is required")
-    t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
-    return t if device is None else t.to(device)
+    return as_tensor(x, device)
 
 
 def _features(name: str, what: str, x, device: torch.device | None = None) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """The precompute sweep: every backbone of a pool × seed × fraction × evaluator on one dataset.
 
-Every row's ``seconds`` is what a live search pays for that one evaluation on this device
-(``seconds = load_seconds + extract_seconds + fit_seconds``; the exact rules go into the oracle
-metadata, ``protocol.timing``, by :func:`timing_protocol`).  Per backbone
+**Costs: one definition.**  A row's ``seconds`` is what a live evaluation of that (backbone,
+evaluator, fraction, seed) pays from a cold start on this device: ``load_seconds +
+extract_seconds + fit_seconds``, each measured with :func:`precompute.clock.span` — the very
+spans a live search's budget reads — or derived from measured work by a rule written once, in
+:func:`timing_protocol` (the oracle metadata's ``protocol.timing``).  Per backbone
 (:func:`evaluate_backbone`):
 
 0. once per worker process and device, :func:`warm_up` pays the one-time costs (CUDA context,
@@ -10,22 +12,29 @@ metadata, ``protocol.timing``, by :func:`timing_protocol`).  Per backbone
    timed backbone does; with pretrained weights the file is put into the cache first
    (:func:`precompute.weights.ensure_weights`): a download never enters any clock;
 1. load it (``load_seconds``, measured: creation, reading the cached weights, to the device);
-2. extract features ONCE over one order of images built from seed 0's nested subsets,
-   smallest fraction first: ``[train 1%, test 1%, train 10%∖1%, test 10%∖1%, train rest,
-   test rest]`` (only the fractions asked for), the clock stamped at every segment boundary
-   (:func:`extraction_plan`).  When the largest fraction is below 1.0 the other seeds' subsets
-   may hold images outside seed 0's; those are extracted last in an untimed extra segment;
+2. extract features in one pass (:func:`extraction_plan`): fraction by fraction, smallest first;
+   below 1.0 seed by seed, each seed's nested difference (its subset less its subset at the
+   previous fraction: batch for batch what an evaluation of that seed alone extracts, the few
+   images another seed's subset shares extracted again), train then test (only the splits some
+   evaluator needs); 1.0, the same for every seed, once, for the images not extracted yet; the
+   clock stamped at every segment boundary;
 3. for each fraction × evaluator × seed, fit/score the evaluator on that seed's subset
-   (``fit_seconds``, CUDA-synchronised).  ``extract_seconds`` is the sum of the measured
-   segments the evaluation needs: train and test segments of every fraction ≤ its fraction
-   when the evaluator needs the test split (``mlp``), the train segments only otherwise
-   (``silhouette``).  Seeds > 0 draw other images of the same sizes; their extraction time is
-   *that of seed 0's segments* (same counts, same backbone, same batches: the cost of a subset
-   depends on its size, not on which images it holds).  An evaluator with a ``batched`` form
-   trains seed 0 alone with ``fn`` (timed: what one head costs trained alone) and the other
-   seeds together in one ``batched`` call; their rows carry seed 0's ``fit_seconds``.
-   Each row records the sizes it used (``n_train``, ``n_test``; 0 test images for an evaluator
-   that needs none) and the head epochs run (``epochs``, from ``EvalResult``).
+   (``fit_seconds``).  ``extract_seconds`` of a row = its own seed's segments (and the shared
+   ones) at fractions ≤ its own, in the splits it uses — the nested clock stamps — plus, at 1.0,
+   the images other seeds extracted below 1.0, each charged its share (seconds / images) of the
+   segment that extracted it.  For one seed it is exactly the sum of the segments of every
+   fraction ≤ the row's.
+   An evaluator with a ``batched`` form trains seed 0 alone (measured: what one head costs
+   alone) and the other seeds together in one ``batched`` call; their ``fit_seconds`` are
+   derived from their own work: seed 0's measured seconds per epoch × the seed's own epochs
+   (``mlp`` always runs 200; ``mlp-sklearn`` stops early).  Each row records the sizes it used
+   (``n_train``, ``n_test``; 0 test images for an evaluator that needs none) and the head
+   epochs run (``epochs``, from ``EvalResult``).
+
+A live search's successive-halving promotion with kept features (``incremental``) passes the
+features of the lower fraction as ``prior``: only the images the higher fraction adds are
+extracted, and the row's ``extract_seconds`` is the lower row's plus those (cumulative, as the
+nested clock stamps make it in a sweep).
 
 Any exception while loading or extracting a backbone (unknown name, weights not cached offline,
 unsupported input size, non-finite features, CUDA OOM after the batch back-off, ...) makes one
@@ -39,6 +48,8 @@ sweep goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import platform
@@ -47,36 +58,41 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
+import timm
+import torch
+import torch.nn.functional as F
 
+from precompute import backbone as B
+from precompute import clock, faults
+from precompute import datasets as D
+from precompute import evaluators as E
+from precompute import extract as X
 from precompute import parts as P
+from precompute import weights as W
+from precompute.scores import as_result
 from shared.errors import VibesError, unknown
 from shared.oracle import BACKBONE_META, COLUMNS, SCHEMA_VERSION
+from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_FRACTIONS, DEFAULT_SEEDS, MLP_PROTOCOL, TRUTH
 
-DEFAULT_FRACTIONS = (1.0, 0.1, 0.01)
-#: what `precompute run` and `make precompute` evaluate by default: the paper's head and
-#: silhouette, and the four cheap proxies (mlp-sklearn, the second head, is opt-in)
-DEFAULT_EVALUATORS = ("mlp", "silhouette", "knn", "ridge", "logme", "hscore")
-WEIGHTS = ("pretrained", "random")
-TRUTH = "mlp"
-EXTRACTION_ORDER = ("one pass per backbone over seed 0's nested subsets, smallest fraction first: "
-                    "train f1, test f1, train f2\\f1, test f2\\f1, ...; other seeds reuse the "
-                    "measured segment seconds (same sizes)")
+WEIGHTS = B.WEIGHTS
+EXTRACTION_ORDER = ("one pass per backbone: fraction by fraction (smallest first); below 1.0 seed by seed, "
+                    "each seed's nested difference (its subset less its subset at the previous fraction), "
+                    "train then test; a fraction every seed shares (1.0) once, for the images not extracted "
+                    "yet; the clock stamped at every segment boundary")
 META_COLUMNS = BACKBONE_META  # per-backbone metadata repeated on every row (shared.oracle)
 
 
 @dataclass
-class SweepConfig:
-    """Everything a sweep (or one shard of it) needs; plain data, so it pickles to Slurm."""
+class Setup:
+    """How a backbone is loaded and a dataset read: what a sweep and a live search share."""
 
     dataset: str
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-    seeds: int = 3
-    evaluators: tuple[str, ...] = DEFAULT_EVALUATORS
+    _: KW_ONLY
     weights: str = "pretrained"
     pretrained_file: str | None = None
     device: str = "auto"
@@ -85,6 +101,28 @@ class SweepConfig:
     data_root: str = "data/datasets"
     download: bool = False
     cache_dir: str = "data/cache"
+
+    def __post_init__(self):
+        if self.weights not in WEIGHTS:
+            raise VibesError(f"weights must be one of {', '.join(WEIGHTS)}; got {self.weights!r}")
+        if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
+            raise VibesError(f"batch size must be a positive integer; got {self.batch_size}")
+        if self.input_size is not None and int(self.input_size) < 1:
+            raise VibesError(f"input size must be a positive integer; got {self.input_size}")
+
+    def setup_fields(self) -> dict[str, Any]:
+        """This object's :class:`Setup` fields (to build another config on the same setup)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Setup)}
+
+
+@dataclass
+class SweepConfig(Setup):
+    """Everything a sweep (or one shard of it) needs; plain data, so it pickles to Slurm."""
+
+    _: KW_ONLY
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    seeds: int = DEFAULT_SEEDS
+    evaluators: tuple[str, ...] = DEFAULT_EVALUATORS
     parts_dir: str = P.DEFAULT_PARTS_DIR
     keep_features: bool = False
     retry_failed: bool = False
@@ -99,12 +137,7 @@ class SweepConfig:
         if int(self.seeds) < 1:
             raise VibesError(f"seeds must be a positive number of replicates; got {self.seeds}")
         self.seeds = int(self.seeds)
-        if self.weights not in WEIGHTS:
-            raise VibesError(f"weights must be one of {', '.join(WEIGHTS)}; got {self.weights!r}")
-        if int(self.batch_size) < 1:
-            raise VibesError(f"batch size must be a positive integer; got {self.batch_size}")
-        if self.input_size is not None and int(self.input_size) < 1:
-            raise VibesError(f"input size must be a positive integer; got {self.input_size}")
+        super().__post_init__()
         if not self.evaluators:
             raise VibesError("at least one evaluator is needed, e.g. mlp,silhouette")
 
@@ -114,32 +147,38 @@ class SweepConfig:
 
     def batched_evaluators(self) -> list[str]:
         """The run's evaluators whose seeds > 0 go through one ``batched`` call."""
-        from precompute.evaluators import EVALUATORS
-
         if self.seeds < 2:
             return []
-        return [e for e in self.evaluators if e in EVALUATORS and EVALUATORS[e].batched is not None]
+        return [e for e in self.evaluators if e in E.EVALUATORS and E.EVALUATORS[e].batched is not None]
+
+    def needs_test(self) -> bool:
+        """Whether any evaluator of the run scores on the test split (else it is never extracted)."""
+        return any(E.EVALUATORS[e].needs_test for e in self.evaluators if e in E.EVALUATORS)
 
     def protocol(self) -> dict[str, Any]:
-        from precompute.evaluators import MLP_PROTOCOL
-
         return {"head": dict(MLP_PROTOCOL), "fractions": list(self.fractions), "seeds": self.seed_list,
                 "evaluators": list(self.evaluators), "extraction_order": EXTRACTION_ORDER,
                 "input_size": self.input_size, "subsets": "stratified, nested per seed",
                 "timing": timing_protocol(self)}
 
 
-def timing_protocol(cfg: SweepConfig) -> dict[str, Any]:
-    """How every timed quantity of a row was measured (part of the protocol: parts measured
-    otherwise, e.g. on another device type, are refused by :func:`check_existing_parts`)."""
-    from precompute.backbone import resolve_device
+def derived_fit_seconds(fit0: float, epochs0: int | None, epochs: int | None) -> float:
+    """A batched seed's ``fit_seconds``: seed 0's measured seconds per epoch × its own epochs
+    (seed 0's seconds when either count is unknown)."""
+    if epochs0 and epochs is not None:
+        return fit0 / epochs0 * epochs
+    return fit0
 
+
+def timing_protocol(cfg: SweepConfig) -> dict[str, Any]:
+    """How every timed quantity of a row was measured or derived (part of the protocol: parts
+    measured otherwise, e.g. on another device type, are refused by :func:`check_existing_parts`)."""
     batched = cfg.batched_evaluators()
     alone = [e for e in cfg.evaluators if e not in batched]
     return {
-        "clock": "time.perf_counter wall seconds; CUDA synchronised at every boundary",
-        "device": resolve_device(cfg.device).type,
-        "seconds": "load_seconds + extract_seconds + fit_seconds: one evaluation run on its own",
+        "clock": "precompute.clock spans: time.perf_counter wall seconds; CUDA synchronised at every boundary",
+        "device": B.resolve_device(cfg.device).type,
+        "seconds": "load_seconds + extract_seconds + fit_seconds: one evaluation run on its own from a cold start",
         "warm_up": ("once per worker process, before its first timed backbone: device context, "
                     "cuDNN/cuBLAS/cuSOLVER handles and the first call of every op the pipeline uses "
                     "(conv, interpolate, matmul, cdist, cross-entropy backward, Adam step, randperm with "
@@ -152,14 +191,15 @@ def timing_protocol(cfg: SweepConfig) -> dict[str, Any]:
                          "name), transfer to the device; no weight file is read")
                         + ("; plus the meta-device check of the requested input size"
                            if cfg.input_size else ""),
-        "extract_seconds": ("measured per backbone on seed 0's nested subsets, segment by segment; a "
-                            "row at fraction f is charged the measured segments it needs (train, and "
-                            "test when the evaluator needs it, of every fraction <= f); rows of seeds > 0 "
-                            "reuse seed 0's measured segments (same sizes)"),
+        "extract_seconds": ("measured per backbone in segments (see extraction_order); a row is charged its "
+                            "own seed's segments and the shared ones at fractions <= its own, in the splits "
+                            "it uses (train, and test when the evaluator needs it); an image of its subset "
+                            "none of those holds (at 1.0: one another seed extracted below 1.0) is charged "
+                            "its share, seconds / images, of the first segment that extracted it"),
         "fit_seconds": {
             "measured per row (each seed alone)": alone,
-            "seed 0 trained alone and measured; seeds > 0 trained together in one batched call and "
-            "carrying seed 0's fit_seconds": batched,
+            "seed 0 trained alone and measured; seeds > 0 trained together in one batched call, each "
+            "charged seed 0's seconds per epoch x its own epochs": batched,
         },
         "failed_rows": ("seconds spent until the failure: the load call (or the weight check), the "
                         "extraction so far, the fit so far"),
@@ -168,21 +208,17 @@ def timing_protocol(cfg: SweepConfig) -> dict[str, Any]:
 
 
 def check_evaluators(names: Sequence[str]) -> None:
-    from precompute.evaluators import EVALUATORS
-
     for n in names:
-        if n not in EVALUATORS:
-            raise unknown("evaluator", n, EVALUATORS)
+        if n not in E.EVALUATORS:
+            raise unknown("evaluator", n, E.EVALUATORS)
 
 
 def check_dataset_name(name: str) -> str:
     """The canonical dataset name, checked without loading anything: an unknown name lists the
     valid ones; ``folder:PATH`` must be a folder holding sub-folders (one-line DatasetError)."""
-    from precompute.datasets import check_folder, resolve
-
-    canonical, _spec, extra = resolve(name)
+    canonical, _spec, extra = D.resolve(name)
     if extra.get("path") is not None:
-        check_folder(extra["path"])
+        D.check_folder(extra["path"])
     return canonical
 
 
@@ -191,51 +227,104 @@ def check_dataset_name(name: str) -> str:
 class ExtractionPlan:
     """One extraction order over train+test concatenated (test image j is ``n_train + j``).
 
-    ``segments[k]`` images of ``order`` form segment k, labelled ``labels[k] = (fraction,
-    split)`` with split ``"train"``/``"test"``, or ``(nan, "extra")`` for other seeds' images."""
+    ``segments[k]`` images of ``order`` form segment k, labelled ``labels[k] = (fraction, seed,
+    split)``; ``seed`` is None for a segment every seed shares (a fraction whose subsets are the
+    same for every seed, e.g. 1.0).  An image may sit in several seeds' segments (the few images
+    two seeds' subsets share below 1.0).  Images in ``prior`` were extracted before (a promotion's
+    kept features): they are in no segment and cost nothing here."""
 
     order: np.ndarray
     segments: list[int]
-    labels: list[tuple[float, str]]
+    labels: list[tuple[float, int | None, str]]
     n_train: int
+    n_images: int
+    prior: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
-    def seconds_for(self, segment_seconds: Sequence[float], fraction: float,
-                    needs_test: bool) -> float:
-        """Measured extraction seconds an evaluation at ``fraction`` needs."""
-        splits = ("train", "test") if needs_test else ("train",)
-        return float(sum(s for (f, sp), s in zip(self.labels, segment_seconds)
-                         if sp in splits and f <= fraction + 1e-12))
+    def __post_init__(self):
+        k = len(self.segments)
+        seg_ids = np.repeat(np.arange(k), self.segments)
+        first = np.full(self.n_images, -1, np.int64)
+        # the first segment that extracted each image (reversed writes: the earliest wins)
+        first[self.order[::-1]] = seg_ids[::-1]
+        first[np.asarray(self.prior, np.int64)] = k  # a segment of its own, free
+        self._first, self._seg_ids = first, seg_ids
+
+    def seconds_for(self, segment_seconds: Sequence[float], seed: int, fraction: float, train_idx,
+                    test_idx=None) -> float:
+        """Extraction seconds of seed ``seed``'s row at ``fraction`` using the train images
+        ``train_idx`` (and the test images ``test_idx``).  Below a shared fraction: that seed's own
+        segments at fractions <= ``fraction`` in the splits it uses (its nested clock stamps).  At a
+        fraction every seed shares (1.0): every image once, each its share (seconds / images) of
+        the first segment that extracted it — the same for every seed, as the images are."""
+        splits = ("train", "test") if test_idx is not None else ("train",)
+        idx = np.asarray(train_idx, np.int64)
+        if test_idx is not None:
+            idx = np.concatenate([idx, np.asarray(test_idx, np.int64) + self.n_train])
+        shared = any(s is None and abs(f - fraction) < 1e-12 for f, s, _ in self.labels)
+        own = [] if shared else [k for k, (f, s, sp) in enumerate(self.labels)
+                                 if f <= fraction + 1e-12 and s == seed and sp in splits]
+        total = 0.0
+        covered = np.zeros(self.n_images, bool)
+        covered[np.asarray(self.prior, np.int64)] = True
+        starts = np.concatenate([[0], np.cumsum(self.segments)]).astype(np.int64)
+        for k in own:
+            total += float(segment_seconds[k])
+            covered[self.order[starts[k]:starts[k + 1]]] = True
+        rest = idx[~covered[idx]]
+        if len(rest):
+            seg = self._first[rest]
+            if (seg < 0).any():
+                raise ValueError(f"{int((seg < 0).sum())} image(s) of the row are not in the extraction plan")
+            counts = np.bincount(seg, minlength=len(self.segments) + 1)
+            for k, c in enumerate(counts[:len(self.segments)]):
+                if c:
+                    total += float(segment_seconds[k]) * (int(c) / self.segments[k])
+        return total
 
 
-def extraction_plan(plans: dict, fractions: Sequence[float], n_train: int) -> ExtractionPlan:
-    """Build the order from ``subset_plan``'s ``{seed: {fraction: (train_idx, test_idx)}}``."""
-    fr = sorted(float(f) for f in fractions)
-    seed0 = plans[min(plans)]
+def extraction_plan(plans: dict, fractions: Sequence[float], n_train: int, n_images: int,
+                    needs_test: bool = True, prior=None) -> ExtractionPlan:
+    """The order for ``subset_plan``'s ``{seed: {fraction: (train_idx, test_idx)}}``: fraction by
+    fraction (ascending), then seed by seed, train then test (test only with ``needs_test``).
+    Each seed's segment at a fraction is its own subset at that fraction less its subset at the
+    previous one (its nested difference, batch for batch what an evaluation of that seed alone
+    extracts), even where another seed extracted some of those images already; a fraction whose
+    subsets are the same for every seed (1.0) is one shared segment of the images not extracted
+    yet.  Nothing in ``prior`` is extracted."""
+    prior = np.empty(0, np.int64) if prior is None else np.asarray(prior, np.int64)
+    seen = np.zeros(n_images, bool)
+    seen[prior] = True
     order: list[np.ndarray] = []
     segments: list[int] = []
-    labels: list[tuple[float, str]] = []
-    seen_tr = np.empty(0, np.int64)
-    seen_te = np.empty(0, np.int64)
-    for f in fr:
-        tr, te = (np.asarray(a, np.int64) for a in seed0[f])
-        new_tr = np.setdiff1d(tr, seen_tr)
-        new_te = np.setdiff1d(te, seen_te)
-        for idx, split in ((new_tr, "train"), (new_te + n_train, "test")):
-            if len(idx):
-                order.append(idx)
-                segments.append(len(idx))
-                labels.append((f, split))
-        seen_tr = np.union1d(seen_tr, tr)
-        seen_te = np.union1d(seen_te, te)
-    covered = np.concatenate([seen_tr, seen_te + n_train])
-    needed = [np.asarray(s[f][0], np.int64) for s in plans.values() for f in fr]
-    needed += [np.asarray(s[f][1], np.int64) + n_train for s in plans.values() for f in fr]
-    extra = np.setdiff1d(np.unique(np.concatenate(needed)), covered)
-    if len(extra):
-        order.append(extra)
-        segments.append(len(extra))
-        labels.append((math.nan, "extra"))
-    return ExtractionPlan(np.concatenate(order), segments, labels, n_train)
+    labels: list[tuple[float, int | None, str]] = []
+    seeds = sorted(plans)
+    before = {s: (np.empty(0, np.int64), np.empty(0, np.int64)) for s in seeds}
+
+    def add(idx: np.ndarray, label) -> None:
+        if len(idx):
+            order.append(idx)
+            segments.append(len(idx))
+            labels.append(label)
+            seen[idx] = True
+
+    for f in sorted(float(x) for x in fractions):
+        subsets = {s: (np.asarray(plans[s][f][0], np.int64), np.asarray(plans[s][f][1], np.int64) + n_train)
+                   for s in seeds}
+        shared = len(seeds) > 1 and all(np.array_equal(subsets[s][i], subsets[seeds[0]][i])
+                                        for s in seeds for i in (0, 1))
+        for split, i in (("train", 0), ("test", 1)):
+            if split == "test" and not needs_test:
+                continue
+            if shared:
+                idx = subsets[seeds[0]][i]
+                add(idx[~seen[idx]], (f, None, split))
+                continue
+            for s in seeds:
+                idx = np.setdiff1d(subsets[s][i], before[s][i], assume_unique=True)
+                add(idx[~np.isin(idx, prior)] if len(prior) else idx, (f, int(s), split))
+        before = subsets
+    flat = np.concatenate(order) if order else np.empty(0, np.int64)
+    return ExtractionPlan(flat, segments, labels, n_train, n_images, prior)
 
 
 # ------------------------------------------------------------------------- one backbone
@@ -283,8 +372,6 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def _sync(device) -> None:
-    import torch
-
     if str(device).startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize()
 
@@ -301,9 +388,6 @@ def warm_up(device) -> float:
     with a device generator, eigh / cholesky / triangular solve, topk, unique).  Idempotent per
     process and device; returns the seconds it took (0.0 when already warm).  The global RNG
     state is restored afterwards (``fork_rng``): warming up changes no seeded result."""
-    import torch
-    import torch.nn.functional as F
-
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
         dev = torch.device("cuda", torch.cuda.current_device())
@@ -353,34 +437,40 @@ def warm_up(device) -> float:
 
 
 @dataclass
+class Prior:
+    """Features kept from a lower fraction (a successive-halving promotion with ``incremental``
+    cost): the images ``index`` (into train+test), their float32 ``features`` and the cumulative
+    ``extract_seconds`` of the row they came from."""
+
+    index: np.ndarray
+    features: torch.Tensor
+    extract_seconds: float
+
+
+@dataclass
 class BackboneResult:
     frame: pl.DataFrame
     status: str  # "ok" if every row is ok, else "failed"
-    features: np.ndarray | None = None  # float16 rows of plan.order (keep_features)
+    features: np.ndarray | None = None  # float16 rows of np.unique(plan.order) (keep_features)
+    kept: Prior | None = None  # float32 features of every image used, on the CPU (keep=True)
 
 
 def _timed_fit(spec, args: tuple, n_classes: int, seed: int, device):
-    """``(EvalResult | None, seconds, error | None)`` of ``spec.fn`` on one seed's split, timed."""
-    from precompute.evaluators import as_result
-
-    _sync(device)
-    t0 = time.perf_counter()
-    try:
-        res = as_result(spec.fn(*args, n_classes=n_classes, seed=seed))
-        _sync(device)
-        if not math.isfinite(res.score):
-            raise FloatingPointError(f"{spec.name} score is {res.score}")
-        return res, time.perf_counter() - t0, None
-    except Exception as exc:  # this evaluation only
-        _sync(device)
-        return None, time.perf_counter() - t0, error_text(exc)
+    """``(EvalResult | None, seconds, error | None)`` of ``spec.fn`` on one seed's split, measured."""
+    res = err = None
+    with clock.span(device) as sp:
+        try:
+            res = as_result(spec.fn(*args, n_classes=n_classes, seed=seed))
+            if not math.isfinite(res.score):
+                raise FloatingPointError(f"{spec.name} score is {res.score}")
+        except Exception as exc:  # this evaluation only
+            res, err = None, error_text(exc)
+    return res, sp.seconds, err
 
 
 def _batched_fit(spec, tasks: list[tuple], n_classes: int, seeds: list[int]):
     """``spec.batched`` over seeds > 0 -> EvalResults, or None when it fails (then each seed is
     trained alone instead)."""
-    from precompute.evaluators import as_result
-
     try:
         out = [as_result(r) for r in spec.batched(tasks, n_classes=n_classes, seeds=seeds)]
     except Exception as exc:  # correct either way, but a bug in the batched path must not hide
@@ -394,26 +484,21 @@ def _batched_fit(spec, tasks: list[tuple], n_classes: int, seeds: list[int]):
 
 def evaluate_backbone(cfg: SweepConfig, backbone: str, pool_row: dict[str, Any], ds,
                       plans: dict, plan: ExtractionPlan, images: np.ndarray,
-                      progress: Callable | None = None) -> BackboneResult:
+                      progress: Callable | None = None, prior: Prior | None = None,
+                      keep: bool = False) -> BackboneResult:
     """Load, extract once, score every (fraction, evaluator, seed); never raises for a backbone
     problem (see the module docstring).  ``images`` = train and test images concatenated.
 
     Usable on its own (the live search evaluates one backbone at a time with it): it warms the
     device up on its first call in a process (:func:`warm_up`), fetches pretrained weights into
     the cache before any clock (offline: a failed row naming ``precompute fetch``) and, with
-    ``cfg.evict_weights``, deletes the files it downloaded when done.  Only a bad ``cfg.device``
-    raises (VibesError), and BaseExceptions (Ctrl-C, a search deadline) pass through."""
-    import torch
-
-    from precompute import faults
-    from precompute import weights as W
-    from precompute.backbone import load_backbone, resolve_device
-    from precompute.evaluators import EVALUATORS
-    from precompute.extract import extract_features
-
-    warm_up(resolve_device(cfg.device))
+    ``cfg.evict_weights``, deletes the files it downloaded when done.  ``prior``: features kept
+    from a lower fraction (``plan`` then holds only the images it lacks); ``keep``: return the
+    float32 features of every image used (``BackboneResult.kept``).  Only a bad ``cfg.device``
+    raises (VibesError), and BaseExceptions (Ctrl-C, a search's budget) pass through."""
+    warm_up(B.resolve_device(cfg.device))
     meta = _meta_of(pool_row)
-    specs = {ev: EVALUATORS[ev] for ev in cfg.evaluators if ev in EVALUATORS}
+    specs = {ev: E.EVALUATORS[ev] for ev in cfg.evaluators if ev in E.EVALUATORS}
     sizes = _sizes(cfg, plans, {ev: sp.needs_test for ev, sp in specs.items()})
     bb = feats = fetched = None
     load_s = extract_s = 0.0
@@ -426,18 +511,18 @@ def evaluate_backbone(cfg: SweepConfig, backbone: str, pool_row: dict[str, Any],
                 load_s = time.perf_counter() - t0 - getattr(exc, "download_seconds", 0.0)
                 raise
         t0 = time.perf_counter()
-        try:
-            bb = load_backbone(backbone, weights=cfg.weights, device=cfg.device,
-                               input_size=cfg.input_size, pretrained_file=cfg.pretrained_file)
+        try:  # load_backbone measures itself in clock spans (what a budget reads)
+            bb = B.load_backbone(backbone, weights=cfg.weights, device=cfg.device,
+                                 input_size=cfg.input_size, pretrained_file=cfg.pretrained_file)
         except Exception:
             load_s = time.perf_counter() - t0  # the load call until it failed
             raise
         load_s = float(bb.load_seconds)
-        faults.point("backbone-load")  # a live search's deadline: checked once the model is loaded
+        faults.point("backbone-load")  # a live search's budget: checked once the model is loaded
         t0 = time.perf_counter()
         try:
-            feats, seg_s = extract_features(bb, images, plan.order, plan.segments,
-                                            batch_size=cfg.batch_size, progress=progress)
+            feats, seg_s = X.extract_features(bb, images, plan.order, plan.segments,
+                                              batch_size=cfg.batch_size, progress=progress)
         except Exception:
             with contextlib.suppress(Exception):  # a broken device may fail to synchronise too
                 _sync(bb.device)
@@ -448,16 +533,29 @@ def evaluate_backbone(cfg: SweepConfig, backbone: str, pool_row: dict[str, Any],
         if not bool(torch.isfinite(used).all()):
             n_bad = int((~torch.isfinite(used)).any(dim=1).sum())
             raise FloatingPointError(f"{n_bad} of {used.shape[0]} feature rows are not finite")
+        if prior is not None and len(prior.index):
+            if prior.features.shape[1] != feats.shape[1]:
+                raise ValueError(f"kept features have width {prior.features.shape[1]}, the model gives "
+                                 f"{feats.shape[1]}")
+            with torch.inference_mode():  # feats is an inference tensor (extract_features made it)
+                feats[torch.as_tensor(prior.index, device=feats.device)] = prior.features.to(feats.device)
         meta["feature_dim"] = int(feats.shape[1])
         size = (getattr(bb, "data_config", None) or {}).get("input_size")
         if size is not None:
             meta["input_size"] = int(size[-1])
-        kept = used.to(torch.float16).cpu().numpy() if cfg.keep_features else None
+        kept16 = (feats[torch.as_tensor(np.unique(plan.order), device=feats.device)].to(torch.float16).cpu().numpy()
+                  if cfg.keep_features else None)
         del used
-        rows = _score_all(cfg, backbone, ds, plans, plan, feats, seg_s, load_s, meta, sizes)
+        rows = _score_all(cfg, backbone, ds, plans, plan, feats, seg_s, load_s, meta, sizes,
+                          0.0 if prior is None else float(prior.extract_seconds))
         frame = _frame(rows)
         status = "ok" if (frame.get_column("status") == "ok").all() else "failed"
-        return BackboneResult(frame, status, kept)
+        kept = None
+        if keep:
+            index = np.union1d(plan.order, plan.prior)
+            kept = Prior(index, feats[torch.as_tensor(index, device=feats.device)].cpu(),
+                         float(frame.get_column("extract_seconds")[0]))
+        return BackboneResult(frame, status, kept16, kept)
     except Exception as exc:
         return BackboneResult(failed_rows(cfg, backbone, pool_row, error_text(exc), load_s, extract_s,
                                           sizes), "failed")
@@ -469,30 +567,30 @@ def evaluate_backbone(cfg: SweepConfig, backbone: str, pool_row: dict[str, Any],
             torch.cuda.empty_cache()
 
 
-def _score_all(cfg, backbone, ds, plans, plan, feats, seg_s, load_s, meta, sizes) -> list[dict]:
-    """Every (fraction, evaluator, seed) row of one backbone: seed 0 alone and timed; seeds > 0
-    alone and timed, or through one ``batched`` call carrying seed 0's fit time."""
-    import torch
-
-    from precompute.evaluators import EVALUATORS
-
+def _score_all(cfg, backbone, ds, plans, plan, feats, seg_s, load_s, meta, sizes, prior_extract) -> list[dict]:
+    """Every (fraction, evaluator, seed) row of one backbone: seed 0 alone and measured; seeds > 0
+    alone and measured, or through one ``batched`` call, each charged seed 0's seconds per epoch ×
+    its own epochs (:func:`derived_fit_seconds`)."""
     dev = feats.device
     y_tr_all = torch.as_tensor(np.asarray(ds.train_labels), dtype=torch.int64)
     y_te_all = torch.as_tensor(np.asarray(ds.test_labels), dtype=torch.int64)
     batched = set(cfg.batched_evaluators())
     rows = []
     for f in cfg.fractions:
-        split = {}
+        split, extract_of = {}, {}
         for seed in cfg.seed_list:
             tr, te = (np.asarray(a, np.int64) for a in plans[seed][f])
             split[seed] = (feats[torch.as_tensor(tr, device=dev)], y_tr_all[tr].to(dev),
                            feats[torch.as_tensor(te + plan.n_train, device=dev)], y_te_all[te].to(dev))
+            for needs_test in {E.EVALUATORS[ev].needs_test for ev in cfg.evaluators}:
+                extract_of[(seed, needs_test)] = prior_extract + plan.seconds_for(
+                    seg_s, seed, f, tr, te if needs_test else None)
         for ev in cfg.evaluators:
-            spec = EVALUATORS[ev]
-            extract_s = plan.seconds_for(seg_s, f, spec.needs_test)
+            spec = E.EVALUATORS[ev]
 
-            def row(seed, res, fit_s, error, ev=ev, f=f, extract_s=extract_s):
+            def row(seed, res, fit_s, error, ev=ev, f=f, spec=spec, extract_of=extract_of):
                 n_tr, n_te = sizes[(ev, f, seed)]
+                extract_s = extract_of[(seed, spec.needs_test)]
                 r = {"dataset": cfg.dataset, "backbone": backbone, "evaluator": ev, "fraction": f,
                      "seed": seed, "load_seconds": load_s, "extract_seconds": extract_s,
                      "fit_seconds": fit_s, "seconds": load_s + extract_s + fit_s,
@@ -507,8 +605,9 @@ def _score_all(cfg, backbone, ds, plans, plan, feats, seg_s, load_s, meta, sizes
             together = None
             if rest and ev in batched and res0 is not None:
                 together = _batched_fit(spec, [split[s] for s in rest], ds.n_classes, rest)
-            if together is not None:  # seeds > 0 carry seed 0's measured fit time
-                rows += [row(s, r, fit0, None) for s, r in zip(rest, together)]
+            if together is not None:  # seeds > 0: seed 0's seconds per epoch x their own epochs
+                rows += [row(s, r, derived_fit_seconds(fit0, res0.epochs, r.epochs), None)
+                         for s, r in zip(rest, together)]
             else:
                 for s in rest:
                     rows.append(row(s, *_timed_fit(spec, split[s], ds.n_classes, s, dev)))
@@ -519,13 +618,8 @@ def _score_all(cfg, backbone, ds, plans, plan, feats, seg_s, load_s, meta, sizes
 # -------------------------------------------------------------------------------- sweep
 def run_meta(cfg: SweepConfig, ds) -> dict[str, Any]:
     """The run description every part carries (merged into the oracle metadata)."""
-    import timm
-    import torch
-
-    from precompute.backbone import resolve_device
-
     facts = dict(ds.facts()) if hasattr(ds, "facts") else {}
-    device = str(resolve_device(cfg.device))
+    device = str(B.resolve_device(cfg.device))
     dev_name = (torch.cuda.get_device_name(torch.device(device))
                 if device.startswith("cuda") and torch.cuda.is_available()
                 else f"cpu ({platform.processor() or platform.machine()})")
@@ -582,8 +676,6 @@ def todo_backbones(cfg: SweepConfig, names: Sequence[str]) -> tuple[list[str], i
 def check_existing_parts(cfg: SweepConfig, names: Sequence[str]) -> None:
     """Parts already in ``parts_dir`` must come from the same configuration (weights, protocol),
     else skipping them would silently mix two runs in one oracle."""
-    import json
-
     want = json.loads(json.dumps({"weights": cfg.weights, "protocol": cfg.protocol()},
                                  default=str))
     for n in names:
@@ -603,8 +695,6 @@ def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | Non
               ) -> SweepSummary:
     """Evaluate this shard's share of ``pool`` (0-based ``shard=(i, n)``; None = all), writing
     one part per backbone.  Returns the counts; prints a one-line summary via ``echo``."""
-    from precompute.datasets import load_dataset, subset_plan
-
     check_evaluators(cfg.evaluators)
     if pool.height == 0:
         raise VibesError("the pool is empty; nothing to precompute")
@@ -620,15 +710,13 @@ def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | Non
     todo, skipped = todo_backbones(cfg, list(rows))
     summary = SweepSummary(skipped=skipped)
     if todo:
-        ds = load_dataset(cfg.dataset, data_root=cfg.data_root, download=cfg.download,
-                          cache_dir=cfg.cache_dir)
-        plans = subset_plan(ds, list(cfg.fractions), cfg.seed_list)
-        plan = extraction_plan(plans, cfg.fractions, len(ds.train_labels))
+        ds = D.load_dataset(cfg.dataset, data_root=cfg.data_root, download=cfg.download,
+                            cache_dir=cfg.cache_dir)
+        plans = D.subset_plan(ds, list(cfg.fractions), cfg.seed_list)
         images = np.concatenate([ds.train_images, ds.test_images])
+        plan = extraction_plan(plans, cfg.fractions, len(ds.train_labels), len(images), cfg.needs_test())
         meta = run_meta(cfg, ds)
-        from precompute.backbone import resolve_device
-
-        warm_up(resolve_device(cfg.device))  # this worker's one-time costs, before any timed backbone
+        warm_up(B.resolve_device(cfg.device))  # this worker's one-time costs, before any timed backbone
         _sweep_loop(cfg, todo, rows, ds, plans, plan, images, meta, summary, show_progress)
     if echo is not None:
         echo(summary.line())
@@ -636,7 +724,7 @@ def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | Non
 
 
 def _sweep_loop(cfg, todo, rows, ds, plans, plan, images, meta, summary, show_progress):
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only a sweep with work to do draws bars
 
     outer = tqdm(todo, desc="backbones", unit="bb", disable=not show_progress, position=0)
     inner = tqdm(total=len(plan.order), desc="images", unit="img", leave=False,
@@ -666,7 +754,7 @@ def _sweep_loop(cfg, todo, rows, ds, plans, plan, images, meta, summary, show_pr
                     continue
                 if cfg.keep_features and res.features is not None:
                     P.save_features(P.features_path(cfg.parts_dir, cfg.dataset, name),
-                                    res.features, plan.order, plan.n_train,
+                                    res.features, np.unique(plan.order), plan.n_train,
                                     {"backbone": name, "weights": cfg.weights})
                 P.write_part(res.frame, path, {**meta, "backbone": name})
                 summary.seconds[name] = time.perf_counter() - t0
@@ -686,4 +774,5 @@ def _sweep_loop(cfg, todo, rows, ds, plans, plan, images, meta, summary, show_pr
 
 __all__ = ["SweepConfig", "ExtractionPlan", "extraction_plan", "evaluate_backbone",
            "failed_rows", "run_sweep", "run_meta", "SweepSummary", "todo_backbones",
-           "check_evaluators", "error_text", "warm_up", "timing_protocol", "check_dataset_name"]
+           "check_evaluators", "error_text", "warm_up", "timing_protocol", "check_dataset_name", "Setup", "Prior",
+           "derived_fit_seconds", "BackboneResult"]

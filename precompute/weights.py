@@ -455,55 +455,6 @@ def fetch(names: Sequence[str], jobs: int = 8, progress: bool = True,
 
 
 # ---------------------------------------------------------------------------------------- CLI
-FETCH_EPILOG = """\b
-Examples:
-  precompute fetch --pool 'resnet*' --pool 'convnext_*'
-  precompute fetch --pool data/pool.parquet --jobs 16
-  HF_HOME=/shared/hf precompute fetch --pool data/pool.parquet   # then, on the compute nodes:
-  HF_HOME=/shared/hf HF_HUB_OFFLINE=1 precompute run --dataset gtsrb --pool data/pool.parquet
-Files go to the Hugging Face cache (HF_HUB_CACHE / HF_HOME) or, for the few url-only
-backbones, torch hub's cache (TORCH_HOME); an interrupted fetch resumes where it stopped.
-"""
-
-
-def pool_names(specs: Sequence[str]) -> list[str]:
-    """Backbone names of ``--pool`` values (pool files or globs/names), without measuring them."""
-    import polars as pl
-    import timm
-
-    from precompute.cli import match_names, read_pool_file
-    from precompute.pool import read_names_file
-
-    all_names = timm.list_models(pretrained=True)
-    if not specs:
-        return list(all_names)
-    names: list[str] = []
-    for spec in specs:
-        p = Path(spec)
-        if p.is_file():
-            if p.suffix.lower() in (".parquet", ".csv"):
-                frame = read_pool_file(p)
-                names += frame.get_column("backbone").cast(pl.String).to_list()
-            else:
-                names += read_names_file(p)
-        else:
-            names += match_names([spec], all_names)
-    return list(dict.fromkeys(names))
-
-
-@click.command("fetch", epilog=FETCH_EPILOG)
-@click.option("--pool", "pools", multiple=True,
-              help="Pool file (.parquet/.csv/.txt) or a name glob; repeatable. Default: all pretrained timm backbones.")
-@click.option("--jobs", type=int, default=8, show_default=True, help="Parallel downloads.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def fetch_cmd(pools, jobs, no_progress) -> None:
-    """Download the pool's pretrained weights into the cache before a (possibly offline) sweep."""
-    report = fetch(pool_names(pools), jobs=jobs, progress=not no_progress)
-    if report.failed:
-        raise VibesError(f"{len(report.failed)} of {len(report.items)} backbones' weights could not "
-                         f"be fetched (listed above); rerun the same command to retry them")
-
-
 __all__ = ["WeightsSource", "CachedWeights", "WeightsError", "WeightsNotCachedError", "resolve_source",
            "cached_file", "is_cached", "ensure_weights", "evict", "hub_offline", "fetch", "FetchReport",
-           "pool_names", "fetch_cmd", "hub_cache_dir", "is_offline"]
+           "hub_cache_dir", "is_offline"]

@@ -47,6 +47,7 @@ import numpy as np
 import polars as pl
 
 from shared.errors import VibesError, unknown
+from shared.successive_halving import SH_PREFIX, base_sampler
 
 UNKNOWN_DATASET = "unknown"
 #: draw(w) -> (n_runs, w) independent row permutations of range(w): a sampler's only randomness
@@ -160,6 +161,20 @@ def strategy_rng(seed: int, strategy: str, evaluator: str) -> np.random.Generato
     crc32(evaluator spec))``.  The simulator draws a pair's runs from it and a live search its one
     run, so both see the same order for the same seed; adding other pairs changes nothing."""
     return np.random.default_rng([int(seed), zlib.crc32(strategy.encode()), zlib.crc32(evaluator.encode())])
+
+
+def strategy_names() -> list[str]:
+    """Every valid ``--strategy``: the samplers and ``sh:<sampler>`` for each."""
+    return list(SAMPLERS) + [SH_PREFIX + s for s in SAMPLERS]
+
+
+def sampler_of(strategy: str) -> Sampler:
+    """The sampler a strategy walks (``sh:cycling`` -> cycling); a one-line error listing the
+    valid strategies if unknown."""
+    base = base_sampler(strategy)
+    if base not in SAMPLERS:
+        raise unknown("strategy", strategy, strategy_names())
+    return SAMPLERS[base]
 
 
 def get_sampler(name: str) -> Sampler:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from shared.durations import format_duration, parse_durations
 from shared.errors import VibesError
+from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
 
 EPILOG = """\b
 Examples:
@@ -29,17 +31,17 @@ Examples:
 
 
 def _load_oracle(spec: str, timm_results, timm_benchmark):
-    from shared.oracle import read_oracle
+    from shared.oracle import read_oracle  # lazy: `simulate --help` answers without polars and plotly
 
     if spec.startswith("timm:"):
-        from simulate.timm_oracle import timm_oracle
+        from simulate.timm_oracle import timm_oracle  # lazy: `simulate --help` answers without polars and plotly
 
         return timm_oracle(spec.removeprefix("timm:"), timm_results, timm_benchmark)
     return read_oracle(spec)
 
 
 def _list(oracle) -> None:
-    from shared.samplers import SAMPLERS
+    from shared.samplers import SAMPLERS  # lazy: `simulate --help` answers without polars and plotly
 
     ev = oracle.evaluators()
     pool = oracle.true_scores()
@@ -61,17 +63,16 @@ def _list(oracle) -> None:
 
 
 def _print_summary(sim, out: Path, timing: dict) -> None:
-    from simulate.report import human_time
 
     s = sim.summary
     click.echo(f"{s['dataset']}: pool {s['pool_size']}, {s['n_runs']} runs, {s['budgets']['n']} budgets "
-               f"{human_time(s['budgets']['min_s'])} … {human_time(s['budgets']['max_s'])}; best possible "
+               f"{format_duration(s['budgets']['min_s'])} … {format_duration(s['budgets']['max_s'])}; best possible "
                f"{s['best_possible']['true_score']:.4f}; baseline "
                + (f"{s['baseline']['true_score']:.4f}" if s['baseline']['true_score'] is not None else "—"))
     head = f"{'strategy':<18} {'evaluator':<14} {'@1h':>7} {'@1day':>7} {'beat base':>10} {'AUC':>7}"
     click.echo(head)
     for r in s["strategies"]:
-        beat = human_time(r["time_to_beat_baseline_s"]) if r["time_to_beat_baseline_s"] else "never"
+        beat = format_duration(r["time_to_beat_baseline_s"]) if r["time_to_beat_baseline_s"] else "never"
         f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
         click.echo(f"{r['strategy']:<18} {r['evaluator']:<14} {f(r['score_1h']):>7} "
                    f"{f(r['score_1d']):>7} {beat:>10} {f(r['auc_log']):>7}")
@@ -95,8 +96,9 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
               help="Evaluator ε̃ as <evaluator>[@<fraction>] (repeatable); default: the truth evaluator.")
 @click.option("--runs", default=100, show_default=True, type=int, help="Runs per strategy × evaluator.")
 @click.option("--budgets", default=None,
-              help="LO:HI:N (N log-spaced seconds, ends included) or S1,S2,...; default: cheapest "
-                   "evaluation … exhaustive time, 100 budgets.")
+              help="LO:HI:N (N log-spaced budgets, ends included, e.g. 1s:1d:100) or T1,T2,... "
+                   "(e.g. 10min,1h30m; plain numbers are seconds); default: cheapest evaluation … "
+                   "exhaustive time, 100 budgets.")
 @click.option("--baseline", default="convnext_base.fb_in22k_ft_in1k", show_default=True,
               help="Backbone drawn as a flat line (the Battle-of-the-Backbones pick).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -111,18 +113,19 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
 @click.option("--quality-only", is_flag=True,
               help="Print how well each evaluator spec ranks backbones against the truth (τ-b, ρ, "
                    "regret, top 5, cost) and stop; writes quality.parquet when --out is given.")
-@click.option("--eta", default=3, show_default=True, type=int,
+@click.option("--eta", default=DEFAULT_ETA, show_default=True, type=int,
               help="sh:<sampler>: keep the top 1/η of each rung (promote ⌈n/η⌉).")
 @click.option("--sh-chunk", default=None, type=int,
               help="sh:<sampler>: backbones per chunk of the order; default η^(L−1), L = fractions.")
-@click.option("--promotion-cost", type=click.Choice(["incremental", "cold"]), default="incremental",
+@click.option("--promotion-cost", type=click.Choice(PROMOTION_COSTS), default=DEFAULT_PROMOTION_COST,
               show_default=True,
               help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
-                   "or pays the row's cold seconds.")
+                   "or pays the row's cold seconds; the live `precompute search` has the same default.")
 @click.option("--prior-oracle", "prior_oracles", multiple=True, metavar="PATH|timm:SET",
               help="Reference oracle of another dataset for the meta strategy (repeatable).")
 @click.option("--recommend-at", default=None, metavar="DURATIONS",
-              help="Budgets of the recommendation, e.g. 10min,1h,4h,1d (the default).")
+              help="Budgets of the recommendation, e.g. 10min,1h30m,4h,1d (default 10min,1h,4h,1d; "
+                   "plain numbers are seconds).")
 def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, runs, budgets,
              baseline, seed, out, no_report, list_only, truth, quality_only, eta, sh_chunk,
              promotion_cost, prior_oracles, recommend_at):
@@ -132,7 +135,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     """
     t_start = time.perf_counter()
     oracle = _load_oracle(oracle_spec, timm_results, timm_benchmark)
-    from simulate import quality
+    from simulate import quality  # lazy: `simulate --help` answers without polars and plotly
 
     oracle = quality.with_truth(oracle, truth)
     if list_only:
@@ -141,8 +144,9 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     if quality_only:
         _quality_only(oracle, out)
         return
-    from simulate.simulation import parse_budgets, parse_durations, run_simulation
-    from simulate.strategies import SHConfig, sampler_of
+    from shared.samplers import sampler_of  # lazy: `simulate --help` answers without polars and plotly
+    from shared.successive_halving import SHConfig
+    from simulate.simulation import parse_budgets, run_simulation
 
     for s in strategies:
         sampler_of(s)
@@ -150,7 +154,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
         raise VibesError(f"--runs must be >= 1, got {runs}")
     grid = parse_budgets(budgets)
     sh = SHConfig(eta, sh_chunk, promotion_cost)
-    rec_at = parse_durations(recommend_at)
+    rec_at = parse_durations(recommend_at, "--recommend-at") if recommend_at is not None else None
     priors = _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark)
     out_dir = Path(out) if out else _new_out_dir()
     from tqdm import tqdm
@@ -173,7 +177,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     sim.bsec.write_parquet(out_dir / "bsec.parquet")
     qual.table.write_parquet(out_dir / "quality.parquet")
     if not no_report:
-        from simulate.report import write_report
+        from simulate.report import write_report  # lazy: `simulate --help` answers without polars and plotly
 
         write_report(sim, out_dir / "report.html", quality=qual)
     timing = {"engine_seconds": round(sim.engine_seconds, 4),
@@ -216,7 +220,7 @@ def _print_recommendation(rows) -> None:
 
 
 def _quality_only(oracle, out) -> None:
-    from simulate.quality import evaluate, format_table
+    from simulate.quality import evaluate, format_table  # lazy: `simulate --help` answers without polars and plotly
 
     qual = evaluate(oracle)
     pool = oracle.true_scores().height
@@ -243,7 +247,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["compare"]:  # `simulate compare OUT_DIR...`; every other call is `simulate`
-            from simulate.compare import compare
+            from simulate.compare import compare  # lazy: `simulate --help` answers without polars and plotly
 
             compare.main(args=argv[1:], prog_name="simulate compare", standalone_mode=False)
         else:

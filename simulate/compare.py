@@ -25,8 +25,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
+from shared.durations import format_duration
 from shared.errors import VibesError
-from simulate.report import PALETTE, _fmt, human_time, time_ticks
+from simulate.report import PALETTE, _fmt, time_ticks
 
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 EPILOG = """\b
@@ -106,7 +107,7 @@ def compare_figure(outputs: list[dict], labels: list[str]) -> go.Figure:
                 if "mode_backbone" in part.columns else ["?"] * len(x)
             fig.add_trace(go.Scatter(
                 x=x, y=col["median"], mode="lines", name=f"{s} × {e}", line=dict(color=color, width=2, dash=dash),
-                customdata=[[human_time(v), m] for v, m in zip(x, mode)], meta=meta("median", col["median"],
+                customdata=[[format_duration(v), m] for v, m in zip(x, mode)], meta=meta("median", col["median"],
                                                                                    regret["median"]),
                 hovertemplate=(f"<b>{html.escape(label)}</b><br>{html.escape(s)} × {html.escape(e)}<br>"
                                "budget %{customdata[0]}<br>%{y:.4f}<br>selected most often: %{customdata[1]}"
@@ -141,7 +142,7 @@ def recommendation_table(outputs: list[dict], labels: list[str]) -> str:
     budgets: dict[float, str] = {}
     for o in outputs:
         for r in o["summary"].get("recommendation") or []:
-            budgets.setdefault(float(r["budget_s"]), r.get("label") or human_time(r["budget_s"]))
+            budgets.setdefault(float(r["budget_s"]), r.get("label") or format_duration(r["budget_s"]))
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = []
     for t in sorted(budgets):
@@ -169,7 +170,7 @@ def summary_table(outputs: list[dict], labels: list[str]) -> str:
             beat = r.get("time_to_beat_baseline_s")
             rows.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(r['strategy'])}</td>"
                         f"<td>{html.escape(r['evaluator'])}</td><td>{_fmt(r.get('score_1h'))}</td>"
-                        f"<td>{_fmt(r.get('score_1d'))}</td><td>{human_time(beat) if beat else '—'}</td>"
+                        f"<td>{_fmt(r.get('score_1d'))}</td><td>{format_duration(beat) if beat else '—'}</td>"
                         f"<td>{_fmt(r.get('auc_log'))}</td><td>{_fmt(best)}</td></tr>")
     return ("<table id='summaries'><tr><th>output</th><th>strategy π</th><th>evaluator ε̃</th><th>score at 1 h</th>"
             "<th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th><th>best possible</th></tr>"

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from shared.errors import VibesError, unknown
+from shared.evaluator_spec import format_spec, split_spec
 from shared.oracle import Oracle
 
 
@@ -65,20 +66,10 @@ class EvaluatorView:
         return float(s.min()) if s.size else 0.0
 
 
-def format_spec(evaluator: str, fraction: float) -> str:
-    return evaluator if fraction == 1.0 else f"{evaluator}@{fraction:g}"
-
-
 def parse_spec(spec: str, oracle: Oracle) -> tuple[str, float]:
-    """``'mlp@0.1'`` -> ``('mlp', 0.1)``, checked against the oracle's evaluators and fractions."""
-    spec = spec.strip()
-    name, _, frac = spec.partition("@")
-    name = name or oracle.truth
-    try:
-        fraction = float(frac) if frac else 1.0
-    except ValueError:
-        raise VibesError(f"evaluator spec {spec!r}: fraction {frac!r} is not a number; "
-                         f"expected <evaluator>[@<fraction>], e.g. mlp@0.1") from None
+    """``'mlp@0.1'`` -> ``('mlp', 0.1)`` (:func:`shared.evaluator_spec.split_spec`; no name = the
+    oracle's truth), checked against the oracle's evaluators and fractions."""
+    name, fraction = split_spec(spec, default_evaluator=oracle.truth)
     have = oracle.evaluators()
     names = set(have.get_column("evaluator").to_list())
     if name not in names:

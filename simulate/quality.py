@@ -47,7 +47,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from shared.durations import format_duration
 from shared.errors import VibesError
+from shared.evaluator_spec import format_spec
 from shared.oracle import Oracle
 
 #: static baselines: metadata column -> what the column is (all "bigger is better")
@@ -228,8 +230,6 @@ def with_truth(oracle: Oracle, name: str | None) -> Oracle:
 # --------------------------------------------------------------------------- the table
 def spec_scores(oracle: Oracle, pool: pl.DataFrame) -> pl.DataFrame:
     """ε̃ per (spec, pool backbone): mean score and mean seconds over the ok rows' seeds."""
-    from simulate.evaluator import format_spec
-
     per = (oracle.frame
            .filter((pl.col("status") == "ok") & pl.col("score").is_finite())  # null/NaN/inf: no score
            .group_by("evaluator", "fraction", "backbone")
@@ -327,8 +327,6 @@ def _noise_ceiling(oracle: Oracle, pool: pl.DataFrame, notes: list[str]) -> list
 # --------------------------------------------------------------------------- text output
 def format_table(q: Quality) -> str:
     """The table as aligned text, one line per spec (``simulate --quality-only``)."""
-    from simulate.report import human_time
-
     def f(x, fmt="{:+.4f}"):
         return "—" if x is None else fmt.format(x)
 
@@ -340,7 +338,7 @@ def format_table(q: Quality) -> str:
             f"{'s/backbone':>10} {'n':>9}  pick")
     lines = [head]
     for r in q.table.iter_rows(named=True):
-        cost = "—" if r["median_seconds"] is None else human_time(r["median_seconds"])
+        cost = "—" if r["median_seconds"] is None else format_duration(r["median_seconds"])
         pick = "" if r["pick"] is None else r["pick"] + (f" (+{r['n_pick_ties'] - 1} tied)"
                                                         if r["n_pick_ties"] > 1 else "")
         lines.append(f"{r['spec']:<{width}}  {r['kind']:<13} {f(r['kendall_tau_b']):>7} "

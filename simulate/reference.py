@@ -41,6 +41,36 @@ def replay_loop(order: np.ndarray, eps: np.ndarray, tau: np.ndarray, budgets) ->
     return Replay(selected, n_eval, best_eps)
 
 
+def replay_one_pass(order: np.ndarray, eps: np.ndarray, tau: np.ndarray, budgets) -> Replay:
+    """:func:`replay_loop` in one pass per run: walk the order once with the running sum of τ̃, and
+    each time it passes the next budget (ascending), record the incumbent of the prefix before it.
+    O(B + T) per run instead of O(B × T): the fair literal baseline for ``make bench``."""
+    r_count, b_count = order.shape
+    budgets = [float(x) for x in budgets]
+    t_count = len(budgets)
+    selected = np.full((r_count, t_count), NO_SELECTION, dtype=np.int32)
+    n_eval = np.zeros((r_count, t_count), dtype=np.int32)
+    best_eps = np.full((r_count, t_count), -np.inf)
+    for r in range(r_count):
+        total, best, best_score, k, j = 0.0, NO_SELECTION, -np.inf, 0, 0
+        for i in range(b_count):
+            b = int(order[r, i])
+            total = total + float(tau[r, b])
+            while j < t_count and total > budgets[j]:  # Eq. 4: budget j's prefix ends before i
+                selected[r, j], n_eval[r, j], best_eps[r, j] = best, k, best_score
+                j += 1
+            if j == t_count:
+                break
+            k += 1
+            score = float(eps[r, b])
+            if score > best_score:  # Eq. 3, strict: ties keep the earlier backbone
+                best, best_score = b, score
+        while j < t_count:  # every evaluation fits the remaining budgets
+            selected[r, j], n_eval[r, j], best_eps[r, j] = best, k, best_score
+            j += 1
+    return Replay(selected, n_eval, best_eps)
+
+
 def in_backbone_order(order: np.ndarray, e: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ε̃/τ̃ drawn in evaluation order (the engine's input) laid out by backbone (the loop's input)."""
     eps, tau = np.empty_like(e), np.empty_like(c)
@@ -77,7 +107,8 @@ def successive_halving_loop(order: np.ndarray, levels: list[dict[str, np.ndarray
                     else:
                         load, fit = float(at["load"][r, b]), float(at["fit"][r, b])
                         ex, ex_prev = float(at["extract"][r, b]), float(levels[lv - 1]["extract"][r, b])
-                        if any(math.isnan(x) for x in (load, fit, ex, ex_prev)):
+                        lower_failed = float(levels[lv - 1]["score"][r, b]) == -math.inf  # nothing kept
+                        if lower_failed or any(math.isnan(x) for x in (load, fit, ex, ex_prev)):
                             cost = cold
                         else:
                             cost = load + max(0.0, ex - ex_prev) + fit

@@ -18,18 +18,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
+from shared.durations import format_duration
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]
-_TICKS = [(0.1, "0.1 s"), (1, "1 s"), (3, "3 s"), (10, "10 s"), (30, "30 s"), (60, "1 min"),
-          (300, "5 min"), (600, "10 min"), (1800, "30 min"), (3600, "1 h"), (6 * 3600, "6 h"),
-          (86400, "1 day"), (7 * 86400, "1 week"), (30 * 86400, "30 days"), (365 * 86400, "1 year")]
-
-
-def human_time(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
+_TICK_SECONDS = (0.1, 1, 3, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400, 4 * 7 * 86400,
+                 52 * 7 * 86400)
+_TICKS = [(v, format_duration(v)) for v in _TICK_SECONDS]
 
 
 def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
@@ -37,7 +32,7 @@ def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     if len(ticks) > 8:  # a wide grid: keep the round units only
         ticks = [(v, t) for v, t in ticks if not t.startswith(("3 s", "30 s", "5 min", "30 min"))]
     if len(ticks) < 2:  # a narrow grid: label its ends
-        ticks = [(lo, human_time(lo)), (hi, human_time(hi))]
+        ticks = [(lo, format_duration(lo)), (hi, format_duration(hi))]
     return [v for v, _ in ticks], [t for _, t in ticks]
 
 
@@ -76,7 +71,7 @@ def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
                                  fillcolor=_rgba(color, 0.18), hoverinfo="skip", showlegend=False,
                                  legendgroup=name))
         custom = np.column_stack([
-            [human_time(v) for v in x], q25, q75,
+            [format_duration(v) for v in x], q25, q75,
             part.get_column("mode_backbone").fill_null("— none —").to_list(),
             part.get_column("mode_share").to_numpy() * 100,
             part.get_column("n_selected").to_numpy(), part.get_column("n_runs").to_numpy(),
@@ -131,7 +126,7 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None) 
     rows = "".join(
         f"<tr><td>{html.escape(r['strategy'])}</td><td>{html.escape(r['evaluator'])}</td>"
         f"<td>{_fmt(r['score_1h'])}</td><td>{_fmt(r['score_1d'])}</td>"
-        f"<td>{human_time(r['time_to_beat_baseline_s']) if r['time_to_beat_baseline_s'] else '—'}</td>"
+        f"<td>{format_duration(r['time_to_beat_baseline_s']) if r['time_to_beat_baseline_s'] else '—'}</td>"
         f"<td>{_fmt(r['auc_log'])}</td></tr>" for r in s["strategies"])
     base = s["baseline"]
     parts = [
@@ -144,8 +139,8 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None) 
         banner,
         f"<p>Oracle <b>{html.escape(str(s['dataset']))}</b>: {s['pool_size']} backbones, truth "
         f"evaluator <code>{html.escape(str(s['truth']))}</code>; {s['n_runs']} runs per strategy, "
-        f"seed {s['seed']}; {s['budgets']['n']} budgets from {human_time(s['budgets']['min_s'])} to "
-        f"{human_time(s['budgets']['max_s'])}. Best possible: "
+        f"seed {s['seed']}; {s['budgets']['n']} budgets from {format_duration(s['budgets']['min_s'])} to "
+        f"{format_duration(s['budgets']['max_s'])}. Best possible: "
         f"{html.escape(s['best_possible']['backbone'])} ({s['best_possible']['true_score']:.4f}). "
         f"Baseline: {html.escape(str(base['backbone']))} "
         f"({_fmt(base['true_score']) if base['true_score'] is not None else 'not in the pool'}).</p>",
@@ -261,8 +256,8 @@ def quality_section(q) -> str:
             f"<tr class='qrow' data-kind='{html.escape(r['kind'])}'>" + cell(r["spec"]) + cell(r["kind"])
             + cell(r["kendall_tau_b"], _fmt(r["kendall_tau_b"])) + cell(r["spearman_rho"], _fmt(r["spearman_rho"]))
             + cell(r["top1_regret"], _fmt(r["top1_regret"])) + cell(r["best_in_top5"], top5(r["best_in_top5"]))
-            + cell(r["median_seconds"], "—" if r["median_seconds"] is None else human_time(r["median_seconds"]))
-            + cell(r["total_seconds"], "—" if r["total_seconds"] is None else human_time(r["total_seconds"]))
+            + cell(r["median_seconds"], "—" if r["median_seconds"] is None else format_duration(r["median_seconds"]))
+            + cell(r["total_seconds"], "—" if r["total_seconds"] is None else format_duration(r["total_seconds"]))
             + cell(r["n"], f"{r['n']} / {r['n_pool']}") + cell(pick or None, pick or "—") + "</tr>")
     ceiling = t.filter(pl.col("kind") == "noise ceiling")
     ceiling_text = ("There is no noise ceiling: the truth has one seed."

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -37,13 +36,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from shared.durations import format_duration, parse_duration, parse_durations
 from shared.errors import VibesError
 from shared.oracle import Oracle
-from shared.samplers import META_RANK, PAPER_SAMPLERS, meta_rank, strategy_rng
+from shared.samplers import META_RANK, PAPER_SAMPLERS, meta_rank, sampler_of, strategy_rng
+from shared.successive_halving import SHConfig, is_sh
 from simulate import bsec
 from simulate.engine import NO_SELECTION
 from simulate.evaluator import EvaluatorView, build_view
-from simulate.strategies import SHConfig, is_sh, make_pair, sampler_of
+from simulate.strategies import make_pair
 
 DEFAULT_BASELINE = "convnext_base.fb_in22k_ft_in1k"
 DEFAULT_N_BUDGETS = 100
@@ -73,53 +74,27 @@ class Simulation:
 
 
 def parse_budgets(text: str | None) -> np.ndarray | None:
-    """``LO:HI:N`` (N log-spaced, both ends included) or ``S1,S2,...`` seconds; None → default."""
+    """``LO:HI:N`` (N log-spaced budgets, both ends included) or ``T1,T2,...``; every time in the
+    one duration grammar (:mod:`shared.durations`: ``90s``, ``10min``, ``1h30m``, plain seconds);
+    None → the default grid."""
     if text is None:
         return None
+    expected = ("expected LO:HI:N (0 < LO <= HI, durations such as 1s:1d:100, N >= 1 log-spaced budgets) "
+                "or a comma list of durations such as 10min,1h,1d")
     try:
         if ":" in text:
             lo, hi, n = text.split(":")
-            lo, hi, n = float(lo), float(hi), int(n)
+            lo, hi = parse_duration(lo, "--budgets"), parse_duration(hi, "--budgets")
+            n = int(n)
             if not (0 < lo <= hi) or n < 1:
                 raise ValueError
             values = np.geomspace(lo, hi, n) if n > 1 else np.array([lo])
             values[0], values[-1] = lo, hi  # exact ends
         else:
-            values = np.array([float(x) for x in text.split(",") if x.strip()])
-            if values.size == 0 or np.any(values <= 0):
-                raise ValueError
-    except ValueError:
-        raise VibesError(f"--budgets {text!r}: expected LO:HI:N (0 < LO <= HI seconds, N >= 1 "
-                         f"log-spaced budgets) or a comma list of positive seconds") from None
+            values = np.array(parse_durations(text, "--budgets"))
+    except (ValueError, VibesError):
+        raise VibesError(f"--budgets {text!r}: {expected}") from None
     return np.unique(values)
-
-
-_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0,
-          "d": 86400.0, "day": 86400.0, "days": 86400.0, "w": 7 * 86400.0, "week": 7 * 86400.0}
-
-
-def parse_durations(text: str | None) -> list[float] | None:
-    """``10min,1h,4h,1d`` or seconds ``600,3600`` (units s, m/min, h, d/day, w) -> sorted unique
-    seconds; None -> None."""
-    if text is None:
-        return None
-    out = []
-    for part in text.split(","):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", part.lower())
-        if not m or m.group(2) not in _UNITS or float(m.group(1)) <= 0:
-            raise VibesError(f"--recommend-at {text!r}: expected a comma list of positive durations "
-                             f"like 10min,1h,4h,1d (units s, min, h, d, w; plain numbers are seconds)")
-        out.append(float(m.group(1)) * _UNITS[m.group(2)])
-    return sorted(set(out))
-
-
-def budget_label(seconds: float) -> str:
-    """600 -> '10 min', 3600 -> '1 h', 86400 -> '1 day'."""
-    for unit, size in (("week", 7 * 86400), ("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            v = seconds / size
-            return f"{v:.3g} {unit}" + ("s" if unit in ("day", "week") and v != 1 else "")
-    return f"{seconds:.3g} s"
 
 
 def _rng(seed: int, strategy: str, evaluator: str) -> np.random.Generator:
@@ -319,7 +294,7 @@ def recommend(stats: list[dict], budgets: list[float], n_runs: int) -> list[dict
             k = (med, q25 if math.isfinite(q25) else -math.inf)
             if best is None or k > key:
                 best, key = s, k
-        row = {"budget_s": float(t_max), "label": budget_label(t_max)}
+        row = {"budget_s": float(t_max), "label": format_duration(t_max)}
         if best is None:
             row.update(strategy=None, evaluator=None, median=None, q25=None, q75=None, backbone=None,
                        backbone_share=None, reason="no strategy selects a backbone in most runs by then")

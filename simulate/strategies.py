@@ -7,37 +7,21 @@ A strategy is named on the command line (``--strategy``) and paired with each ev
   the paper's strategy, one order π × one evaluator ε̃, the incumbent the best ε̃ so far (Eqs. 3–4,
   :func:`simulate.engine.replay_in_order`).
 * **successive halving** ``sh:<sampler>`` over the evaluator's fractions, a strategy that reacts to
-  what it sees.  Fidelities f_1 < … < f_L are the fractions the oracle has (ok rows) for the
-  evaluator, up to the spec's fraction: ``mlp`` climbs to 1.0 (the issue's f_L = 1), ``mlp@0.1``
-  to 0.1.  The run walks the sampler's order in consecutive chunks of n₀ = η^(L−1) backbones
-  (``--sh-chunk`` overrides).  In a chunk of n backbones: evaluate every one at f_1, in order;
-  promote the top ⌈n/η⌉ by ε̃ at that rung to the next fidelity (ties: the earlier in the sampler's
-  order), evaluated in rank order; repeat up to f_L; then the next chunk.  The incumbent after each
-  evaluation is the backbone with the best ε̃ at f_L so far or, before any f_L evaluation, the best
-  at the highest fidelity evaluated so far (ties: the earlier evaluated); formally the
-  lexicographic maximum of (fidelity, ε̃) over the evaluations with a finite ε̃.
+  what it sees.  The schedule, the incumbent rule and the promotion costs are written once, in
+  :mod:`shared.successive_halving` (the live search walks the same :class:`~shared.successive_halving.SHLayout`);
+  this module replays it vectorised over runs.  Fidelities f_1 < … < f_L are the fractions the
+  oracle has (ok rows) for the evaluator, up to the spec's fraction: ``mlp`` climbs to 1.0,
+  ``mlp@0.1`` to 0.1.  What is the simulator's own:
 
-  Decisions the issue leaves open:
-
-  - *A failed row* (or a backbone with no row at that fraction) has ε̃ = −∞: it ranks below every
-    finite score and is promoted only when fewer than ⌈n/η⌉ of its rung have a finite score; the
-    quota is always filled.  A failure at a small fraction is often the fraction's fault (a 1 %
-    subset with fewer images than classes), not the backbone's, and a fixed quota keeps every
-    chunk's schedule (n, ⌈n/η⌉, ⌈n/η²⌉, …) the same in every run.  A −∞ evaluation is never the
-    incumbent.
-  - *The last, partial chunk* (pool size not a multiple of n₀) follows the same rule with its n;
-    ⌈·⌉ keeps at least one backbone to f_L.
+  - *Missing rows*: a backbone with no row at a fraction has ε̃ = −∞ there (like a failed row):
+    ranked last, promoted only to fill the quota, never the incumbent; the fixed quota keeps every
+    chunk's schedule (n, ⌈n/η⌉, ⌈n/η²⌉, …) the same in every run.
   - *L = 1* (one fraction, e.g. every ``timm:<set>`` oracle, or ``mlp@0.01``): n₀ = 1, each chunk
     is one evaluation, so ``sh:<sampler>`` is exactly ``<sampler>`` with that evaluator (the same
     draws give the same selections; a test holds them equal).
   - *Rows*: one seed's row per (run, backbone, fidelity), drawn so that a backbone keeps its seed
     across fidelities (one uniform u per run and backbone, row ⌊u·n_rows⌋ at every fidelity): the
     features kept from f_{l−1} are that seed's nested subset, which the promotion extends.
-  - *Cost of a promotion* to f_l: ``incremental`` (default) = ``load_seconds(f_l) +
-    max(0, extract_seconds(f_l) − extract_seconds(f_{l−1})) + fit_seconds(f_l)`` (the oracle's
-    nested clock stamps make ``extract_seconds`` cumulative over fractions; the backbone is
-    loaded again, the features of f_{l−1} are kept); the row's cold ``seconds`` where any of
-    these is unknown.  ``cold``: the row's ``seconds``.  First-rung evaluations cost ``seconds``.
   - *Outputs*: the strategy column reads ``sh:<sampler>``, the evaluator column the top
     fidelity's spec (``mlp``); ``n_evaluated`` counts evaluations, promotions included (it can
     exceed the pool).  η, the chunk and the promotion cost are in ``summary.json`` (``sh``).
@@ -47,56 +31,15 @@ A budget counts the evaluations whose cumulative cost ≤ t_max (Eq. 4) for ever
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
-from shared.errors import VibesError, unknown
+from shared.evaluator_spec import format_spec
 from shared.oracle import Oracle
-from shared.samplers import SAMPLERS, Sampler, get_sampler
+from shared.samplers import Sampler, sampler_of
+from shared.successive_halving import SHConfig, SHLayout, is_sh, ladder, promotion_seconds, sh_layout
 from simulate.engine import Replay, best_at_highest_level, replay_in_order, replay_sequence
-from simulate.evaluator import EvaluatorView, build_view, format_spec, parse_spec
-
-SH_PREFIX = "sh:"
-PROMOTION_COSTS = ("incremental", "cold")
-
-
-@dataclass(frozen=True)
-class SHConfig:
-    """Successive-halving settings (``--eta``, ``--sh-chunk``, ``--promotion-cost``)."""
-
-    eta: int = 3
-    chunk: int | None = None
-    promotion_cost: str = "incremental"
-
-    def __post_init__(self):
-        if not isinstance(self.eta, int) or self.eta < 2:
-            raise VibesError(f"--eta must be an integer >= 2, got {self.eta!r}")
-        if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
-            raise VibesError(f"--sh-chunk must be an integer >= 1, got {self.chunk!r}")
-        if self.promotion_cost not in PROMOTION_COSTS:
-            raise unknown("promotion cost", self.promotion_cost, PROMOTION_COSTS)
-
-    def as_dict(self) -> dict:
-        return {"eta": self.eta, "chunk": self.chunk, "promotion_cost": self.promotion_cost}
-
-
-def strategy_names() -> list[str]:
-    """Every valid --strategy: the samplers and ``sh:<sampler>`` for each."""
-    return list(SAMPLERS) + [SH_PREFIX + s for s in SAMPLERS]
-
-
-def sampler_of(name: str) -> Sampler:
-    """The sampler a strategy walks (``sh:cycling`` -> cycling); a one-line error if unknown."""
-    base = name.removeprefix(SH_PREFIX)
-    if base not in SAMPLERS:
-        raise unknown("strategy", name, strategy_names())
-    return get_sampler(base)
-
-
-def is_sh(name: str) -> bool:
-    return name.startswith(SH_PREFIX)
+from simulate.evaluator import EvaluatorView, build_view, parse_spec
 
 
 # ------------------------------------------------------------------------------ pairs
@@ -142,7 +85,7 @@ class SHPair:
         self.strategy, self.sampler, self.views, self.config = strategy, sampler, views, config
         self.spec = views[-1].spec
         self.n_levels = len(views)
-        self.chunk = config.chunk or config.eta ** (self.n_levels - 1)
+        self.chunk = config.chunk_size(self.n_levels)
         self.layout = sh_layout(n_backbones, self.chunk, self.n_levels, config.eta)
 
     @property
@@ -190,40 +133,11 @@ def make_pair(strategy: str, oracle: Oracle, pool: pl.DataFrame, spec: str,
         return OrderPair(strategy, sampler, view(spec))
     name, top = parse_spec(spec, oracle)
     have = oracle.evaluators().filter(pl.col("evaluator") == name).get_column("fraction").to_list()
-    ladder = sorted(f for f in set(have) if f <= top + 1e-12)
-    return SHPair(strategy, sampler, [view(format_spec(name, f)) for f in ladder],
+    return SHPair(strategy, sampler, [view(format_spec(name, f)) for f in ladder(have, top)],
                   config or SHConfig(), pool.height)
 
 
 # ------------------------------------------------------------------------------ successive halving
-@dataclass(frozen=True)
-class SHLayout:
-    """The schedule of one run, the same in every run: chunks of the order and rung sizes."""
-
-    n_backbones: int
-    chunk: int
-    n_levels: int
-    eta: int
-    n_full: int  # full chunks
-    rest: int  # size of the last, partial chunk (0: none)
-
-    def rungs(self, n: int) -> list[int]:
-        """Evaluations per rung of a chunk of n backbones: n, ⌈n/η⌉, ⌈n/η²⌉ (iterated), …"""
-        out = [n]
-        for _ in range(self.n_levels - 1):
-            out.append(-(-out[-1] // self.eta))
-        return out
-
-    def levels(self) -> np.ndarray:
-        """(N,) the fidelity level of every evaluation of a run, in evaluation order."""
-        one = lambda n: np.repeat(np.arange(self.n_levels), self.rungs(n)) if n else np.zeros(0, int)
-        return np.concatenate([np.tile(one(self.chunk), self.n_full), one(self.rest)]).astype(np.int8)
-
-
-def sh_layout(n_backbones: int, chunk: int, n_levels: int, eta: int) -> SHLayout:
-    return SHLayout(n_backbones, chunk, n_levels, eta, n_backbones // chunk, n_backbones % chunk)
-
-
 def sh_rows(views: list[EvaluatorView], order: np.ndarray, u: np.ndarray | None,
             promotion_cost: str) -> dict[str, np.ndarray]:
     """Each level's ε̃, first-rung cost (cold seconds) and promotion cost, (L, R, B) in the
@@ -241,11 +155,12 @@ def sh_rows(views: list[EvaluatorView], order: np.ndarray, u: np.ndarray | None,
         score[lv] = np.take(v.score.ravel(), flat)
         first[lv] = np.take(v.seconds.ravel(), flat)
         extract = np.take(v.extract.ravel(), flat)
-        if lv == 0 or promotion_cost == "cold":
+        if lv == 0:
             promote[lv] = first[lv]
         else:
-            inc = np.take(v.load.ravel(), flat) + np.maximum(0.0, extract - prev_extract) + np.take(v.fit.ravel(), flat)
-            promote[lv] = np.where(np.isnan(inc), first[lv], inc)
+            promote[lv] = promotion_seconds(first[lv], np.take(v.load.ravel(), flat), extract, prev_extract,
+                                            np.take(v.fit.ravel(), flat), promotion_cost,
+                                            score[lv - 1] > -np.inf)
         prev_extract = extract
     return {"score": score, "first": first, "promote": promote}
 

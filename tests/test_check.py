@@ -118,7 +118,7 @@ def test_cli_prints_the_summary(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--out", "x.csv"], "--out must end in .parquet"),
     (["--redo", "failed,bogus"], "--redo takes statuses"),
-    (["--timeout", "0"], "--timeout must be positive"),
+    (["--timeout", "0"], "--timeout '0': expected a positive duration"),
     (["--images", "1"], "--images must be >= 2"),
     (["--pool", "no_such_net*"], "no pretrained timm backbone matches"),
 ])

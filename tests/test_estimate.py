@@ -11,6 +11,7 @@ import pytest
 
 from precompute import datasets as D
 from precompute import estimate as E
+from shared.durations import format_duration
 from shared.errors import VibesError
 
 
@@ -73,20 +74,6 @@ def test_stand_in_used_when_data_missing(tmp_path, monkeypatch):
     with pytest.raises(VibesError) as err:
         E.dataset_for_estimate(f"folder:{tmp_path / 'none'}", str(tmp_path), str(tmp_path / "cache"))
     one_line(err)
-
-
-# ------------------------------------------------------------------------------ --within
-@pytest.mark.parametrize("text,hours", [("24h", 24), ("90m", 1.5), ("2d", 48), ("3600s", 1), ("1.5", 1.5),
-                                        ("30 min", 0.5)])
-def test_parse_within(text, hours):
-    assert E.parse_within(text) == pytest.approx(hours)
-
-
-@pytest.mark.parametrize("text", ["", "abc", "-1h", "0h", "5y", "h"])
-def test_parse_within_bad(text):
-    with pytest.raises(VibesError) as err:
-        E.parse_within(text)
-    assert "--within" in one_line(err)
 
 
 # ------------------------------------------------------------------------- pool and sample
@@ -246,7 +233,7 @@ def test_estimate_cli_digits_three_backbones(tmp_path, capsys):
     assert proj["total_seconds"] == pytest.approx(float((smear * np.exp(a) * g ** b).sum()))
     assert proj["shards"] == 1
     assert f"whole sweep: {proj['total_seconds'] / 3600:.3g} device-hours" in text  # what is printed is the sum
-    assert f"median {E.fmt_seconds(float(np.median(s)))}" in text
+    assert f"median {format_duration(float(np.median(s)))}" in text
     assert "--shards 1" in text and "not counted:" in text and "warm-up" in text
 
 

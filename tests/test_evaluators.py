@@ -12,8 +12,10 @@ pytestmark = pytest.mark.torch
 from sklearn.metrics import silhouette_score  # noqa: E402
 
 from precompute import evaluators as ev  # noqa: E402
-from precompute.evaluators import EVALUATORS, build_head, get_evaluator, mlp_score, silhouette  # noqa: E402
+from precompute.evaluators import EVALUATORS, get_evaluator, mlp_score, silhouette  # noqa: E402
+from precompute.heads import build_head  # noqa: E402
 from shared.errors import UnknownNameError  # noqa: E402
+from shared.protocol import MLP_PROTOCOL  # noqa: E402
 
 
 def blobs(n_per: int, n_classes: int, dim: int, sep: float, seed: int):
@@ -39,7 +41,7 @@ def test_head_architecture():
     assert [type(m) for m in layers] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
     assert (layers[0].in_features, layers[0].out_features) == (768, 50)
     assert (layers[2].in_features, layers[2].out_features) == (50, 10)
-    assert ev.MLP_PROTOCOL == {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200,
+    assert MLP_PROTOCOL == {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200,
                                "batch_size": 200, "loss": "cross_entropy"}
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 from test_kill_resume import cli_env
 
-import precompute.cli as cli_mod
 import precompute.pool as pool_mod
 from precompute.cli import main
 
@@ -23,7 +22,7 @@ def no_pool(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the pool was built before the arguments were checked")
 
-    monkeypatch.setattr(cli_mod, "resolve_pool", refuse)
+    monkeypatch.setattr(pool_mod, "resolve_pool", refuse)
     monkeypatch.setattr(pool_mod, "build_pool", refuse)
 
 

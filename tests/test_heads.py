@@ -22,7 +22,9 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 from precompute import faults, heads  # noqa: E402
-from precompute.evaluators import EVALUATORS, EvalResult, build_head, mlp_score  # noqa: E402
+from precompute.evaluators import EVALUATORS, mlp_score  # noqa: E402
+from precompute.heads import build_head  # noqa: E402
+from precompute.scores import EvalResult  # noqa: E402
 
 
 # --------------------------------------------------------------------------- helpers
@@ -157,11 +159,23 @@ def test_batched_inputs_are_checked():
         heads.mlp_sklearn_score(a[0], torch.zeros(120, dtype=torch.long), a[2], a[3], 5, 0)
 
 
-def test_timing_helper_reports_both_paths():
-    out = heads.time_sequential_vs_batched(n_train=130, dim=8, n_classes=3, seeds=2, epochs=3, n_test=40)
-    assert out["sequential_seconds"] > 0 and out["batched_seconds"] > 0
-    assert out["speedup"] == pytest.approx(out["sequential_seconds"] / out["batched_seconds"])
-    assert out["agree"] and len(out["batched_scores"]) == 2
+def test_timing_helper_reports_the_sweeps_pattern_against_sequential(monkeypatch):
+    """The helper times (a) each seed alone, (b) the sweep's pattern: seed 0 alone, then seeds > 0
+    in ONE batched call, (c) all seeds batched; the speed-up it reports is (a) / (b)."""
+    calls = []
+    real = heads.mlp_batched
+
+    def spy(tasks, n_classes, seeds, **kw):
+        calls.append(list(seeds))
+        return real(tasks, n_classes, seeds, **kw)
+
+    monkeypatch.setitem(heads.BATCHED_HEADS, "mlp", (spy, "epochs"))
+    out = heads.time_sequential_vs_batched(n_train=130, dim=8, n_classes=3, seeds=3, epochs=3, n_test=40)
+    assert calls == [[0], [1], [2], [0], [1, 2], [0, 1, 2]]
+    assert out["sequential_seconds"] > 0 and out["sweep_seconds"] > 0 and out["batched_seconds"] > 0
+    assert out["speedup"] == pytest.approx(out["sequential_seconds"] / out["sweep_seconds"])
+    assert out["speedup_all_batched"] == pytest.approx(out["sequential_seconds"] / out["batched_seconds"])
+    assert out["agree"] and len(out["sweep_scores"]) == 3
     with pytest.raises(ValueError, match="no batched path"):
         heads.time_sequential_vs_batched(head="silhouette")
 

@@ -94,12 +94,12 @@ def test_local_gpus_from_torch_and_too_many_shards(tmp_path, monkeypatch):
 
 
 def test_run_local_with_more_shards_than_gpus_fails_before_the_pool(capsys, tmp_path, monkeypatch):
-    import precompute.cli as cli_mod
+    import precompute.pool as pool_mod
 
     def no_pool(*a, **k):
         raise AssertionError("the pool was built before the arguments were checked")
 
-    monkeypatch.setattr(cli_mod, "resolve_pool", no_pool)
+    monkeypatch.setattr(pool_mod, "resolve_pool", no_pool)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     code = main(["run", "--dataset", "digits", "--weights", "random", "--device", "cpu", "--launcher", "local",
                  "--shards", "3", "--parts-dir", str(tmp_path / "parts")])
@@ -135,7 +135,7 @@ def test_slurm_submits_one_array_with_resources(capsys, tmp_path, fake_slurm):
     pool_frame(["fake_1.a", "fake_2.b", "fake_3.c"], [3.0, 2.0, 1.0]).write_parquet(pool)
     code = main(["run", "--dataset", "digits", "--pool", str(pool), "--weights", "random",
                  "--parts-dir", str(tmp_path / "parts"), "--launcher", "slurm", "--shards", "3",
-                 "--partition", "gpu", "--gpus-per-task", "1", "--time-limit", "90",
+                 "--partition", "gpu", "--gpus-per-task", "1", "--time-limit", "90min",
                  "--array-parallelism", "2", "--cpus-per-task", "6", "--mem-gb", "24",
                  "--sbatch-arg", "account=proj", "--sbatch-arg", "qos=high", "--no-wait",
                  "--seeds", "2", "--fractions", "1.0,0.1"])

@@ -155,7 +155,7 @@ def test_concurrent_cache_writes_never_share_a_temporary_file(tmp_path):
     def writer(frame):
         try:
             for _ in range(15):
-                pool_mod._write(frame, path)
+                pool_mod.write_table(frame, path)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -237,7 +237,8 @@ def test_pool_command_on_a_fresh_clone_takes_under_a_minute(tmp_path):
 def test_excluded_backbones_leave_the_pool(tmp_path, monkeypatch, capsys):
     """A backbone the check found cannot run leaves the pool of `precompute pool` and of every
     command reading --pool, said on stderr; --include-excluded keeps it with its reason."""
-    from precompute.cli import main, resolve_pool
+    from precompute.cli import main
+    from precompute.pool import resolve_pool
 
     names = ["resnet18.a1_in1k", "resnet50.a1_in1k"]
     measured = pool_mod._frame([dict(backbone=n, architecture=n.split(".")[0], params_m=1.0, gmacs=1.0,

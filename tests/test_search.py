@@ -26,7 +26,7 @@ from torch import nn
 import precompute.backbone as backbone_mod
 import precompute.evaluators as evaluators_mod
 import precompute.sweep as sweep_mod
-from precompute import faults
+from precompute import clock, faults
 from precompute import parts as P
 from precompute.evaluators import EvaluatorSpec
 from precompute.search import (
@@ -79,16 +79,19 @@ class Sleep(nn.Module):
 
 
 def fake_load(name, weights="pretrained", device="auto", input_size=None, pretrained_file=None):
-    """``fake_*``: a linear map of the 8x8 image seeded by the name; ``boom_*`` raise."""
+    """``fake_*``: a linear map of the 8x8 image seeded by the name, its load measured in a clock
+    span like the real one (~2 ms); ``boom_*`` raise."""
     if name.startswith("boom"):
         raise RuntimeError(f"cannot build {name}")
-    torch.manual_seed(zlib.crc32(name.encode()))
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6)).eval().requires_grad_(False)
-    if "sleep" in name:  # 0.05 s per batch
-        model = nn.Sequential(Sleep(0.05), model)
+    with clock.span() as sp:
+        time.sleep(0.002)
+        torch.manual_seed(zlib.crc32(name.encode()))
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6)).eval().requires_grad_(False)
+        if "sleep" in name:  # 0.05 s per batch
+            model = nn.Sequential(Sleep(0.05), model)
     cfg = {"input_size": (3, 8, 8), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
            "crop_pct": 1.0, "interpolation": "bilinear", "crop_mode": "center"}
-    return backbone_mod.Backbone(name, model, cfg, 6, torch.device("cpu"), 0.002, weights)
+    return backbone_mod.Backbone(name, model, cfg, 6, torch.device("cpu"), sp.seconds, weights)
 
 
 @pytest.fixture
@@ -144,8 +147,8 @@ def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spe
     """``simulate`` on the search's parts plus one stub truth row per pool backbone (so the
     simulator's pool is the whole search pool; the stubs' truth scores play no part in the
     selection): (selected backbone at each budget, the simulator's order)."""
+    from shared.successive_halving import SHConfig
     from simulate.simulation import run_simulation
-    from simulate.strategies import SHConfig
 
     frames = [P.read_part(p)[0] for p in sorted((parts_dir / "digits").glob("*.parquet"))]
     meta = [c for c in BACKBONE_META if c in pool.columns]
@@ -163,7 +166,7 @@ def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spe
                 seed=pl.lit(0), score=pl.lit(0.0), seconds=pl.lit(1e9), status=pl.lit("ok")))])
     oracle = Oracle(pl.concat([*frames, stub]), {"truth": "stub-truth", "dataset": "digits"}).validate()
     sim = run_simulation(oracle, [strategy], [spec], n_runs=1, budgets=budgets, seed=seed, baseline=None,
-                         sh=SHConfig(sh["eta"], sh["chunk"], "cold") if sh else None)
+                         sh=SHConfig(sh["eta"], sh["chunk"], sh["promotion_cost"]) if sh else None)
     runs = pl.from_arrow(sim.runs).with_columns(pl.col("backbone").cast(pl.String)).sort("budget_s")
     assert runs.get_column("budget_s").to_list() == budgets.tolist()
     spool = oracle.true_scores()
@@ -204,41 +207,47 @@ def test_budget_parsing(text, seconds):
 @pytest.mark.parametrize("text", ["", "2x", "h", "-5s", "0", "0s", "1h 30", "5s5", "nan", "inf", "m30",
                                   "1.2.3h", "-1"])
 def test_bad_budgets_say_what_is_expected(text):
-    with pytest.raises(SearchError, match="expected a positive duration such as 90s, 45m, 2h, 1d"):
+    with pytest.raises(SearchError, match="--budget .*expected a positive duration such as 90s, 45m, 10min, 2h, 1d"):
         parse_budget(text)
 
 
-# ---------------------------------------------------------------------------- deadline
-def test_deadline_stops_at_points_and_is_not_an_exception():
-    assert not issubclass(faults.DeadlineExceeded, Exception)
-    assert issubclass(faults.DeadlineExceeded, BaseException)
-    faults.point("mlp-epoch")  # no deadline: nothing
-    t0 = time.monotonic()
-    with pytest.raises(faults.DeadlineExceeded) as err:
-        with faults.deadline(0.05) as at:
-            assert at == pytest.approx(t0 + 0.05, abs=0.05)
-            for _ in range(1000):
-                time.sleep(0.005)
-                faults.point("mlp-epoch")
+# ------------------------------------------------------------------------------ budget
+def test_budget_stops_on_measured_seconds_at_points_and_is_not_an_exception():
+    assert not issubclass(clock.OverBudget, Exception) and issubclass(clock.OverBudget, BaseException)
+    faults.point("mlp-epoch")  # no budget: nothing
+    with clock.budget(0.05) as meter:
+        time.sleep(0.2)  # untimed bookkeeping (outside every span) never counts
+        faults.point("extract-batch")
+        with clock.span():
+            time.sleep(0.02)
+        with clock.span():
+            time.sleep(0.02)
+        assert 0.04 <= meter.spent() < 0.05 + 0.2 and meter.closed == meter.spent()
+        faults.point("extract-batch")  # 0.04 measured s < 0.05: nothing
+        with pytest.raises(clock.OverBudget) as err:
+            with clock.span():
+                for _ in range(1000):
+                    time.sleep(0.005)
+                    faults.point("mlp-epoch")
     stop = err.value
-    assert stop.where == "mlp-epoch" and 0 <= stop.latency < 0.2 and stop.at >= stop.deadline
-    assert faults._DEADLINE is None  # restored
+    assert stop.where == "mlp-epoch" and stop.limit == 0.05 and 0 <= stop.latency < 0.2
+    assert stop.spent == pytest.approx(meter.closed, abs=0.02)  # the span closed with what it spent
+    assert clock._METER is None  # restored
     faults.point("mlp-epoch")
-    with faults.deadline(0.0):  # nested: the earlier deadline wins, the outer one comes back
-        with faults.deadline(100.0):
-            with pytest.raises(faults.DeadlineExceeded):
-                faults.check("inner")
-        with pytest.raises(faults.DeadlineExceeded):
-            faults.point("extract-batch")
-    with faults.deadline(100.0) as outer:
-        with faults.deadline(0.0):
+    with clock.budget(1.0), pytest.raises(RuntimeError, match="not nestable"):
+        with clock.budget(1.0):
             pass
-        assert faults._DEADLINE == outer
-        faults.point("extract-batch")  # not passed: nothing
+    with clock.budget(0.01) as meter:  # an inner span is part of its outer span, counted once
+        with clock.span() as outer:
+            with clock.span() as inner:
+                time.sleep(0.02)
+        assert meter.closed == outer.seconds >= inner.seconds
+        with pytest.raises(clock.OverBudget):
+            clock.check("after")
 
 
-def test_point_stays_cheap_without_deadline_or_plan():
-    assert faults._DEADLINE is None
+def test_point_stays_cheap_without_budget_or_plan():
+    assert clock._METER is None
     n = 200_000
     t0 = time.perf_counter()
     for _ in range(n):
@@ -255,30 +264,30 @@ def test_sweep_lets_a_stop_through_instead_of_a_failed_row(fakes, data_cache, mo
 
     ds = load_dataset("digits", cache_dir=data_cache)
     plans = subset_plan(ds, [0.1], [0])
-    plan = extraction_plan(plans, (0.1,), len(ds.train_labels))
     images = np.concatenate([ds.train_images, ds.test_images])
+    plan = extraction_plan(plans, (0.1,), len(ds.train_labels), len(images))
     row = fake_pool(1, 0).row(0, named=True)
     monkeypatch.setitem(FAKE_EVALUATORS, "slower", EvaluatorSpec(
         "slower", True, lambda *a, **k: slow_centroid(*a, **k, epochs=100, dt=0.02)))
     cfg = SweepConfig(dataset="digits", fractions=(0.1,), seeds=1, evaluators=("slower",), weights="random",
                       device="cpu", batch_size=16, cache_dir=data_cache)
-    with pytest.raises(faults.DeadlineExceeded) as err:
-        with faults.deadline(0.0):  # already passed: checked right after the model load
+    with pytest.raises(clock.OverBudget) as err:
+        with clock.budget(0.0):  # the measured load alone passes it: stopped right after the load
             sweep_mod.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
     assert err.value.where == "backbone-load"
-    with pytest.raises(faults.DeadlineExceeded) as err:
-        with faults.deadline(0.1):  # 12 batches of 16 images, 0.05 s each
+    with pytest.raises(clock.OverBudget) as err:
+        with clock.budget(0.1):  # 12 batches of 16 images, 0.05 s each
             sweep_mod.evaluate_backbone(cfg, "fake_sleep.x", row, ds, plans, plan, images)
     assert err.value.where == "extract-batch"
     t0 = time.monotonic()
-    with pytest.raises(faults.DeadlineExceeded) as err:
-        with faults.deadline(1.0):  # passes inside the 2 s fit
+    with pytest.raises(clock.OverBudget) as err:
+        with clock.budget(1.0):  # passes inside the 2 s fit
             sweep_mod.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
     assert err.value.where == "mlp-epoch" and 1.0 <= time.monotonic() - t0 < 1.9
     x = torch.randn(40, 5)
     y = torch.arange(40) % 3
-    with pytest.raises(faults.DeadlineExceeded) as err:
-        with faults.deadline(0.0):
+    with pytest.raises(clock.OverBudget) as err:
+        with clock.budget(0.0), clock.span():
             evaluators_mod.mlp_score(x, y, x, y, n_classes=3, seed=0)
     assert err.value.where == "mlp-epoch"
 
@@ -346,23 +355,40 @@ def test_simulator_replaying_the_trace_selects_the_same_incumbent(fakes, data_ca
     assert doc["spent_s"] == total <= doc["budget_s"]
 
 
+@pytest.mark.parametrize("promotion", ["cold", "incremental"])
 @pytest.mark.parametrize("strategy, seed, evaluator, budget", [("sh:cycling", 0, "mlp", "1h"),
                                                                ("sh:random", 4, "mlp", "1h"),
                                                                ("sh:complexity-up", 0, "mlp@0.1", "1h"),
                                                                ("sh:cycling", 2, "slow", "1.5s")])
 def test_successive_halving_live_replays_in_the_simulator(fakes, data_cache, tmp_path,  # noqa: F811
-                                                          strategy, seed, evaluator, budget):
-    """``sh:<sampler>`` live: chunks of eta^(L-1) backbones, the top 1/eta promoted per rung, every
-    promotion a cold evaluation; ``simulate`` with the same eta, chunk and cold promotions selects the
-    same incumbent at every budget of the trace, also when the budget stops the search mid-way."""
+                                                          strategy, seed, evaluator, budget, promotion):
+    """``sh:<sampler>`` live: chunks of eta^(L-1) backbones, the top 1/eta promoted per rung, each
+    promotion paid as ``promotion`` says (cold: a fresh evaluation; incremental: the lower fraction's
+    features kept, load + the added images' extraction + fit); ``simulate`` with the same eta, chunk
+    and promotion cost selects the same incumbent at every budget of the trace, also when the budget
+    stops the search mid-way."""
     pool = fake_pool(11, 1)
     res = run_search(config(tmp_path, data_cache, strategy=strategy, seed=seed, evaluator=evaluator,
-                            budget=budget), pool, show_progress=False, echo=None)
+                            budget=budget, promotion_cost=promotion), pool, show_progress=False, echo=None)
     doc = res.doc
     top = 1.0 if "@" not in evaluator else 0.1
     assert doc["fidelities"] == ([0.01, 0.1, 1.0] if top == 1.0 else [0.01, 0.1])
     n_levels = len(doc["fidelities"])
-    assert doc["sh"] == {"eta": 3, "chunk": 3 ** (n_levels - 1), "promotion_cost": "cold"}
+    assert doc["sh"] == {"eta": 3, "chunk": 3 ** (n_levels - 1), "promotion_cost": promotion}
+    parts = Path(res.out) / "parts"
+    for e in doc["trace"]:  # each charge is the promotion rule applied to the part's rows
+        rows = {r["fraction"]: r for r in P.read_part(P.part_path(parts, "digits", e["backbone"]))[0]
+                .iter_rows(named=True)}
+        row = rows[e["fraction"]]
+        lv = doc["fidelities"].index(e["fraction"])
+        lower = rows.get(doc["fidelities"][lv - 1]) if lv else None
+        if lv and promotion == "incremental" and lower["status"] == "ok":
+            assert e["promotion"] == "incremental"
+            delta = max(0.0, row["extract_seconds"] - lower["extract_seconds"])
+            want = row["load_seconds"] + delta + row["fit_seconds"]
+            assert e["seconds"] == pytest.approx(want, rel=1e-12) and e["seconds"] < row["seconds"]
+        else:
+            assert e["seconds"] == row["seconds"] and e.get("promotion") == ("cold" if lv else None)
     if budget == "1h":  # the whole schedule: 12 backbones in chunks of 9 and 3
         chunk = doc["sh"]["chunk"]
         sizes = [9, 3, 1] if n_levels == 3 else [3, 1]
@@ -392,11 +418,12 @@ def test_budget_stops_an_evaluation_and_a_rerun_does_nothing_new(fakes, data_cac
     doc = res.doc
     out = Path(res.out)
     st = doc["stopped"]
-    assert st["reason"] == "deadline" and st["point"] in ("mlp-epoch", "extract-batch")
+    assert st["reason"] == "budget" and st["point"] in ("mlp-epoch", "extract-batch")
     assert 1 <= doc["n_evaluated"] <= 3  # each takes >= 0.24 s
     assert doc["spent_s"] <= doc["budget_s"] == 0.9
     assert st["remaining_s"] == pytest.approx(0.9 - doc["spent_s"])
-    assert st["ran_s"] >= st["remaining_s"] and 0 <= st["latency_s"] < 0.25  # one epoch (0.03 s) late
+    assert st["measured_s"] > st["remaining_s"] and 0 < st["latency_s"] < 0.25  # one epoch (0.03 s) late
+    assert st["wall_s"] >= st["measured_s"]
     assert st["backbone"] == search_order(pool, "cycling", "slow", 0)[doc["n_evaluated"]]
     assert not P.part_path(out / "parts", "digits", st["backbone"]).exists()  # a stop writes nothing
     assert_simulator_agrees(doc, out / "parts", pool)
@@ -425,6 +452,51 @@ def test_budget_stops_an_evaluation_and_a_rerun_does_nothing_new(fakes, data_cac
                       show_progress=False, echo=None).doc
     assert less["trace"] == more["trace"][:2]
     assert less["stopped"]["reason"] == "over budget" and less["stopped"]["from_part"]
+
+
+def test_a_budget_just_above_one_evaluations_measured_seconds_completes_it(fakes, data_cache, tmp_path):  # noqa: F811
+    """The budget reads the evaluation's measured seconds, not the wall clock: with 1.15 x what one
+    evaluation of a slow fake backbone measured (12 extraction batches of 0.05 s, 8 epochs of 0.03 s),
+    the same evaluation completes and counts; its trace entry says its wall seconds too."""
+    pool = fake_pool(1, 0).with_columns(pl.lit("fake_sleep.x").alias("backbone"))
+    first = run_search(config(tmp_path, data_cache, evaluator="slow", budget="1h", batch_size=16,
+                              out=str(tmp_path / "calibrate")), pool, show_progress=False, echo=None).doc
+    (e,) = first["trace"]
+    assert e["status"] == "ok" and e["seconds"] > 0.8 and e["wall_seconds"] >= e["seconds"]
+    doc = run_search(config(tmp_path, data_cache, evaluator="slow", budget=1.15 * e["seconds"], batch_size=16,
+                            out=str(tmp_path / "tight")), pool, show_progress=False, echo=None).doc
+    assert doc["n_evaluated"] == 1 and doc["stopped"] is None and doc["finished"] == "pool", doc["stopped"]
+    assert doc["spent_s"] <= doc["budget_s"]
+
+
+class CountingLinear(nn.Module):
+    """Counts the images it is given (the extraction's work)."""
+
+    seen = 0
+
+    def forward(self, x):
+        CountingLinear.seen += x.shape[0]
+        return x
+
+
+def test_a_train_only_evaluator_extracts_no_test_image(fakes, data_cache, tmp_path, monkeypatch):  # noqa: F811
+    """silhouette scores the train split only: a live search extracts the train images of its subset
+    and nothing else, so what it pays is what the oracle row charges."""
+    from precompute.datasets import load_dataset, subset_plan
+
+    def counting_load(*a, **k):
+        bb = fake_load(*a, **k)
+        bb.model = nn.Sequential(CountingLinear(), bb.model)
+        return bb
+
+    monkeypatch.setattr(backbone_mod, "load_backbone", counting_load)
+    ds = load_dataset("digits", cache_dir=data_cache)
+    n_train, n_test = (len(x) for x in subset_plan(ds, [0.1], [0])[0][0.1])
+    for evaluator, want in (("silhouette@0.1", n_train), ("mlp@0.1", n_train + n_test)):
+        CountingLinear.seen = 0
+        doc = run_search(config(tmp_path, data_cache, evaluator=evaluator, out=str(tmp_path / evaluator)),
+                         fake_pool(1, 0), show_progress=False, echo=None).doc
+        assert doc["n_evaluated"] == 1 and CountingLinear.seen == want, (evaluator, CountingLinear.seen, want)
 
 
 def test_an_evaluation_finishing_past_the_budget_does_not_count(fakes, data_cache, tmp_path,  # noqa: F811

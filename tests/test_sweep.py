@@ -5,7 +5,6 @@ test_precompute_cli.py and test_launch.py.  One test uses a real timm model (ran
 """
 from __future__ import annotations
 
-import math
 import os
 import socket
 import subprocess
@@ -107,28 +106,51 @@ def mtimes(folder: Path) -> dict[str, int]:
 
 # ------------------------------------------------------------------------ extraction plan
 def test_extraction_plan_is_nested_smallest_first_and_covers_every_seed():
+    """Below 1.0 each seed's nested differences (its own batches), 1.0 once for every seed; a row is
+    charged its own seed's segments, and at 1.0 the images other seeds extracted pro rata
+    (hand-computed)."""
     n_train = 100
     plans = {0: {1.0: (np.arange(100), np.arange(40)), 0.1: (np.arange(10), np.arange(4)),
                  0.01: (np.array([3]), np.array([], np.int64))},
-             1: {1.0: (np.arange(100), np.arange(40)), 0.1: (np.arange(50, 60), np.arange(4, 8)),
+             1: {1.0: (np.arange(100), np.arange(40)),
+                 0.1: (np.array([3, 51, 52, 53, 54, 55, 56, 57, 58, 59]), np.array([0, 1, 4, 5])),
                  0.01: (np.array([55]), np.array([], np.int64))}}
-    plan = extraction_plan(plans, [1.0, 0.1, 0.01], n_train)
-    assert plan.labels == [(0.01, "train"), (0.1, "train"), (0.1, "test"), (1.0, "train"),
-                           (1.0, "test")]  # the empty 1% test segment is dropped
-    assert plan.segments == [1, 9, 4, 90, 36]
-    assert sorted(plan.order.tolist()) == list(range(140))  # every image once
-    assert plan.order[0] == 3 and set(plan.order[1:10]) == set(range(10)) - {3}
-    secs = [1.0, 2.0, 4.0, 8.0, 16.0]
-    assert plan.seconds_for(secs, 0.01, True) == 1.0
-    assert plan.seconds_for(secs, 0.1, True) == 7.0
-    assert plan.seconds_for(secs, 0.1, False) == 3.0
-    assert plan.seconds_for(secs, 1.0, True) == 31.0
-    # largest fraction < 1: seed 1's images outside seed 0's come last, in an "extra" segment
-    part = extraction_plan(plans, [0.1, 0.01], n_train)
-    assert part.labels[-1][1] == "extra" and math.isnan(part.labels[-1][0])
-    assert set(part.order[-part.segments[-1]:]) == ({50, 51, 52, 53, 54, 55, 56, 57, 58, 59}
-                                                      | {n_train + j for j in range(4, 8)})
-    assert part.seconds_for([1, 2, 4, 100], 0.1, True) == 7  # extra segment never counted
+    plan = extraction_plan(plans, [1.0, 0.1, 0.01], n_train, 140)
+    assert plan.labels == [(0.01, 0, "train"), (0.01, 1, "train"), (0.1, 0, "train"), (0.1, 1, "train"),
+                           (0.1, 0, "test"), (0.1, 1, "test"), (1.0, None, "train"), (1.0, None, "test")]
+    # image 3 (seed 0's 1 %, seed 1's 10 %) and test images 100, 101 are extracted twice; the rest once
+    assert plan.segments == [1, 1, 9, 9, 4, 4, 81, 34]
+    order = plan.order.tolist()
+    assert sorted(set(order)) == list(range(140)) and len(order) == 143
+    assert order[:2] == [3, 55] and sorted(order[11:20]) == [3, 51, 52, 53, 54, 56, 57, 58, 59]
+    secs = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+    sf = lambda seed, f, test: plan.seconds_for(secs, seed, f, plans[seed][f][0], plans[seed][f][1] if test else None)
+    assert sf(0, 0.01, True) == sf(0, 0.01, False) == 1.0
+    assert sf(1, 0.01, True) == 2.0
+    assert sf(0, 0.1, False) == 1 + 4 and sf(0, 0.1, True) == 1 + 4 + 16
+    assert sf(1, 0.1, False) == 2 + 8 and sf(1, 0.1, True) == 2 + 8 + 32  # its own nested segments
+    # 1.0, every seed's subset: every image once, at its first segment's seconds per image; images
+    # extracted twice (3; 100, 101) count once, at their first segment; seed 1's 10 % segment gives
+    # 8 of its 9 images first (8/9 x 8 s), its test segment 2 of 4 (2/4 x 32 s)
+    full = 1 + 2 + 4 + 8 * 8 / 9 + 16 + 32 / 2 + 64 + 128
+    assert sf(0, 1.0, True) == sf(1, 1.0, True) == pytest.approx(full)
+    assert sf(0, 1.0, False) == sf(1, 1.0, False) == pytest.approx(1 + 2 + 4 + 8 * 8 / 9 + 64)
+    # one seed: exactly the nested clock stamps (sums of whole segments)
+    one = extraction_plan({0: plans[0]}, [1.0, 0.1, 0.01], n_train, 140)
+    assert one.labels == [(0.01, 0, "train"), (0.1, 0, "train"), (0.1, 0, "test"), (1.0, 0, "train"),
+                          (1.0, 0, "test")]
+    assert one.segments == [1, 9, 4, 90, 36]
+    s1 = [0.1, 0.2, 0.4, 0.8, 1.6]
+    assert one.seconds_for(s1, 0, 0.1, *plans[0][0.1]) == 0.1 + 0.2 + 0.4
+    assert one.seconds_for(s1, 0, 1.0, *plans[0][1.0]) == 0.1 + 0.2 + 0.4 + 0.8 + 1.6
+    # a train-only evaluator's plan (a live search of silhouette) never extracts the test split
+    tr = extraction_plan({0: plans[0]}, [0.1], n_train, 140, needs_test=False)
+    assert tr.labels == [(0.1, 0, "train")] and tr.order.max() < n_train
+    with pytest.raises(ValueError, match="not in the extraction plan"):
+        tr.seconds_for([1.0], 0, 0.1, *plans[0][0.1])
+    # a promotion with kept features extracts only what the higher fraction adds, and charges it alone
+    up = extraction_plan({0: plans[0]}, [1.0], n_train, 140, prior=np.r_[np.arange(10), 100 + np.arange(4)])
+    assert up.segments == [90, 36] and up.seconds_for([2.0, 3.0], 0, 1.0, *plans[0][1.0]) == 5.0
 
 
 # ---------------------------------------------------------------------------- full sweep
@@ -161,9 +183,9 @@ def test_sweep_rows_times_and_failures(swept, capsys):
           for r in frame.filter(pl.col("seed") == 0).iter_rows(named=True)}
     for f in (1.0, 0.1, 0.01):
         assert by[("silhouette", f)] < by[("mlp", f)]
-    # other seeds reuse seed 0's measured segments (same sizes)
+    # each seed is charged its own subset's extraction: at 100 % every seed's subset is every image
     s = frame.pivot(on="seed", index=["evaluator", "fraction"], values="extract_seconds")
-    assert (s["0"] == s["1"]).all()
+    assert (s.filter(pl.col("fraction") == 1.0)["0"] == s.filter(pl.col("fraction") == 1.0)["1"]).all()
     assert frame["feature_dim"].unique().to_list() == [12]
     # a backbone that raises -> one failed row per expected (evaluator, fraction, seed)
     bad, _ = P.read_part(folder / "boom_c.z.parquet")

@@ -1,16 +1,20 @@
-"""``precompute``: build the backbone pool, run the (sharded, resumable) sweep, merge the oracle."""
+"""``precompute pool``, ``run`` and ``merge``: the pool table, the (sharded, resumable) sweep, the oracle."""
 from __future__ import annotations
 
-import fnmatch
-import sys
-from collections.abc import Sequence
+import math
 from pathlib import Path
 
 import click
 import polars as pl
 
-from precompute.sweep import DEFAULT_EVALUATORS
+from precompute.datasets import dataset_names
+from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
+from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, fractions_text
+
+from .options import parse_floats, parse_names, stderr_echo
+
+DATASET_HELP = f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree)."
 
 POOL_EPILOG = """\b
 Examples:
@@ -24,7 +28,7 @@ Examples:
   precompute run --dataset digits --pool 'resnet1*' --weights random --input-size 32
   precompute run --dataset gtsrb --shard 2/8                  # this machine: shard 2 of 8 (1-based)
   precompute run --dataset gtsrb --launcher slurm --shards 64 --partition gpu \\
-      --gpus-per-task 1 --time-limit 240 --sbatch-arg account=myproj --no-wait
+      --gpus-per-task 1 --time-limit 4h --sbatch-arg account=myproj --no-wait
   precompute run --dataset gtsrb --retry-failed               # redo only failed backbones
   HF_HUB_OFFLINE=1 precompute run --dataset gtsrb --pool data/pool.parquet --evict-weights
 Parts go to <parts-dir>/<dataset>/<backbone>.parquet; a rerun skips the ones done.
@@ -39,113 +43,8 @@ Examples:
 """
 
 
-# ----------------------------------------------------------------------------- parsing
-def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise VibesError(f"--{what} must be comma-separated numbers, e.g. 1.0,0.1,0.01; "
-                         f"got {text!r}") from None
-    if not vals:
-        raise VibesError(f"--{what} is empty; expected e.g. 1.0,0.1,0.01")
-    return vals
 
-
-def parse_names(text: str, what: str) -> tuple[str, ...]:
-    vals = tuple(x.strip() for x in text.split(",") if x.strip())
-    if not vals:
-        raise VibesError(f"--{what} is empty; expected comma-separated names, e.g. mlp,silhouette")
-    return vals
-
-
-def _has_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
-def match_names(patterns: Sequence[str], all_names: Sequence[str]) -> list[str]:
-    """Names matching any glob (on the full name or the architecture) or equal to a name."""
-    out: dict[str, None] = {}
-    for pat in patterns:
-        hits = [n for n in all_names
-                if fnmatch.fnmatchcase(n, pat) or fnmatch.fnmatchcase(n.split(".")[0], pat)]
-        if not hits:
-            if _has_glob(pat):
-                raise VibesError(f"no pretrained timm backbone matches {pat!r}; try a broader "
-                                 f"glob, e.g. 'resnet*'")
-            raise unknown("backbone", pat, all_names)
-        out.update(dict.fromkeys(hits))
-    return list(out)
-
-
-def read_pool_file(path: Path) -> pl.DataFrame:
-    """A pool table (``precompute pool --out``: .parquet or .csv) or a names file (.txt)."""
-    from precompute.pool import build_pool, read_names_file
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        elif suffix == ".csv":
-            frame = pl.read_csv(path, infer_schema_length=None)
-        else:
-            return build_pool(read_names_file(path), progress=False)
-    except VibesError:
-        raise
-    except Exception as exc:
-        raise VibesError(f"cannot read pool file {str(path)!r}: {type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:200]}") from None
-    if "backbone" not in frame.columns:
-        raise VibesError(f"pool file {str(path)!r} has no 'backbone' column; expected a table "
-                         f"written by `precompute pool --out`")
-    if "imagenet_top1" not in frame.columns:  # an older or hand-made table: the published prior joins in
-        from precompute.pool import with_imagenet_top1
-
-        frame = with_imagenet_top1(frame)
-    return frame
-
-
-def resolve_pool(specs: Sequence[str], progress: bool = True) -> pl.DataFrame:
-    """``--pool`` values (files or globs/names) -> one pool table, or the full pool if none."""
-    import timm
-
-    from precompute.pool import build_pool, drop_excluded
-
-    if not specs:
-        return drop_excluded(build_pool(progress=progress), echo=lambda m: click.echo(m, err=True))
-    frames, patterns = [], []
-    for spec in specs:
-        p = Path(spec)
-        if p.is_file():
-            frames.append(read_pool_file(p))
-        else:
-            patterns.append(spec)
-    if patterns:
-        names = match_names(patterns, timm.list_models(pretrained=True))
-        frames.append(build_pool(names, progress=progress))
-    pool = pl.concat(frames, how="diagonal_relaxed").unique("backbone", keep="first",
-                                                              maintain_order=True)
-    if pool.height == 0:
-        raise VibesError("the pool is empty after reading --pool; check the names/files given")
-    # backbones that failed to build stay (the sweep records them as failed); those the check found
-    # cannot run in the pipeline (the pool's `excluded` reason) leave, said on stderr
-    pool = drop_excluded(pool, echo=lambda m: click.echo(m, err=True))
-    if pool.height == 0:
-        raise VibesError("every backbone given to --pool is excluded (it cannot run in the pipeline); "
-                         "`precompute pool --include-excluded` shows why")
-    return pool
-
-
-# --------------------------------------------------------------------------------- CLI
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             epilog="\b\nExamples:\n  precompute pool --out data/pool.parquet\n"
-                    "  precompute run --dataset cifar10 --pool data/pool.parquet\n"
-                    "  precompute merge --dataset cifar10\n"
-                    "Each command's --help has more.")
-def cli() -> None:
-    """VIBES precompute: evaluate a pool of timm backbones on a dataset into an oracle table."""
-
-
-@cli.command("pool", epilog=POOL_EPILOG)
+@click.command("pool", epilog=POOL_EPILOG)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the pool table (.parquet or .csv); default: print a summary.")
 @click.option("--glob", "globs", multiple=True, help="Keep names/architectures matching (repeatable).")
@@ -163,7 +62,15 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
              no_progress) -> None:
     """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts;
     published ImageNet top-1 joined from timm's results files)."""
-    from precompute.pool import build_pool, drop_excluded, filter_pool, pretrained_names, read_names_file
+    from precompute.pool import (  # lazy, as every command here: `precompute --help` stays light
+        _TOP1_NOTE,
+        build_pool,
+        drop_excluded,
+        filter_pool,
+        match_names,
+        pretrained_names,
+        read_names_file,
+    )
 
     if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
         raise VibesError(f"--out must end in .parquet or .csv; got {out!r}")
@@ -179,11 +86,9 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
             wanted = [n for n in wanted if n in set(listed)] if globs else listed
         names = wanted
     pool = build_pool(names, refresh=refresh, progress=not no_progress, timm_results=timm_results)
-    from precompute.pool import _TOP1_NOTE
-
     notes = list(_TOP1_NOTE)  # said once the pool is made (an error before it says only itself)
     if not include_excluded:
-        pool = drop_excluded(pool, echo=lambda m: click.echo(m, err=True))
+        pool = drop_excluded(pool, echo=stderr_echo)
     pool = filter_pool(pool, globs=globs, names_file=names_file, max_params=max_params,
                        max_gmacs=max_gmacs)
     if out:
@@ -197,13 +102,13 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
         click.echo(f"note: {note}", err=True)
 
 
-@cli.command("run", epilog=RUN_EPILOG)
-@click.option("--dataset", required=True, help="Registry name (see error for the list) or folder:PATH.")
+@click.command("run", epilog=RUN_EPILOG)
+@click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; "
                    "repeatable. Default: all pretrained timm backbones.")
-@click.option("--fractions", default="1.0,0.1,0.01", show_default=True)
-@click.option("--seeds", type=int, default=3, show_default=True, help="Replicates 0..N-1.")
+@click.option("--fractions", default=fractions_text(), show_default=True)
+@click.option("--seeds", type=int, default=DEFAULT_SEEDS, show_default=True, help="Replicates 0..N-1.")
 @click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True)
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
 @click.option("--pretrained-file", type=click.Path(), default=None, help="Local weights for a single backbone.")
@@ -226,7 +131,8 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
               help="Tasks (local: one per GPU, default all GPUs or 2 on a CPU; slurm: array size, default 1).")
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--gpus-per-task", type=int, default=1, show_default=True)
-@click.option("--time-limit", type=int, default=240, show_default=True, help="Minutes per task.")
+@click.option("--time-limit", default="4h", show_default=True,
+              help="Slurm time per task, a duration such as 4h or 90min (plain numbers are seconds).")
 @click.option("--array-parallelism", type=int, default=32, show_default=True)
 @click.option("--cpus-per-task", type=int, default=8, show_default=True)
 @click.option("--mem-gb", type=float, default=32.0, show_default=True)
@@ -239,7 +145,8 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
             gpus_per_task, time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
             no_progress) -> None:
     """Evaluate every backbone of the pool on DATASET; write parts, then merge the oracle."""
-    from precompute import parts as P
+    from precompute import parts as P  # lazy: the command's domain code, as everywhere in this package
+    from precompute import pool as pool_mod
     from precompute.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(dataset=dataset, fractions=parse_floats(fractions, "fractions"),
@@ -250,7 +157,8 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
                       keep_features=keep_features, retry_failed=retry_failed,
                       evict_weights=evict_weights)
     the_shard = _check_run_args(cfg, pools, shard, launcher, shards)
-    pool = resolve_pool(pools, progress=not no_progress)
+    time_limit_min = math.ceil(parse_duration(time_limit, "--time-limit") / 60)
+    pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo)
     oracle_path = P.default_oracle_path(cfg.dataset, out, fmt)
     merge_hint = f"precompute merge --dataset {dataset} --parts-dir {parts_dir} --out {out} --format {fmt}"
 
@@ -261,11 +169,18 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
                        f"run: {merge_hint}")
             return
     else:
-        from precompute.launch import SlurmOptions, local_gpus, parse_sbatch_args, submit_shards, wait_jobs
+        from precompute.launch import (  # lazy: submitit only when a launcher is asked for
+            SlurmOptions,
+            local_gpus,
+            parse_sbatch_args,
+            submit_shards,
+            wait_jobs,
+        )
 
         n = shards if shards is not None else (1 if launcher == "slurm" else (len(local_gpus()) or 2))
         slurm = SlurmOptions(partition=partition, gpus_per_task=gpus_per_task,
-                             time_limit=time_limit, array_parallelism=array_parallelism,
+                             time_limit=time_limit_min,
+                             array_parallelism=array_parallelism,
                              cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                              sbatch_args=parse_sbatch_args(sbatch_args))
         jobs = submit_shards(cfg, pool, launcher, n, slurm)
@@ -280,7 +195,7 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
     _echo_report(report)
 
 
-@cli.command("merge", epilog=MERGE_EPILOG)
+@click.command("merge", epilog=MERGE_EPILOG)
 @click.option("--dataset", required=True)
 @click.option("--parts-dir", default="data/parts", show_default=True)
 @click.option("--out", default="data/oracles", show_default=True, help="Oracle file or folder.")
@@ -288,9 +203,8 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
 @click.option("--pool", "pools", multiple=True, help="Expected pool (files or globs); default: the run's manifest.")
 def merge_cmd(dataset, parts_dir, out, fmt, pools) -> None:
     """Merge the part files of DATASET into one validated oracle; report missing/failed."""
-    import timm
-
-    from precompute import parts as P
+    from precompute import parts as P  # lazy: the command's domain code
+    from precompute.pool import match_names, pretrained_names, read_pool_file
 
     expected = None
     if pools:
@@ -298,7 +212,7 @@ def merge_cmd(dataset, parts_dir, out, fmt, pools) -> None:
         globs = [p for p in pools if not Path(p).is_file()]
         expected = [n for f in files for n in read_pool_file(f).get_column("backbone").to_list()]
         if globs:
-            expected += match_names(globs, timm.list_models(pretrained=True))
+            expected += match_names(globs, pretrained_names())
     _echo_report(P.merge(dataset, parts_dir, out, fmt, expected=expected))
 
 
@@ -306,9 +220,10 @@ def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | No
     """Every cheap check of ``run``, before the pool is built or a model loaded; returns the shard."""
     import shutil
 
-    from precompute import parts as P
+    from precompute import parts as P  # lazy: the command's domain code
     from precompute import weights as W
     from precompute.backbone import resolve_device
+    from precompute.pool import pool_names
     from precompute.sweep import check_dataset_name, check_evaluators
 
     check_evaluators(cfg.evaluators)
@@ -328,7 +243,7 @@ def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | No
     else:  # the device is this machine's (slurm: the compute node's, checked there)
         resolve_device(cfg.device)
     if launcher == "local":
-        from precompute.launch import check_local_shards
+        from precompute.launch import check_local_shards  # lazy: submitit only for --launcher local
 
         if shards is not None:
             check_local_shards(shards)
@@ -336,7 +251,7 @@ def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | No
         raise VibesError(f"pretrained weights file {cfg.pretrained_file!r} not found; "
                          f"expected a .safetensors/.pth state dict")
     if cfg.weights == "pretrained" and cfg.pretrained_file is None and W.is_offline():
-        names = W.pool_names(pools)
+        names = pool_names(pools)
         missing = [n for n in names if not W.is_cached(n)]
         if missing and len(missing) == len(names):
             raise VibesError(f"HF_HUB_OFFLINE=1 and none of the {len(names)} backbones' weights are "
@@ -353,43 +268,3 @@ def _echo_report(report) -> None:
     click.echo(report.summary())
     for row in report.failed.iter_rows(named=True):
         click.echo(f"  failed: {row['backbone']}: {row['error']}")
-
-
-from precompute.check import check_cmd  # noqa: E402 - click command; torch/timm load inside it
-
-cli.add_command(check_cmd)
-from precompute.estimate import estimate_cmd  # noqa: E402 - click command; torch/timm load inside it
-
-cli.add_command(estimate_cmd)
-from precompute.search import search_cmd  # noqa: E402 - click command; torch/timm load inside it
-
-cli.add_command(search_cmd)
-from precompute.weights import fetch_cmd  # noqa: E402 - click command; torch/timm load inside it
-
-cli.add_command(fetch_cmd)
-
-INTERRUPTED = "interrupted: parts written so far are kept; rerun the same command to resume"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: one-line ``error: ...`` (exit 2) for user errors, 130 on Ctrl-C."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="precompute",
-                 standalone_mode=False)
-    except VibesError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo(INTERRUPTED, err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo(INTERRUPTED, err=True)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``precompute search``: run one strategy for real on a dataset under a time budget."""
+from __future__ import annotations
+
+import click
+
+from shared.protocol import DEFAULT_FRACTIONS, fractions_text
+from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
+
+from .options import stderr_echo
+
+SEARCH_EPILOG = """\b
+Examples:
+  precompute search --dataset digits --weights random --input-size 32 --budget 90s \\
+      --strategy cycling --evaluator mlp@0.1 --pool data/pool-5m.parquet --out out/search-demo
+  precompute search --dataset folder:/data/my_images --pool data/pool.parquet --budget 2h \\
+      --strategy cycling --evaluator mlp@0.1 --final mlp --out out/my-search
+  precompute search --dataset digits --weights random --input-size 32 --budget 5m \\
+      --strategy sh:cycling --evaluator mlp --eta 3 --pool 'resnet18*' --pool 'lcnet*' \\
+      --out out/search-sh   # rungs 0.01, 0.1, 1.0
+(data/pool-5m.parquet: `precompute pool --max-params 5 --out data/pool-5m.parquet`.  On a CPU
+give a small pool: the whole pool's order can start with a 0.8 B-parameter ViT.)
+Budgets: 90s, 45m, 10min, 2h, 1d, 1h30m, 1.5h or plain seconds; the budget is a hard deadline on
+the summed charges, each what the oracle charges for that evaluation (its measured seconds; for an
+incremental promotion load + the added images' extraction + fit); an evaluation is stopped as
+soon as its measured seconds pass what is left.  Rerun the same command to resume (time already
+spent is counted from the part files); a larger --budget continues the same search.
+"""
+
+
+@click.command("search", epilog=SEARCH_EPILOG)
+@click.option("--dataset", required=True, help="Registry name or folder:PATH.")
+@click.option("--budget", required=True, help="Time budget t_max, e.g. 90s, 10min, 2h, 1h30m (plain numbers: seconds).")
+@click.option("--strategy", required=True,
+              help="Sampler π (e.g. cycling, random, complexity-up) or sh:<sampler> (successive halving).")
+@click.option("--evaluator", required=True, help="Evaluator spec ε̃: <evaluator>[@<fraction>], e.g. mlp@0.1.")
+@click.option("--pool", "pools", multiple=True,
+              help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; repeatable. "
+                   "Default: all pretrained timm backbones.")
+@click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sampler's order (as simulate --seed).")
+@click.option("--out", default="out/search", show_default=True, help="Folder for parts, search.json and report.html.")
+@click.option("--final", default=None,
+              help="After the budget, evaluate the incumbent with this evaluator at fraction 1.0.")
+@click.option("--input-size", type=int, default=None, help="Override the input resolution.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--data-root", default="data/datasets", show_default=True)
+@click.option("--download", is_flag=True, help="Download the dataset if missing.")
+@click.option("--cache-dir", default="data/cache", show_default=True)
+@click.option("--eta", type=int, default=DEFAULT_ETA, show_default=True,
+              help="sh:<sampler>: keep the top 1/eta per rung.")
+@click.option("--sh-chunk", type=int, default=None, help="sh:<sampler>: backbones per chunk (default eta^(L-1)).")
+@click.option("--sh-fractions", default=fractions_text(sorted(DEFAULT_FRACTIONS)), show_default=True,
+              help="sh:<sampler>: rung fractions; those below the evaluator's fraction, then it.")
+@click.option("--promotion-cost", type=click.Choice(PROMOTION_COSTS), default=DEFAULT_PROMOTION_COST,
+              show_default=True,
+              help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
+                   "or is a cold evaluation; the same default as simulate --promotion-cost.")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows of the closing table.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def search_cmd(dataset, budget, strategy, evaluator, pools, weights, device, seed, out, final, input_size,
+               batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost, top,
+               no_progress) -> None:
+    """Find a backbone for DATASET: run one strategy for real under a time budget."""
+    from precompute.pool import resolve_pool  # lazy, as every command here: `--help` stays light
+    from precompute.search import SearchConfig, parse_fractions, run_search, summary_lines
+
+    # every cheap check, once, before the pool is built (SearchConfig validates when it is made)
+    cfg = SearchConfig(dataset=dataset, budget=budget, strategy=strategy, evaluator=evaluator, out=out,
+                       seed=seed, weights=weights, device=device, batch_size=batch_size, input_size=input_size,
+                       data_root=data_root, download=download, cache_dir=cache_dir, final=final, eta=eta,
+                       sh_chunk=sh_chunk, sh_fractions=parse_fractions(sh_fractions),
+                       promotion_cost=promotion_cost)
+    pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo)
+    res = run_search(cfg, pool, show_progress=not no_progress, echo=None)
+    for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,
+                              loop_wall=res.evaluation_wall_seconds, changed=res.changed):
+        click.echo(line)

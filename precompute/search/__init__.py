@@ -1,0 +1,39 @@
+"""Live search (``precompute search``): run one VIBES strategy for real on a dataset under a budget.
+
+The search is the simulator's Eqs. 3-4 done live, on the oracle's own definitions:
+
+* **order** π (:mod:`.schedule`): ``SAMPLERS[strategy].orders(pool, 1, strategy_rng(seed, strategy,
+  spec))[0]`` over the pool as the simulator sees it, so both walk the same order for the same seed;
+  ``sh:<sampler>`` walks successive halving's one schedule (:mod:`shared.successive_halving`);
+* **evaluator** ε̃ = the spec ``<evaluator>[@<fraction>]`` (:mod:`shared.evaluator_spec`), each
+  evaluation the sweep's own :func:`precompute.sweep.evaluate_backbone` extracting only the images
+  and splits its evaluator needs;
+* **budget** t_max, a hard deadline on the summed charges, each charge what the oracle charges for
+  that evaluation; the evaluation in flight is stopped on its *measured* seconds (:mod:`.loop`);
+* **incumbent** b̂ = best ε̃ among the counted evaluations, ties to the earlier (Eq. 3; with
+  successive halving, at the highest fraction reached).
+
+Inputs are checked once (:mod:`.config`), the loop and resume are in :mod:`.loop`, what is written
+and printed in :mod:`.report`.  The command line is :mod:`precompute.cli.search`.
+"""
+from __future__ import annotations
+
+from .config import (
+    DEFAULT_RUNGS,
+    SEED,
+    SearchConfig,
+    SearchError,
+    check_final,
+    check_fraction,
+    parse_budget,
+    parse_evaluator,
+    parse_fractions,
+)
+from .loop import Evaluation, Kept, SearchResult, Trace, charge, run_search
+from .report import REPORT_HTML, SEARCH_JSON, ranked_trace, report_html, summary_lines, wall_ratio
+from .schedule import sampler_pool, search_order
+
+__all__ = ["SearchConfig", "SearchError", "SearchResult", "parse_budget", "parse_evaluator", "run_search",
+           "sampler_pool", "search_order", "summary_lines", "report_html", "check_fraction", "check_final",
+           "parse_fractions", "DEFAULT_RUNGS", "SEED", "Evaluation", "Trace", "Kept", "charge", "ranked_trace",
+           "wall_ratio", "SEARCH_JSON", "REPORT_HTML"]

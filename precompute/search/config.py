@@ -1,0 +1,129 @@
+"""A live search's inputs, checked once: ``SearchConfig`` validates every cheap input when it is
+made (before a pool is built, a dataset read or anything written), for the CLI and the library
+alike."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+
+from precompute import evaluators as E
+from precompute.sweep import Setup, SweepConfig
+from shared.durations import parse_duration
+from shared.errors import VibesError, unknown
+from shared.evaluator_spec import format_spec, split_spec
+from shared.protocol import DEFAULT_FRACTIONS
+from shared.samplers import sampler_of
+from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, SHConfig, is_sh, ladder
+
+SEED = 0  # subset and head seed of every evaluation: the sweep's seed 0
+#: successive halving's fidelities below the evaluator's fraction (the sweep's fractions, ascending)
+DEFAULT_RUNGS: tuple[float, ...] = tuple(sorted(DEFAULT_FRACTIONS))
+
+
+class SearchError(VibesError):
+    """A search cannot start or cannot give an answer (bad budget, strategy, evaluator, pool)."""
+
+
+def parse_budget(text: str | float) -> float:
+    """``--budget``: the one duration grammar (:mod:`shared.durations`) -> seconds (> 0)."""
+    try:
+        return parse_duration(text, "--budget")
+    except VibesError as exc:
+        raise SearchError(str(exc)) from None
+
+
+def parse_evaluator(spec: str) -> tuple[str, float, str]:
+    """``'mlp@0.1'`` -> ``('mlp', 0.1, 'mlp@0.1')``: name, fraction and the canonical spec string
+    the simulator uses, checked against the precompute evaluators."""
+    name, fraction = split_spec(spec, option="--evaluator")
+    if name not in E.EVALUATORS:
+        raise unknown("evaluator", name, E.EVALUATORS)
+    return name, fraction, format_spec(name, fraction)
+
+
+def check_final(name: str) -> None:
+    """``--final`` takes a bare evaluator name: it runs at fraction 1.0."""
+    if "@" in str(name):
+        raise SearchError(f"--final {name!r}: give an evaluator name (it runs at fraction 1.0), e.g. mlp")
+    if name not in E.EVALUATORS:
+        raise unknown("evaluator", name, E.EVALUATORS)
+
+
+def check_fraction(ds, fraction: float, spec: str, needs_test: bool) -> None:
+    """The dataset must give the fraction: ``floor(f*N + 0.5)`` train images at least one per class
+    (else the subset is not that fraction but the per-class minimum) and one test image."""
+    n_train, n_test, k = len(ds.train_labels), len(ds.test_labels), int(ds.n_classes)
+    keep_train = math.floor(fraction * n_train + 0.5)
+    keep_test = math.floor(fraction * n_test + 0.5)
+    smallest = max((k - 0.5) / n_train, (0.5 / n_test) if needs_test else 0.0)
+    smallest = math.ceil(smallest * 1e4) / 1e4
+    if keep_train < k or (needs_test and keep_test < 1):
+        raise SearchError(f"--evaluator {spec}: fraction {fraction:g} of {ds.name} keeps {keep_train} "
+                          f"of {n_train} train images for {k} classes and {keep_test} of {n_test} test "
+                          f"images; the smallest fraction this dataset gives is {smallest:g}")
+
+
+@dataclass
+class SearchConfig(Setup):
+    """One live search: the strategy (a sampler or ``sh:<sampler>``), the evaluator spec, the budget,
+    where its parts go; the loading setup is the sweep's own (:class:`~precompute.sweep.Setup`)."""
+
+    _: KW_ONLY
+    budget: str | float
+    strategy: str
+    evaluator: str
+    out: str = "out/search"
+    seed: int = 0
+    final: str | None = None
+    eta: int = DEFAULT_ETA  # successive halving (sh:<sampler>) only, as simulate --eta / --sh-chunk
+    sh_chunk: int | None = None
+    sh_fractions: tuple[float, ...] = DEFAULT_RUNGS
+    promotion_cost: str = DEFAULT_PROMOTION_COST
+    # derived and checked in __post_init__
+    budget_s: float = field(init=False)
+    name: str = field(init=False)  # the evaluator
+    fraction: float = field(init=False)
+    spec: str = field(init=False)
+    ladder: tuple[float, ...] = field(init=False)  # fractions evaluated, ascending
+    sh: SHConfig | None = field(init=False)
+
+    def __post_init__(self):
+        self.budget_s = parse_budget(self.budget)
+        self.name, self.fraction, self.spec = parse_evaluator(self.evaluator)
+        sampler_of(self.strategy)  # an unknown strategy lists the valid ones
+        self.sh = SHConfig(self.eta, self.sh_chunk, self.promotion_cost) if is_sh(self.strategy) else None
+        self.ladder = ladder(self.sh_fractions, self.fraction) if self.sh else (self.fraction,)
+        if self.final is not None:
+            check_final(self.final)
+        super().__post_init__()
+
+    @property
+    def chunk(self) -> int:
+        return self.sh.chunk_size(len(self.ladder)) if self.sh else 1
+
+    def sh_doc(self) -> dict | None:
+        """What search.json records of successive halving (None for a sampler)."""
+        return None if self.sh is None else {"eta": self.sh.eta, "chunk": self.chunk,
+                                             "promotion_cost": self.sh.promotion_cost}
+
+    def sweep_config(self, evaluator: str, fractions: Sequence[float], parts_dir: Path | str) -> SweepConfig:
+        """The sweep configuration one evaluation runs with (one seed, one evaluator)."""
+        return SweepConfig(**self.setup_fields(), fractions=tuple(fractions), seeds=1, evaluators=(evaluator,),
+                           parts_dir=str(parts_dir))
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``--sh-fractions 0.01,0.1,1.0``."""
+    try:
+        vals = tuple(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        vals = ()
+    if not vals:
+        raise SearchError(f"--sh-fractions must be comma-separated fractions, e.g. 0.01,0.1,1.0; got {text!r}")
+    return vals
+
+
+__all__ = ["SEED", "DEFAULT_RUNGS", "SearchError", "SearchConfig", "parse_budget",
+           "parse_evaluator", "check_final", "check_fraction", "parse_fractions"]

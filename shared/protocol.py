@@ -1,0 +1,28 @@
+"""The paper's protocol and the defaults both phases share: one place per fact.
+
+``precompute run`` / ``make precompute`` / ``precompute estimate`` default to these fractions,
+seeds and evaluators; ``precompute search`` climbs :data:`DEFAULT_FRACTIONS` for successive
+halving; the simulator's truth is :data:`TRUTH` for an oracle that names none.
+"""
+from __future__ import annotations
+
+#: shares of the train and test splits a sweep evaluates (the paper's 100 %, 10 %, 1 %)
+DEFAULT_FRACTIONS: tuple[float, ...] = (1.0, 0.1, 0.01)
+#: replicates per (backbone, evaluator, fraction): seeds 0 .. DEFAULT_SEEDS - 1
+DEFAULT_SEEDS = 3
+#: what a sweep evaluates by default: the paper's head and silhouette, and the four cheap proxies
+#: (``mlp-sklearn``, the second head, is opt-in)
+DEFAULT_EVALUATORS: tuple[str, ...] = ("mlp", "silhouette", "knn", "ridge", "logme", "hscore")
+#: the evaluator whose score at fraction 1.0 is the truth ε of our oracles
+TRUTH = "mlp"
+#: the paper's head: Linear(D, 50) -> ReLU -> Linear(50, C), Adam lr 1e-3, 200 epochs, batch 200
+MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "batch_size": 200,
+                "loss": "cross_entropy"}
+
+
+def fractions_text(fractions=DEFAULT_FRACTIONS) -> str:
+    """``1.0,0.1,0.01``: how a fraction list is written on a command line."""
+    return ",".join(repr(float(f)) for f in fractions)
+
+
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "DEFAULT_EVALUATORS", "TRUTH", "MLP_PROTOCOL", "fractions_text"]
