@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from precompute.evaluators import EVALUATORS, as_result  # noqa: E402
+from precompute.evaluators import EVALUATORS  # noqa: E402
+from precompute.scores import as_result  # noqa: E402
 
 PROXIES = ("knn", "ridge", "logme", "hscore")
 ORDER = (*PROXIES, "silhouette", "mlp")

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from simulate.report import human_time  # noqa: E402
+from shared.durations import format_duration  # noqa: E402
 from simulate.simulation import run_simulation  # noqa: E402
 from simulate.timm_oracle import timm_oracle  # noqa: E402
 
@@ -63,7 +63,7 @@ def main() -> int:
             head = (f"timm:{s} | {su['pool_size']} | {su['best_possible']['true_score']:.4f} | "
                     f"{f(su['baseline']['true_score'])}" if i == 0 else " | | | ")
             print(f"| {head} | {r['strategy']} | {f(r['auc_log'])} | {f(at10[i]['final_median'])} | "
-                  f"{f(r['score_1h'])} | {human_time(beat) if beat else 'never'} |")
+                  f"{f(r['score_1h'])} | {format_duration(beat) if beat else 'never'} |")
         refs = ", ".join(p["oracle"] for p in su["priors"])
         print(f"|  |  |  |  | (meta references: {refs}) | | | | |")
     return 0

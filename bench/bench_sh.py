@@ -20,11 +20,11 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from shared.durations import format_duration  # noqa: E402
 from shared.oracle import read_oracle  # noqa: E402
 from shared.samplers import PAPER_SAMPLERS  # noqa: E402
-from simulate.report import human_time  # noqa: E402
+from shared.successive_halving import SHConfig  # noqa: E402
 from simulate.simulation import run_simulation  # noqa: E402
-from simulate.strategies import SHConfig  # noqa: E402
 
 AT = (30.0, 60.0, 120.0, 300.0)
 
@@ -45,9 +45,9 @@ def main() -> int:
     budgets = np.unique(np.concatenate([np.geomspace(lo, hi, 100), [a for a in AT if lo <= a <= hi]]))
     print(f"{oracle.dataset} ({oracle.meta.get('weights', 'pretrained')} weights): pool {probe.summary['pool_size']}, "
           f"best {probe.summary['best_possible']['true_score']:.4f}; {args.runs} runs, eta {args.eta}, budgets "
-          f"{human_time(lo)} … {human_time(hi)}\n")
+          f"{format_duration(lo)} … {format_duration(hi)}\n")
     at = [a for a in AT if lo <= a <= hi]
-    print("| promotion cost | strategy | evaluator | auc_log | " + " | ".join(f"@{human_time(a)}" for a in at)
+    print("| promotion cost | strategy | evaluator | auc_log | " + " | ".join(f"@{format_duration(a)}" for a in at)
           + " | beat baseline | final |")
     print("|---" * (6 + len(at)) + "|")
     for cost in ("incremental", "cold"):
@@ -62,7 +62,7 @@ def main() -> int:
             beat = r["time_to_beat_baseline_s"]
             print(f"| {cost if r['strategy'].startswith('sh:') else '—'} | {r['strategy']} | {r['evaluator']} | "
                   f"{f(r['auc_log'])} | " + " | ".join(f(m) for m in meds)
-                  + f" | {human_time(beat) if beat else 'never'} | {f(r['final_median'])} |")
+                  + f" | {format_duration(beat) if beat else 'never'} | {f(r['final_median'])} |")
     print(f"\nbaseline {args.baseline}: {f(sim.summary['baseline']['true_score'])}")
     return 0
 

@@ -3,9 +3,13 @@
 Prints, all measured in this one run:
   * engine seconds (sampling orders, drawing evaluator rows, replaying Eqs. 3–4), best of 3;
   * whole-command seconds of `simulate` as a user runs it (new process, outputs and report);
-  * the ratio against simulate/reference.py's plain loop over the same draws.  The loop is far
-    too slow for 10,000 runs, so it replays the first --loop-runs runs of every strategy, its
-    selections are checked equal to the engine's, and its time is scaled per run;
+  * the ratio against a literal loop over the same draws: simulate/reference.py's one-pass loop
+    (each run's order walked once, the budgets passed in ascending order: O(B + T) per run, the fair
+    plain-Python baseline; the tests hold it equal to the per-budget loop).  It replays the first
+    --loop-runs runs of every strategy, its selections are checked equal to the engine's, and its
+    time per run is multiplied by the runs the engine actually draws for that strategy: one for a
+    deterministic strategy (complexity-up/-down on a one-row-per-backbone view: every run is the
+    same run, replayed once and broadcast), --runs for the others;
   * successive halving: engine seconds of `sh:cycling` x `mlp` (fractions 0.01, 0.1, 1.0, η = 3)
     for --runs runs on the demo oracle (--demo-oracle, default data/oracles/digits.parquet; the
     line is skipped when it does not exist: `make demo` makes it);
@@ -34,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from shared.samplers import PAPER_SAMPLERS, get_sampler  # noqa: E402
 from simulate.evaluator import build_view  # noqa: E402
-from simulate.reference import in_backbone_order, replay_loop  # noqa: E402
+from simulate.reference import in_backbone_order, replay_one_pass  # noqa: E402
 from simulate.simulation import _rng, draw_runs, parse_budgets, replay_budgets, run_simulation  # noqa: E402
 from simulate.timm_oracle import timm_oracle  # noqa: E402
 
@@ -64,28 +68,31 @@ def main() -> int:
     engine_s = min(engine)
     print(f"engine: {engine_s:.3f} s (best of {args.repeat}: {', '.join(f'{e:.3f}' for e in engine)})")
 
-    # the plain loop on the first runs of each strategy, same draws as the engine
-    loop_per_run = 0.0
+    # the one-pass literal loop on the first runs of each strategy, same draws as the engine, counted
+    # for the runs the engine draws (one for a deterministic strategy)
+    loop_s, drawn = 0.0, 0
     sel_engine = np.array(sim.runs.column("backbone").to_pylist(), dtype=object).reshape(
         len(PAPER_SAMPLERS), args.runs, budgets.size)
     names = pool["backbone"].to_list()
     all_budgets = replay_budgets(budgets)
     cols = np.searchsorted(all_budgets, budgets)
     for i, strategy in enumerate(PAPER_SAMPLERS):
-        order, e, c = draw_runs(get_sampler(strategy), view, pool, args.runs, _rng(0, strategy, view.spec))
+        sampler = get_sampler(strategy)
+        order, e, c = draw_runs(sampler, view, pool, args.runs, _rng(0, strategy, view.spec))
+        n_drawn = order.shape[0]  # 1 for a deterministic strategy: the engine replays one run
         order, e, c = order[: args.loop_runs], e[: args.loop_runs], c[: args.loop_runs]
         eps, tau = in_backbone_order(order, e, c)
         t0 = time.perf_counter()
-        slow = replay_loop(order, eps, tau, all_budgets)
-        loop_per_run += (time.perf_counter() - t0) / order.shape[0]
+        slow = replay_one_pass(order, eps, tau, all_budgets)
+        loop_s += (time.perf_counter() - t0) / order.shape[0] * n_drawn
+        drawn += n_drawn
         got = [[names[j] if j >= 0 else None for j in row] for row in slow.selected[:, cols]]
         k = order.shape[0]
         assert got == sel_engine[i, :k].tolist(), f"{strategy}: loop and engine disagree"
-    loop_s = loop_per_run * args.runs
-    print(f"plain loop: {loop_per_run * 1000:.1f} ms per run of all 5 strategies "
-          f"(timed on {args.loop_runs} runs each, selections equal to the engine's) "
-          f"-> {loop_s:.0f} s for {args.runs} runs")
-    print(f"ratio loop / engine: {loop_s / engine_s:.0f}x")
+    print(f"one-pass literal loop: {loop_s:.2f} s for the {drawn:,} runs the engine draws "
+          f"({args.runs:,} per random strategy, 1 per deterministic one; timed on {args.loop_runs} runs each, "
+          f"selections equal to the engine's)")
+    print(f"ratio loop / engine: {loop_s / engine_s:.1f}x")
 
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "simulate.cli", "--timm-results", args.timm_results, "--runs",
@@ -106,11 +113,10 @@ def main() -> int:
     sh_line(args)
     memory_lines(args, grid_text)
     if args.runs != 10_000:
-        print("targets (engine <= 1 s, whole command <= 5 s, ratio >= 50x) are for --runs 10000; not judged")
+        print("targets (engine <= 1 s, whole command <= 5 s) are for --runs 10000; not judged")
     else:
         print(f"targets: engine <= 1 s: {'met' if engine_s <= 1 else 'NOT met'}; whole command <= 5 s: "
-              f"{'met' if min(walls) <= 5 else 'NOT met'}; ratio >= 50x: "
-              f"{'met' if loop_s / engine_s >= 50 else 'NOT met'}")
+              f"{'met' if min(walls) <= 5 else 'NOT met'}")
     return 0
 
 

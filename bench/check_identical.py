@@ -5,10 +5,12 @@ few oracles, seeds and run counts, and compares ``runs.parquet`` and ``bsec.parq
 byte and ``summary.json`` key by key (every key the reference writes must be equal; ``timing``
 is wall-clock and skipped; keys only this tree writes, e.g. ``recommendation``, are listed).
 
-The reference is a git revision (``--git REV``, default HEAD, extracted with ``git archive``:
-nothing in the repository changes) or a folder holding another checkout (``--ref DIR``).
+The reference must be named: a git revision (``--git REV``, e.g. the commit before a change,
+extracted with ``git archive``: nothing in the repository changes) or a folder holding another
+checkout (``--ref DIR``).  There is no default: comparing HEAD with a clean HEAD checkout would
+compare a tree with itself and say nothing.  ``REV`` is resolved to a commit and printed.
 
-Usage: python bench/check_identical.py [--git HEAD | --ref DIR] [--demo-oracle PATH] [--quick]
+Usage: python bench/check_identical.py (--git REV | --ref DIR) [--demo-oracle PATH] [--quick]
 """
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ def run(tree: Path, args: list[str], out: Path, timm_results: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--git", default="HEAD", help="reference revision (git archive)")
-    ap.add_argument("--ref", default=None, help="reference tree (a folder); overrides --git")
+    ref_arg = ap.add_mutually_exclusive_group(required=True)
+    ref_arg.add_argument("--git", default=None, help="reference revision (git archive), e.g. HEAD~3 or a hash")
+    ref_arg.add_argument("--ref", default=None, help="reference tree (a folder)")
     ap.add_argument("--demo-oracle", default=None, help="also compare on this oracle (e.g. the demo's)")
     ap.add_argument("--quick", action="store_true", help="skip the 20,000-run case")
     ap.add_argument("--timm-results", default=os.environ.get("VIBES_TIMM_RESULTS",
@@ -74,10 +77,21 @@ def main() -> int:
         else:
             ref = tmp / "ref"
             ref.mkdir()
-            archive = subprocess.run(["git", "archive", args.git, "shared", "simulate"], cwd=REPO,
+            got = subprocess.run(["git", "rev-parse", "--verify", f"{args.git}^{{commit}}"], cwd=REPO,
+                                 capture_output=True, text=True)
+            if got.returncode:
+                raise SystemExit(f"--git {args.git!r} is not a commit of this repository")
+            commit = got.stdout.strip()
+            archive = subprocess.run(["git", "archive", commit, "shared", "simulate"], cwd=REPO,
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(ref)], input=archive, check=True)
-        print(f"reference: {args.ref or 'git ' + args.git}; this tree: {REPO}")
+            dirty = subprocess.run(["git", "status", "--porcelain", "shared", "simulate"], cwd=REPO,
+                                   capture_output=True, text=True).stdout.strip()
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+            if commit == head and not dirty:
+                print("note: the reference is this tree's own commit and the tree is clean: it compares a tree "
+                      "with itself")
+        print(f"reference: {args.ref or f'git {args.git} = {commit}'}; this tree: {REPO}")
         failures = 0
         for i, (label, cli_args) in enumerate(configs(tmp, args.demo_oracle, args.quick)):
             a, b = tmp / f"ref{i}", tmp / f"new{i}"
