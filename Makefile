@@ -5,9 +5,11 @@ PY        := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DATASET   ?= gtsrb
 POOL      ?=
-FRACTIONS ?= 1.0,0.1,0.01
-SEEDS     ?= 3
-EVALUATORS ?= mlp,silhouette,knn,ridge,logme,hscore
+# empty: the defaults of `precompute run` (shared/protocol.py: fractions 1.0,0.1,0.01, 3 seeds,
+# mlp,silhouette,knn,ridge,logme,hscore); e.g. make precompute SEEDS=2 FRACTIONS=1.0,0.1
+FRACTIONS ?=
+SEEDS     ?=
+EVALUATORS ?=
 PRECOMPUTE_ARGS ?=
 
 .PHONY: install test demo bench bench-evaluators bench-precompute lint precompute clean
@@ -45,8 +47,9 @@ lint: install
 	$(VENV)/bin/ruff check shared simulate precompute tests bench
 
 precompute: install
-	$(VENV)/bin/precompute run --dataset $(DATASET) --fractions $(FRACTIONS) --seeds $(SEEDS) \
-	  --evaluators $(EVALUATORS) $(if $(POOL),--pool $(POOL)) $(PRECOMPUTE_ARGS)
+	$(VENV)/bin/precompute run --dataset $(DATASET) $(if $(FRACTIONS),--fractions $(FRACTIONS)) \
+	  $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EVALUATORS),--evaluators $(EVALUATORS)) \
+	  $(if $(POOL),--pool $(POOL)) $(PRECOMPUTE_ARGS)
 
 clean:
 	rm -rf out/ data/cache data/parts data/oracles
