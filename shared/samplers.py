@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from shared.errors import VibesError, unknown
-from shared.successive_halving import SH_PREFIX, base_sampler
+from shared.errors import UnknownNameError, VibesError, unknown
+from shared.successive_halving import ASHA_PREFIX, SH_PREFIX, base_sampler
 
 UNKNOWN_DATASET = "unknown"
 #: draw(w) -> (n_runs, w) independent row permutations of range(w): a sampler's only randomness
@@ -164,8 +164,8 @@ def strategy_rng(seed: int, strategy: str, evaluator: str) -> np.random.Generato
 
 
 def strategy_names() -> list[str]:
-    """Every valid ``--strategy``: the samplers and ``sh:<sampler>`` for each."""
-    return list(SAMPLERS) + [SH_PREFIX + s for s in SAMPLERS]
+    """Every valid ``--strategy``: the samplers, ``sh:<sampler>`` and ``asha:<sampler>`` for each."""
+    return list(SAMPLERS) + [SH_PREFIX + s for s in SAMPLERS] + [ASHA_PREFIX + s for s in SAMPLERS]
 
 
 def sampler_of(strategy: str) -> Sampler:
@@ -173,7 +173,9 @@ def sampler_of(strategy: str) -> Sampler:
     valid strategies if unknown."""
     base = base_sampler(strategy)
     if base not in SAMPLERS:
-        raise unknown("strategy", strategy, strategy_names())
+        raise UnknownNameError(f"unknown strategy {strategy!r}; valid: {', '.join(SAMPLERS)}, or "
+                               f"{SH_PREFIX}<sampler> / {ASHA_PREFIX}<sampler> with one of them (e.g. "
+                               f"{SH_PREFIX}random, {ASHA_PREFIX}cycling)")
     return SAMPLERS[base]
 
 

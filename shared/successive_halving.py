@@ -35,18 +35,26 @@ import numpy as np
 from shared.errors import VibesError, unknown
 
 SH_PREFIX = "sh:"
+#: asynchronous successive halving (ASHA): the same rungs, promotions as soon as a backbone is in the
+#: top 1/eta of its rung's ended evaluations (simulate.workers); on one worker it still differs from sh
+ASHA_PREFIX = "asha:"
 PROMOTION_COSTS = ("incremental", "cold")
 DEFAULT_PROMOTION_COST = "incremental"
 DEFAULT_ETA = 3
 
 
 def is_sh(strategy: str) -> bool:
-    return str(strategy).startswith(SH_PREFIX)
+    """Successive halving, synchronous (``sh:``) or asynchronous (``asha:``): rungs over fractions."""
+    return str(strategy).startswith((SH_PREFIX, ASHA_PREFIX))
+
+
+def is_asha(strategy: str) -> bool:
+    return str(strategy).startswith(ASHA_PREFIX)
 
 
 def base_sampler(strategy: str) -> str:
-    """``sh:cycling`` -> ``cycling``; a sampler name is itself."""
-    return str(strategy).removeprefix(SH_PREFIX)
+    """``sh:cycling`` / ``asha:cycling`` -> ``cycling``; a sampler name is itself."""
+    return str(strategy).removeprefix(SH_PREFIX).removeprefix(ASHA_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,18 @@ class SHLayout:
         one = lambda n: np.repeat(np.arange(self.n_levels), self.rungs(n)) if n else np.zeros(0, int)
         return np.concatenate([np.tile(one(self.chunk), self.n_full), one(self.rest)]).astype(np.int8)
 
+    def barriers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per evaluation of a run: its group (one per chunk and rung) and the group it waits for
+        (the same chunk's rung below: its promotions need those scores; -1 at the first rung)."""
+        group, waits = [], []
+        g = 0
+        for _, n in self.chunks():
+            for lv, size in enumerate(self.rungs(n)):
+                group += [g + lv] * size
+                waits += [g + lv - 1 if lv else -1] * size
+            g += self.n_levels
+        return np.asarray(group, np.int64), np.asarray(waits, np.int64)
+
     def n_evaluations(self) -> int:
         return sum(sum(self.rungs(n)) for _, n in self.chunks())
 
@@ -169,5 +189,6 @@ class Schedule:
             self.next = None
 
 
-__all__ = ["SH_PREFIX", "PROMOTION_COSTS", "DEFAULT_PROMOTION_COST", "DEFAULT_ETA", "is_sh", "base_sampler",
+__all__ = ["SH_PREFIX", "ASHA_PREFIX", "PROMOTION_COSTS", "DEFAULT_PROMOTION_COST", "DEFAULT_ETA", "is_sh",
+           "is_asha", "base_sampler",
            "SHConfig", "ladder", "SHLayout", "sh_layout", "promotion_seconds", "Schedule"]

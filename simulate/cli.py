@@ -12,6 +12,7 @@ import click
 from shared.durations import format_duration, parse_durations
 from shared.errors import VibesError
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
+from simulate.workers import worker_label
 
 EPILOG = """\b
 Examples:
@@ -63,19 +64,20 @@ def _list(oracle) -> None:
 
 
 def _print_summary(sim, out: Path, timing: dict) -> None:
-
     s = sim.summary
     click.echo(f"{s['dataset']}: pool {s['pool_size']}, {s['n_runs']} runs, {s['budgets']['n']} budgets "
                f"{format_duration(s['budgets']['min_s'])} … {format_duration(s['budgets']['max_s'])}; best possible "
                f"{s['best_possible']['true_score']:.4f}; baseline "
                + (f"{s['baseline']['true_score']:.4f}" if s['baseline']['true_score'] is not None else "—"))
-    head = f"{'strategy':<18} {'evaluator':<14} {'@1h':>7} {'@1day':>7} {'beat base':>10} {'AUC':>7}"
+    k = "workers" in s
+    head = (f"{'strategy':<18} {'evaluator':<14} " + (f"{'workers':>7} " if k else "")
+            + f"{'@1h':>7} {'@1day':>7} {'beat base':>10} {'AUC':>7}")
     click.echo(head)
     for r in s["strategies"]:
         beat = format_duration(r["time_to_beat_baseline_s"]) if r["time_to_beat_baseline_s"] else "never"
         f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
-        click.echo(f"{r['strategy']:<18} {r['evaluator']:<14} {f(r['score_1h']):>7} "
-                   f"{f(r['score_1d']):>7} {beat:>10} {f(r['auc_log']):>7}")
+        click.echo(f"{r['strategy']:<18} {r['evaluator']:<14} " + (f"{r['workers']:>7} " if k else "")
+                   + f"{f(r['score_1h']):>7} {f(r['score_1d']):>7} {beat:>10} {f(r['auc_log']):>7}")
     for note in s["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"engine {timing['engine_seconds']:.2f} s, total {timing['total_seconds']:.2f} s; "
@@ -123,12 +125,15 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
                    "or pays the row's cold seconds; the live `precompute search` has the same default.")
 @click.option("--prior-oracle", "prior_oracles", multiple=True, metavar="PATH|timm:SET",
               help="Reference oracle of another dataset for the meta strategy (repeatable).")
+@click.option("--workers", default=None, metavar="K[,K...]",
+              help="Replay each run on K identical workers (e.g. 1,4,8): each K gets its own curves and "
+                   "recommendation; the outputs gain a workers column. Default: one worker, no column.")
 @click.option("--recommend-at", default=None, metavar="DURATIONS",
               help="Budgets of the recommendation, e.g. 10min,1h30m,4h,1d (default 10min,1h,4h,1d; "
                    "plain numbers are seconds).")
 def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, runs, budgets,
              baseline, seed, out, no_report, list_only, truth, quality_only, eta, sh_chunk,
-             promotion_cost, prior_oracles, recommend_at):
+             promotion_cost, prior_oracles, workers, recommend_at):
     """Replay VIBES strategies (sampler π × evaluator ε̃ × budget t_max) against an oracle.
 
     Writes runs.parquet, bsec.parquet, summary.json and report.html, and prints a summary.
@@ -147,6 +152,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     from shared.samplers import sampler_of  # lazy: `simulate --help` answers without polars and plotly
     from shared.successive_halving import SHConfig
     from simulate.simulation import parse_budgets, run_simulation
+    from simulate.workers import check_workers
 
     for s in strategies:
         sampler_of(s)
@@ -154,17 +160,19 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
         raise VibesError(f"--runs must be >= 1, got {runs}")
     grid = parse_budgets(budgets)
     sh = SHConfig(eta, sh_chunk, promotion_cost)
+    ks = None if workers is None else check_workers(str(workers).split(","))
     rec_at = parse_durations(recommend_at, "--recommend-at") if recommend_at is not None else None
     priors = _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark)
     out_dir = Path(out) if out else _new_out_dir()
     from tqdm import tqdm
 
-    n_pairs = (len(strategies) or 5) * (len(evaluators) or 1)
+    n_pairs = (len(strategies) or 5) * (len(evaluators) or 1) * len(ks or (1,))
     with tqdm(total=runs * n_pairs, unit="run", disable=runs * n_pairs < 5000 or None,
               desc="simulating", leave=False) as bar:
         sim = run_simulation(oracle, strategies or None, evaluators or None, runs, grid, seed,
                              baseline, progress=bar.update, sh=sh, priors=priors, recommend_at=rec_at,
-                             runs_path=out_dir / "runs.parquet")  # streamed: memory ~ runs x budgets
+                             runs_path=out_dir / "runs.parquet",  # streamed: memory ~ runs x budgets
+                             workers=ks)
     if "oracle_truth" in oracle.meta:
         sim.summary["notes"].append(f"truth: {oracle.truth} (chosen with --truth; the oracle's own "
                                     f"truth is {oracle.meta['oracle_truth']})")
@@ -211,10 +219,11 @@ def _print_recommendation(rows) -> None:
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     click.echo("recommendation (highest median true score at each budget; ties: higher q25):")
     for r in rows:
+        label = r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
         if r["strategy"] is None:
-            click.echo(f"  {r['label']:>8}: none — {r.get('reason', 'no selection')}")
+            click.echo(f"  {label:>8}: none — {r.get('reason', 'no selection')}")
             continue
-        click.echo(f"  {r['label']:>8}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
+        click.echo(f"  {label:>8}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
                    f"(IQR {f(r['q25'])}–{f(r['q75'])}), selects {r['backbone']} most often "
                    f"({100 * r['backbone_share']:.0f}% of runs)")
 

@@ -130,3 +130,161 @@ def successive_halving_loop(order: np.ndarray, levels: list[dict[str, np.ndarray
             if best is not None:
                 selected[r, j], best_eps[r, j] = best[2], best[1]
     return Replay(selected, n_eval, best_eps)
+
+
+# ------------------------------------------------------------------------------- K workers
+def _count_and_select(runs: list[list[tuple]], budgets) -> Replay:
+    """Per run, evaluations ``(backbone, level, score, end)`` in start order: at each budget the
+    ones ended by it count; the incumbent is the best (level, score), ties to the earlier end,
+    then the earlier position."""
+    budgets = [float(x) for x in budgets]
+    r_count = len(runs)
+    selected = np.full((r_count, len(budgets)), NO_SELECTION, dtype=np.int32)
+    n_eval = np.zeros((r_count, len(budgets)), dtype=np.int32)
+    best_eps = np.full((r_count, len(budgets)), -np.inf)
+    for r, evaluations in enumerate(runs):
+        for j, t_max in enumerate(budgets):
+            best = None  # (level, score, -end, -position, backbone)
+            for i, (b, lv, score, end) in enumerate(evaluations):
+                if end > t_max:
+                    continue
+                n_eval[r, j] += 1
+                key = (lv, score, -end, -i)
+                if score > -math.inf and (best is None or key > best[:4]):
+                    best = (*key, b)
+            if best is not None:
+                selected[r, j], best_eps[r, j] = best[4], best[1]
+    return Replay(selected, n_eval, best_eps)
+
+
+def workers_loop(backbone: np.ndarray, level, score: np.ndarray, cost: np.ndarray, k: int, budgets,
+                 waits_for=None, group=None) -> Replay:
+    """The evaluations of each run (``backbone``, ``score``, ``cost`` (R, N) in start order;
+    ``level`` (N,) or None) on ``k`` workers, literally: each starts, in order, on the worker free
+    earliest (ties: the lowest index), not before the one before it started, and (with barriers)
+    not before every evaluation of group ``waits_for[i]`` has ended."""
+    r_count, n = backbone.shape
+    runs = []
+    for r in range(r_count):
+        free = [0.0] * k
+        last_start = 0.0
+        group_end: dict[int, float] = {}
+        evaluations = []
+        for i in range(n):
+            w = min(range(k), key=lambda j: (free[j], j))
+            start = max(free[w], last_start)
+            if waits_for is not None and waits_for[i] >= 0:
+                start = max(start, group_end.get(int(waits_for[i]), 0.0))
+            end = start + float(cost[r, i])
+            free[w] = end
+            last_start = start
+            if group is not None:
+                group_end[int(group[i])] = max(group_end.get(int(group[i]), 0.0), end)
+            evaluations.append((int(backbone[r, i]), 0 if level is None else int(level[i]), float(score[r, i]), end))
+        runs.append(evaluations)
+    return _count_and_select(runs, budgets)
+
+
+def asha_loop(order: np.ndarray, score: np.ndarray, first: np.ndarray, promote: np.ndarray, eta: int, k: int,
+              budgets) -> Replay:
+    """Asynchronous successive halving on ``k`` workers as the issue words it, one run at a time, by
+    scanning (no heaps): the worker free earliest (ties: the lowest index) looks, at that moment, at
+    the evaluations ended by then; from the highest rung down it promotes the best backbone in the
+    top ⌊n/η⌋ of a rung's n ended evaluations (by ε̃, then the earlier end, then the earlier
+    evaluation; never a failed one) not promoted yet; else it starts the next new backbone; else it
+    waits for the next end.  ``order`` (R, B); ``score``, ``first``, ``promote`` (L, R, B)."""
+    n_levels = score.shape[0]
+    runs = []
+    for r in range(order.shape[0]):
+        n_b = order.shape[1]
+        free = [0.0] * k
+        active = [True] * k
+        evaluations = []  # (position, level, score, end)
+        promoted = set()
+        nxt = 0
+        while any(active):
+            w = min((j for j in range(k) if active[j]), key=lambda j: (free[j], j))
+            now = free[w]
+            done = [(i, e) for i, e in enumerate(evaluations) if e[3] <= now]
+            job = None
+            for lv in range(n_levels - 2, -1, -1):
+                rung = [(i, e) for i, e in done if e[1] == lv]
+                ranked = sorted(rung, key=lambda x: (-x[1][2] if x[1][2] > -math.inf else math.inf, x[1][3], x[0]))
+                for _, e in ranked[: len(rung) // eta]:
+                    if e[2] > -math.inf and (lv, e[0]) not in promoted:
+                        job = (e[0], lv + 1)
+                        break
+                if job:
+                    break
+            if job is None and nxt < n_b:
+                job = (nxt, 0)
+            if job is None:
+                later = [e[3] for e in evaluations if e[3] > now]
+                if later:
+                    free[w] = min(later)
+                else:
+                    active[w] = False
+                continue
+            pos, lv = job
+            if lv == 0:
+                nxt += 1
+                cost = float(first[0, r, pos])
+            else:
+                promoted.add((lv - 1, pos))
+                cost = float(promote[lv, r, pos])
+            free[w] = now + cost
+            evaluations.append((pos, lv, float(score[lv, r, pos]), now + cost))
+        runs.append([(int(order[r, p]), lv, s, end) for p, lv, s, end in evaluations])
+    return _count_and_select(runs, budgets)
+
+
+def workers_one_pass(backbone: np.ndarray, level, score: np.ndarray, cost: np.ndarray, k: int, budgets,
+                     waits_for=None, group=None) -> Replay:
+    """:func:`workers_loop` in one pass per run: the schedule with a heap of workers (O(N log K)),
+    then the evaluations by end, the budgets passed in ascending order (O(N log N + T)): the fair
+    literal baseline for ``make bench`` at K workers."""
+    import heapq
+
+    budgets = [float(x) for x in budgets]
+    r_count, n = backbone.shape
+    t_count = len(budgets)
+    selected = np.full((r_count, t_count), NO_SELECTION, dtype=np.int32)
+    n_eval = np.zeros((r_count, t_count), dtype=np.int32)
+    best_eps = np.full((r_count, t_count), -np.inf)
+    for r in range(r_count):
+        free = [(0.0, w) for w in range(k)]
+        last_start = 0.0
+        group_end: dict[int, float] = {}
+        ends = []
+        for i in range(n):
+            t, w = heapq.heappop(free)
+            start = max(t, last_start)
+            if waits_for is not None and waits_for[i] >= 0:
+                start = max(start, group_end.get(int(waits_for[i]), 0.0))
+            end = start + float(cost[r, i])
+            heapq.heappush(free, (end, w))
+            last_start = start
+            if group is not None:
+                group_end[int(group[i])] = max(group_end.get(int(group[i]), 0.0), end)
+            ends.append((end, i))
+        ends.sort()
+        best, j, counted = None, 0, 0
+        for end, i in ends:
+            while j < t_count and end > budgets[j]:
+                if best is not None:
+                    selected[r, j], best_eps[r, j] = best[2], best[0][1]
+                n_eval[r, j] = counted
+                j += 1
+            if j == t_count:
+                break
+            counted += 1
+            s = float(score[r, i])
+            key = (0 if level is None else int(level[i]), s)
+            if s > -math.inf and (best is None or key > best[0]):  # strict: the earlier end (then position) wins
+                best = (key, i, int(backbone[r, i]))
+        while j < t_count:
+            if best is not None:
+                selected[r, j], best_eps[r, j] = best[2], best[0][1]
+            n_eval[r, j] = counted
+            j += 1
+    return Replay(selected, n_eval, best_eps)

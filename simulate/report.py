@@ -19,6 +19,7 @@ import plotly.io as pio
 import polars as pl
 
 from shared.durations import format_duration
+from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]
@@ -55,13 +56,23 @@ def _band(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[list, list]:
     return bx, by
 
 
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
 def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
                 baseline_score: float | None, budgets: np.ndarray) -> go.Figure:
-    """Curves of one figure; ``by`` is the column whose values become separate curves."""
+    """Curves of one figure; ``by`` is the column whose values become separate curves (one colour
+    each); with a ``workers`` column each worker count K is a curve of its own, one dash per K."""
     fig = go.Figure()
-    for i, (key, part) in enumerate(curves.group_by(by, maintain_order=True)):
-        name = key[0] if isinstance(key, tuple) else key
+    keys = curves.get_column(by).unique(maintain_order=True).to_list()
+    ks = sorted(curves.get_column("workers").unique().to_list()) if "workers" in curves.columns else [None]
+    groups = [by] + (["workers"] if ks != [None] else [])
+    for key, part in curves.group_by(groups, maintain_order=True):
+        value, k = (key[0], key[1]) if len(groups) == 2 else (key[0] if isinstance(key, tuple) else key, None)
+        i = keys.index(value)
+        name = str(value) if k is None else f"{value} · {worker_label(k)}"
         color = PALETTE[i % len(PALETTE)]
+        dash = DASHES[ks.index(k) % len(DASHES)]
         part = part.sort("budget_s")
         x = part.get_column("budget_s").to_numpy()
         q25 = part.get_column("q25").to_numpy()
@@ -78,7 +89,7 @@ def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
         ])
         fig.add_trace(go.Scatter(
             x=x, y=part.get_column("median").to_numpy(), mode="lines", name=str(name),
-            line=dict(color=color, width=2.2), legendgroup=name, customdata=custom,
+            line=dict(color=color, width=2.2, dash=dash), legendgroup=name, customdata=custom,
             hovertemplate=("<b>%{fullData.name}</b><br>budget %{customdata[0]}<br>"
                            "median ε(b̂) %{y:.4f} (IQR %{customdata[1]:.4f}–%{customdata[2]:.4f})<br>"
                            "selected most often: %{customdata[3]} (%{customdata[4]:.0f}% of runs)<br>"
@@ -123,9 +134,11 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None) 
         banner = (f'<p class="warn">This oracle was computed with <b>{html.escape(str(weights))}</b> '
                   f'backbone weights (an offline demo): the scores say nothing about real '
                   f'pretrained backbones.</p>')
+    k_col = "workers" in s
     rows = "".join(
         f"<tr><td>{html.escape(r['strategy'])}</td><td>{html.escape(r['evaluator'])}</td>"
-        f"<td>{_fmt(r['score_1h'])}</td><td>{_fmt(r['score_1d'])}</td>"
+        + (f"<td>{r['workers']}</td>" if k_col else "")
+        + f"<td>{_fmt(r['score_1h'])}</td><td>{_fmt(r['score_1d'])}</td>"
         f"<td>{format_duration(r['time_to_beat_baseline_s']) if r['time_to_beat_baseline_s'] else '—'}</td>"
         f"<td>{_fmt(r['auc_log'])}</td></tr>" for r in s["strategies"])
     base = s["baseline"]
@@ -144,7 +157,8 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None) 
         f"{html.escape(s['best_possible']['backbone'])} ({s['best_possible']['true_score']:.4f}). "
         f"Baseline: {html.escape(str(base['backbone']))} "
         f"({_fmt(base['true_score']) if base['true_score'] is not None else 'not in the pool'}).</p>",
-        "<table><tr><th>strategy π</th><th>evaluator ε̃</th><th>score at 1 h</th>"
+        "<table><tr><th>strategy π</th><th>evaluator ε̃</th>" + ("<th>workers K</th>" if k_col else "")
+        + "<th>score at 1 h</th>"
         "<th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th></tr>",
         rows, "</table>",
     ]
@@ -320,11 +334,12 @@ def recommendation_html(rows) -> str:
         return ""
     body = []
     for r in rows:
+        label = r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
         if r.get("strategy") is None:
-            body.append(f"<tr><td>{html.escape(r['label'])}</td><td colspan='4'>none — "
+            body.append(f"<tr><td>{html.escape(label)}</td><td colspan='4'>none — "
                         f"{html.escape(r.get('reason', 'no selection'))}</td></tr>")
             continue
-        body.append(f"<tr><td>{html.escape(r['label'])}</td><td>{html.escape(r['strategy'])}</td>"
+        body.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(r['strategy'])}</td>"
                     f"<td>{html.escape(r['evaluator'])}</td><td>{_fmt(r['median'])} "
                     f"({_fmt(r['q25'])}–{_fmt(r['q75'])})</td><td>{html.escape(str(r['backbone']))} "
                     f"({100 * r['backbone_share']:.0f}% of runs)</td></tr>")

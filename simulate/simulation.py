@@ -45,11 +45,12 @@ from simulate import bsec
 from simulate.engine import NO_SELECTION
 from simulate.evaluator import EvaluatorView, build_view
 from simulate.strategies import make_pair
+from simulate.workers import check_workers
 
 DEFAULT_BASELINE = "convnext_base.fb_in22k_ft_in1k"
 DEFAULT_N_BUDGETS = 100
 THREADS = max(1, min(4, os.cpu_count() or 1))  # replay chunks run on this many threads
-DRAW_ELEMENTS = 1 << 22  # (run, backbone) entries of orders made at once (16 MiB of int32)
+DRAW_ELEMENTS = 1 << 24  # (run, backbone) entries of orders made at once (64 MiB of int32)
 #: budgets of the recommendation: 10 min, 1 h, 4 h, 1 day
 RECOMMEND_AT = (600.0, 3600.0, 4 * 3600.0, 86400.0)
 RUNS_ROW_GROUP = 1024 * 1024  # pyarrow.parquet.write_table's default row group length
@@ -106,19 +107,23 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
                    baseline: str | None = DEFAULT_BASELINE, chunk_runs: int = 1000,
                    progress=None, *, sh: SHConfig | None = None, priors=None,
                    recommend_at=None, runs_path: str | os.PathLike | None = None,
-                   draw_elements: int = DRAW_ELEMENTS) -> Simulation:
+                   draw_elements: int = DRAW_ELEMENTS, workers=None) -> Simulation:
     """Replay every strategy × evaluator spec ``n_runs`` times over the budget grid.
 
     ``strategies``: samplers or ``sh:<sampler>`` (default: the paper's five); ``evaluators``:
     specs (default: the truth); ``sh``: successive-halving settings; ``priors``: reference
     oracles for the ``meta`` sampler, a list of ``Oracle`` or ``(label, Oracle)``;
     ``recommend_at``: budgets (seconds) of the recommendation; ``runs_path``: stream the per-run
-    table to this Parquet file instead of holding it (``Simulation.runs`` is then None)."""
+    table to this Parquet file instead of holding it (``Simulation.runs`` is then None);
+    ``workers``: worker counts K (:mod:`simulate.workers`), e.g. ``(1, 4, 8)``: every run is drawn
+    once and replayed on each K, and the outputs gain a ``workers`` column (None: one worker and no
+    such column, the outputs of a simulation that knows nothing of workers, byte for byte)."""
     strategies = list(strategies or PAPER_SAMPLERS)
     evaluators = list(evaluators or [oracle.truth])
     if n_runs < 1:
         raise VibesError(f"--runs must be >= 1, got {n_runs}")
     samplers = [sampler_of(s) for s in strategies]  # unknown names fail before any work
+    ks = (1,) if workers is None else check_workers(workers)
     sh = sh or SHConfig()
     pool = oracle.true_scores()
     if pool.height == 0:
@@ -178,53 +183,63 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     tables, curves, summary_rows, rec_stats = [], [], [], []
     sink = _RunsSink(runs_path, tables)
     n_b, t = pool.height, budgets.size
+    k_col = {} if workers is None else None  # the workers column only when workers were asked for
+
+    def outputs(strategy, pair, k, grid_sel, n_ev, extra_sel) -> None:
+        """One (strategy, evaluator, workers)'s curves, summary row, recommendation statistics, runs."""
+        extra_true = _true(extra_sel, truth)
+        kw = {} if k_col is not None else {"workers": k}
+        c, mode, share = _curve_by_columns(grid_sel, truth, n_b)
+        curves.append(pl.DataFrame({
+            "strategy": [strategy] * t, "evaluator": [pair.spec] * t,
+            **({} if k_col is not None else {"workers": np.full(t, k, dtype=np.int32)}), "budget_s": budgets,
+            "median": c["median"], "q25": c["q25"], "q75": c["q75"],
+            "n_runs": np.full(t, n_runs, dtype=np.int32),
+            "n_selected": c["n_selected"].astype(np.int32),
+            "mode_backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
+            "mode_share": share,
+        }).with_columns(pl.col("median", "q25", "q75").fill_nan(None)))  # not finite -> null
+        med_hd = bsec.curve(extra_true[:, :2])["median"]
+        summary_rows.append({
+            "strategy": strategy, "evaluator": pair.spec, **kw,
+            "score_1h": _num(med_hd[0]), "score_1d": _num(med_hd[1]),
+            "time_to_beat_baseline_s": bsec.time_to_beat(budgets, c["median"], base_score),
+            "auc_log": _num(bsec.auc_log(budgets, c["median"], float(truth.min()))),
+            "final_median": _num(c["median"][-1]),
+            "exhaustive_seconds": pair.total_seconds(),
+            **pair.describe(),
+        })
+        rc = bsec.curve(extra_true[:, 2:])
+        rmode, rshare = bsec.mode_selection(extra_sel[:, 2:], n_b)
+        rec_stats.append({"strategy": strategy, "evaluator": pair.spec, "workers": k, "median": rc["median"],
+                          "q25": rc["q25"], "q75": rc["q75"], "n_selected": rc["n_selected"],
+                          "backbone": [names[i] if i >= 0 else None for i in rmode.tolist()],
+                          "share": rshare})
+        for a in range(0, n_runs, RUNS_TABLE_RUNS):  # the per-run table, a slice of runs at a time
+            z = slice(a, min(a + RUNS_TABLE_RUNS, n_runs))
+            sink.add(_runs_table(strategy, pair.spec, grid_sel[z], _true(grid_sel[z], truth), n_ev[z],
+                                 budgets, names, strategies, evaluators, first_run=a,
+                                 workers=None if k_col is not None else k))
+
     try:
         for strategy, row in zip(strategies, pairs):
             for pair in row:
                 t0 = time.perf_counter()
-                grid_sel, n_ev, extra_sel = _replay_pair(pair, pool, n_runs, _rng(seed, strategy, pair.spec),
-                                                         all_budgets, grid_cols, extra_cols, chunk_runs,
-                                                         draw_elements, progress)
-                extra_true = _true(extra_sel, truth)
+                by_k = _replay_pair(pair, pool, n_runs, _rng(seed, strategy, pair.spec), all_budgets, grid_cols,
+                                    extra_cols, chunk_runs, draw_elements, progress, ks)
                 engine_seconds += time.perf_counter() - t0
-                c, mode, share = _curve_by_columns(grid_sel, truth, n_b)
-                curves.append(pl.DataFrame({
-                    "strategy": [strategy] * t, "evaluator": [pair.spec] * t, "budget_s": budgets,
-                    "median": c["median"], "q25": c["q25"], "q75": c["q75"],
-                    "n_runs": np.full(t, n_runs, dtype=np.int32),
-                    "n_selected": c["n_selected"].astype(np.int32),
-                    "mode_backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
-                    "mode_share": share,
-                }).with_columns(pl.col("median", "q25", "q75").fill_nan(None)))  # not finite -> null
-                med_hd = bsec.curve(extra_true[:, :2])["median"]
-                summary_rows.append({
-                    "strategy": strategy, "evaluator": pair.spec,
-                    "score_1h": _num(med_hd[0]), "score_1d": _num(med_hd[1]),
-                    "time_to_beat_baseline_s": bsec.time_to_beat(budgets, c["median"], base_score),
-                    "auc_log": _num(bsec.auc_log(budgets, c["median"], float(truth.min()))),
-                    "final_median": _num(c["median"][-1]),
-                    "exhaustive_seconds": pair.total_seconds(),
-                    **pair.describe(),
-                })
-                rc = bsec.curve(extra_true[:, 2:])
-                rmode, rshare = bsec.mode_selection(extra_sel[:, 2:], n_b)
-                rec_stats.append({"strategy": strategy, "evaluator": pair.spec, "median": rc["median"],
-                                  "q25": rc["q25"], "q75": rc["q75"], "n_selected": rc["n_selected"],
-                                  "backbone": [names[i] if i >= 0 else None for i in rmode.tolist()],
-                                  "share": rshare})
-                del extra_true, extra_sel
-                for a in range(0, n_runs, RUNS_TABLE_RUNS):  # the per-run table, a slice of runs at a time
-                    z = slice(a, min(a + RUNS_TABLE_RUNS, n_runs))
-                    sink.add(_runs_table(strategy, pair.spec, grid_sel[z], _true(grid_sel[z], truth), n_ev[z],
-                                         budgets, names, strategies, evaluators, first_run=a))
-                del grid_sel, n_ev
+                for k in ks:
+                    outputs(strategy, pair, k, *by_k.pop(k))
         sink.close()
     except BaseException:
         sink.abort()
         raise
     runs = pa.concat_tables(tables) if runs_path is None else None
     bsec_frame = pl.concat(curves)
-    recommendation = recommend(rec_stats, rec_budgets, n_runs)
+    recommendation = []
+    for k in ks:
+        rows = recommend([s for s in rec_stats if s["workers"] == k], rec_budgets, n_runs)
+        recommendation += rows if workers is None else [{"workers": k, **r} for r in rows]
     summary = {
         "dataset": oracle.dataset,
         "truth": oracle.truth,
@@ -238,6 +253,8 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         "strategies": summary_rows,
         "notes": notes,
     }
+    if workers is not None:
+        summary["workers"] = list(ks)
     if any(is_sh(s) for s in strategies):
         summary["sh"] = sh.as_dict()
     if prior_info is not None:
@@ -346,31 +363,36 @@ def _curve_by_columns(sel: np.ndarray, truth: np.ndarray, n_backbones: int):
 
 
 def _replay_pair(pair, pool, n_runs, rng, budgets, grid_cols, extra_cols, chunk_runs, draw_elements,
-                 progress):
-    """(selected, n_evaluated) at ``budgets[grid_cols]`` and selected at ``budgets[extra_cols]``,
-    each (n_runs, ·), for one strategy × evaluator.  The orders come in chunks of runs
-    (``draw_elements`` entries at most), the evaluator rows are drawn in run order from ``rng``
-    after all orders (as one draw over all runs would), and chunks of ``chunk_runs`` runs replay
-    on ``THREADS`` threads."""
+                 progress, ks=(1,)) -> dict:
+    """Per worker count K: (selected, n_evaluated) at ``budgets[grid_cols]`` and selected at
+    ``budgets[extra_cols]``, each (n_runs, ·), for one strategy × evaluator.  The orders come in
+    chunks of runs (``draw_elements`` entries at most), the evaluator rows are drawn in run order
+    from ``rng`` after all orders (as one draw over all runs would), every chunk is replayed on each
+    K (the same draws), and chunks of ``chunk_runs`` runs replay on ``THREADS`` threads."""
     if pair.deterministic:  # one run stands for all
         order = pair.sampler.orders(pool, 1, rng)
-        rep = pair.replay(order, pair.draw(order, rng), budgets)
+        drawn = pair.draw(order, rng)
+        out = {}
+        for k in ks:
+            rep = pair.replay(order, drawn, budgets, k) if k != 1 else pair.replay(order, drawn, budgets)
+            out[k] = (np.broadcast_to(rep.selected[:, grid_cols], (n_runs, grid_cols.size)),
+                      np.broadcast_to(rep.n_evaluated[:, grid_cols], (n_runs, grid_cols.size)),
+                      np.broadcast_to(rep.selected[:, extra_cols], (n_runs, extra_cols.size)))
         if progress:
-            progress(n_runs)
-        return (np.broadcast_to(rep.selected[:, grid_cols], (n_runs, grid_cols.size)),
-                np.broadcast_to(rep.n_evaluated[:, grid_cols], (n_runs, grid_cols.size)),
-                np.broadcast_to(rep.selected[:, extra_cols], (n_runs, extra_cols.size)))
-    sel = np.empty((n_runs, grid_cols.size), dtype=np.int32)
-    n_ev = np.empty_like(sel)
-    extra = np.empty((n_runs, extra_cols.size), dtype=np.int32)
+            progress(n_runs * len(ks))
+        return out
+    out = {k: (np.empty((n_runs, grid_cols.size), dtype=np.int32), np.empty((n_runs, grid_cols.size), dtype=np.int32),
+               np.empty((n_runs, extra_cols.size), dtype=np.int32)) for k in ks}
 
     def work(a, order, drawn):
-        rep = pair.replay(order, drawn, budgets)
         z = slice(a, a + order.shape[0])
-        sel[z], n_ev[z] = rep.selected[:, grid_cols], rep.n_evaluated[:, grid_cols]
-        extra[z] = rep.selected[:, extra_cols]
+        for k in ks:
+            rep = pair.replay(order, drawn, budgets, k) if k != 1 else pair.replay(order, drawn, budgets)
+            sel, n_ev, extra = out[k]
+            sel[z], n_ev[z] = rep.selected[:, grid_cols], rep.n_evaluated[:, grid_cols]
+            extra[z] = rep.selected[:, extra_cols]
         if progress:
-            progress(order.shape[0])
+            progress(order.shape[0] * len(ks))
 
     draw_runs_ = max(chunk_runs, max(1, draw_elements // max(pool.height, 1)) // chunk_runs * chunk_runs)
     stream = pair.sampler.order_chunks(pool, n_runs, rng, draw_runs_, keep_rng=pair.draws_rows)
@@ -390,7 +412,7 @@ def _replay_pair(pair, pool, n_runs, rng, budgets, grid_cols, extra_cols, chunk_
             del orders
         for f in pending:
             f.result()
-    return sel, n_ev, extra
+    return out
 
 
 class _RunsSink:
@@ -446,7 +468,7 @@ def _num(x) -> float | None:
 
 
 def _runs_table(strategy, evaluator, sel, true, n_ev, budgets, names, strategies, evaluators,
-                first_run: int = 0) -> pa.Table:
+                first_run: int = 0, workers: int | None = None) -> pa.Table:
     r, t = sel.shape
     n = r * t
 
@@ -461,6 +483,7 @@ def _runs_table(strategy, evaluator, sel, true, n_ev, budgets, names, strategies
     return pa.table({
         "strategy": const(strategy, strategies),
         "evaluator": const(evaluator, evaluators),
+        **({} if workers is None else {"workers": pa.array(np.full(n, workers, np.int32))}),
         "run": pa.array(np.repeat(np.arange(first_run, first_run + r, dtype=np.int32), t)),
         "budget_s": pa.array(np.tile(budgets, r)),
         "backbone": backbone,

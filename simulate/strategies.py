@@ -37,9 +37,10 @@ import polars as pl
 from shared.evaluator_spec import format_spec
 from shared.oracle import Oracle
 from shared.samplers import Sampler, sampler_of
-from shared.successive_halving import SHConfig, SHLayout, is_sh, ladder, promotion_seconds, sh_layout
+from shared.successive_halving import SHConfig, SHLayout, is_asha, is_sh, ladder, promotion_seconds, sh_layout
 from simulate.engine import Replay, best_at_highest_level, replay_in_order, replay_sequence
 from simulate.evaluator import EvaluatorView, build_view, parse_spec
+from simulate.workers import asha_runs, barrier_schedule, list_schedule, replay_ends
 
 
 # ------------------------------------------------------------------------------ pairs
@@ -63,9 +64,11 @@ class OrderPair:
     def draw(self, order: np.ndarray, rng: np.random.Generator):
         return self.view.draw_in_order(order, rng)
 
-    def replay(self, order: np.ndarray, drawn, budgets: np.ndarray) -> Replay:
+    def replay(self, order: np.ndarray, drawn, budgets: np.ndarray, workers: int = 1) -> Replay:
         e, c = drawn
-        return replay_in_order(order, e, c, budgets)
+        if workers == 1:
+            return replay_in_order(order, e, c, budgets)
+        return replay_ends(order, e, list_schedule(c, workers), budgets)
 
     def total_seconds(self) -> float:
         return self.view.total_seconds()
@@ -101,11 +104,15 @@ class SHPair:
         u = rng.random(order.shape) if self.draws_rows else None
         return sh_rows(self.views, order, u, self.config.promotion_cost)
 
-    def replay(self, order: np.ndarray, drawn, budgets: np.ndarray) -> Replay:
+    def replay(self, order: np.ndarray, drawn, budgets: np.ndarray, workers: int = 1) -> Replay:
         backbone, level, score, cost = sh_sequence(order, drawn["score"], drawn["first"], drawn["promote"],
                                                    self.layout)
-        incumbent, inc_eps = best_at_highest_level(score, level)
-        return replay_sequence(backbone, cost, incumbent, inc_eps, budgets)
+        if workers == 1:
+            incumbent, inc_eps = best_at_highest_level(score, level)
+            return replay_sequence(backbone, cost, incumbent, inc_eps, budgets)
+        group, waits_for = self.layout.barriers()
+        ends = barrier_schedule(cost, workers, group, waits_for)
+        return replay_ends(backbone, score, ends, budgets, level)
 
     def total_seconds(self) -> float:
         return self.views[-1].total_seconds()
@@ -115,6 +122,20 @@ class SHPair:
 
     def describe(self) -> dict:
         return {"fidelities": [v.fraction for v in self.views], "chunk": self.chunk}
+
+
+class ASHAPair(SHPair):
+    """Asynchronous successive halving over the same fidelities (:func:`simulate.workers.asha_run`):
+    the same rows and promotion costs as ``sh:``, but promotions happen as soon as a backbone is in
+    the top 1/η of its rung's ended evaluations, so the sequence depends on the workers' timing."""
+
+    def replay(self, order: np.ndarray, drawn, budgets: np.ndarray, workers: int = 1) -> Replay:
+        backbone, level, score, ends = asha_runs(order, drawn["score"], drawn["first"], drawn["promote"],
+                                                 self.config.eta, workers)
+        return replay_ends(backbone, score, ends, budgets, level)
+
+    def describe(self) -> dict:
+        return {"fidelities": [v.fraction for v in self.views], "asynchronous": True}
 
 
 def make_pair(strategy: str, oracle: Oracle, pool: pl.DataFrame, spec: str,
@@ -133,8 +154,9 @@ def make_pair(strategy: str, oracle: Oracle, pool: pl.DataFrame, spec: str,
         return OrderPair(strategy, sampler, view(spec))
     name, top = parse_spec(spec, oracle)
     have = oracle.evaluators().filter(pl.col("evaluator") == name).get_column("fraction").to_list()
-    return SHPair(strategy, sampler, [view(format_spec(name, f)) for f in ladder(have, top)],
-                  config or SHConfig(), pool.height)
+    kind = ASHAPair if is_asha(strategy) else SHPair
+    return kind(strategy, sampler, [view(format_spec(name, f)) for f in ladder(have, top)],
+                config or SHConfig(), pool.height)
 
 
 # ------------------------------------------------------------------------------ successive halving
