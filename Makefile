@@ -12,7 +12,7 @@ SEEDS     ?=
 EVALUATORS ?=
 PRECOMPUTE_ARGS ?=
 
-.PHONY: install test demo bench bench-evaluators bench-precompute lint precompute clean
+.PHONY: install test demo bench bench-evaluators bench-precompute bench-gpu lint precompute clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ bench-evaluators: install
 # the sweep's per-backbone costs on the device it finds (figures also in out/bench-precompute.json)
 bench-precompute: install
 	$(PY) bench/bench_precompute.py --json out/bench-precompute.json $(BENCH_PRE_ARGS)
+
+# every GPU claim in one command (sweep sample + projection, extraction, heads, proxies, a 2-minute
+# search, check of the CPU's timeouts) within --budget (default 8min); e.g. BENCH_GPU_ARGS="--budget 15min"
+bench-gpu: install
+	$(PY) bench/bench_gpu.py --json out/bench-gpu.json $(BENCH_GPU_ARGS)
 
 lint: install
 	$(PY) -m pip install -q ruff
