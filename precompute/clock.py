@@ -14,11 +14,12 @@ search's budget reads the very same spans.
   one batch or one epoch late.
 
 ``OverBudget`` derives from ``BaseException``: the sweep's per-backbone ``except Exception`` lets it
-through instead of recording a failed row, and ``finally`` blocks still run.  With no budget
-active, :func:`check` is one global read.
+through instead of recording a failed row, and ``finally`` blocks still run.  The meter is per
+thread.  With no budget active, :func:`check` is one thread-local read.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,8 +64,15 @@ class OverBudget(BaseException):  # noqa: N818 - a stop, not an error
         return self.spent - self.limit
 
 
-_METER: Meter | None = None
-_DEPTH = 0  # nesting of open spans: only the outermost one is charged to the meter
+class _State(threading.local):
+    """Per thread (a search's evaluations may run on threads of one process): the active meter
+    and the nesting of open spans (only the outermost one is charged to the meter)."""
+
+    meter: Meter | None = None
+    depth: int = 0
+
+
+_STATE = _State()
 
 
 def _sync(device) -> None:
@@ -77,17 +85,17 @@ def _sync(device) -> None:
 @contextmanager
 def span(device=None) -> Iterator[Span]:
     """Measure the block (``device``: synchronise it at entry and exit when it is CUDA)."""
-    global _DEPTH
+    state = _STATE
     _sync(device)
     sp = Span(time.perf_counter())
-    meter = _METER if _DEPTH == 0 else None
+    meter = state.meter if state.depth == 0 else None
     if meter is not None:
         meter.open = sp
-    _DEPTH += 1
+    state.depth += 1
     try:
         yield sp
     finally:
-        _DEPTH -= 1
+        state.depth -= 1
         try:
             _sync(device)
         finally:
@@ -101,19 +109,19 @@ def span(device=None) -> Iterator[Span]:
 def budget(limit: float) -> Iterator[Meter]:
     """Within the block, :func:`check` raises :class:`OverBudget` once the measured seconds of the
     spans in it pass ``limit``.  Not nestable (one evaluation at a time)."""
-    global _METER
-    if _METER is not None:
+    state = _STATE
+    if state.meter is not None:
         raise RuntimeError("clock.budget is not nestable")
-    _METER = meter = Meter(limit)
+    state.meter = meter = Meter(limit)
     try:
         yield meter
     finally:
-        _METER = None
+        state.meter = None
 
 
 def check(where: str = "check") -> None:
     """Raise :class:`OverBudget` if a budget is active and its measured seconds have passed it."""
-    meter = _METER
+    meter = _STATE.meter
     if meter is not None:
         spent = meter.spent()
         if spent > meter.limit:

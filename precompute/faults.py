@@ -10,7 +10,9 @@ named point; several points are comma-separated, and a third field picks another
 * ``part-write``    -- a part's temporary file is complete, before it is renamed into place
   (:func:`precompute.parts.write_part`).
 
-Unset, :func:`point` costs one dict lookup.  The plan is read once, at import.
+Unset, :func:`point` costs one dict lookup.  The plan is read once, at import.  With
+``VIBES_FAULT_ONCE=PATH`` a planned fault fires in the one process that creates PATH first (an
+exclusive create): one worker of a search's many dies once, the others and its restart go on.
 
 Every point is also where a live search's budget is checked (:func:`precompute.clock.check`):
 past the budget on *measured* seconds, :class:`precompute.clock.OverBudget` is raised there.
@@ -24,6 +26,7 @@ import signal
 from precompute import clock
 
 ENV = "VIBES_FAULT"
+ONCE_ENV = "VIBES_FAULT_ONCE"
 POINTS = ("backbone-load", "extract-batch", "mlp-epoch", "part-write")
 
 
@@ -55,7 +58,13 @@ def point(name: str) -> None:
         return
     _SEEN[name] = n = _SEEN.get(name, 0) + 1
     if n == hit[0]:
+        once = os.environ.get(ONCE_ENV)
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return  # another process (or an earlier life of this worker) took the fault
         os.kill(os.getpid(), hit[1])
 
 
-__all__ = ["ENV", "POINTS", "parse", "point"]
+__all__ = ["ENV", "ONCE_ENV", "POINTS", "parse", "point"]

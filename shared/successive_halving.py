@@ -158,35 +158,77 @@ def promotion_seconds(cold, load, extract, extract_before, fit, rule: str = DEFA
 
 
 class Schedule:
-    """A live walk of the layout: what to evaluate next, as ``(backbone, level)``; :meth:`done`
-    takes each evaluation's ε̃ (None or −∞: failed) and moves on.  One level and chunk 1 is the
-    order itself."""
+    """A live walk of the layout, for one worker or many: :meth:`take` gives the next evaluation
+    ``(index, backbone, level)`` as soon as its identity is known (a rung's promotions are known
+    once every score of the rung below in the chunk is in; a sampler's order always is), None while
+    it waits for scores; :meth:`done` takes any evaluation's ε̃ (None or −∞: failed), in any order.
+    ``index`` is the evaluation's position in the run's sequence (the simulator's layout order).
+    One level: the order itself."""
 
     def __init__(self, order: Sequence[str], n_levels: int, config: SHConfig | None = None):
         cfg = config or SHConfig()
         self.layout = sh_layout(len(order), cfg.chunk_size(n_levels), n_levels, cfg.eta)
-        self._gen = self._walk(list(order), self.layout)
-        self.next: tuple[str, int] | None = next(self._gen, None)
+        self._order = list(order)
+        self._position = {b: i for i, b in enumerate(self._order)}
+        self._chunks = self.layout.chunks()
+        self._chunk = 0
+        self._level = 0
+        self._rung: list[str] = []  # the backbones of the current rung, in evaluation order
+        self._taken = 0  # how many of the rung were taken
+        self._first = 0  # sequence index of the rung's first evaluation
+        self._scores: dict[int, float] = {}  # sequence index -> ε̃ of the current rung
+        self._next_index = 0
+        self.completed: list[list[str]] = []  # the backbones of every chunk whose rungs are all done
+        self._open_chunk()
 
-    @staticmethod
-    def _walk(order: list[str], layout: SHLayout) -> Generator[tuple[str, int], float, None]:
-        position = {b: i for i, b in enumerate(order)}
-        for start, n in layout.chunks():
-            candidates = order[start:start + n]
-            sizes = layout.rungs(n)
-            for lv in range(layout.n_levels):
-                scores = {}
-                for b in candidates:
-                    scores[b] = yield b, lv
-                if lv + 1 < layout.n_levels:
-                    candidates = sorted(candidates, key=lambda b: (-scores[b], position[b]))[:sizes[lv + 1]]
+    def _open_chunk(self) -> None:
+        if self._chunk < len(self._chunks):
+            start, n = self._chunks[self._chunk]
+            self._rung, self._level, self._taken = self._order[start:start + n], 0, 0
+            self._first, self._scores = self._next_index, {}
 
-    def done(self, score: float | None) -> None:
+    @property
+    def finished(self) -> bool:
+        return self._chunk >= len(self._chunks)
+
+    def take(self) -> tuple[int, str, int] | None:
+        """The next evaluation, or None: finished, or waiting for scores of the current rung."""
+        self._advance()
+        if self.finished or self._taken >= len(self._rung):
+            return None
+        b = self._rung[self._taken]
+        self._taken += 1
+        i = self._next_index
+        self._next_index += 1
+        return i, b, self._level
+
+    def done(self, index: int, score: float | None) -> None:
+        """Evaluation ``index``'s ε̃ (None, NaN or −∞: failed)."""
         s = -math.inf if score is None or not math.isfinite(float(score)) else float(score)
-        try:
-            self.next = self._gen.send(s)
-        except StopIteration:
-            self.next = None
+        if self._first <= index < self._first + len(self._rung):
+            self._scores[index] = s
+
+    def _advance(self) -> None:
+        """Close every rung whose evaluations are all taken: the top rung of a chunk at once (the
+        next chunk needs none of its scores), a lower one once its scores are all in: promote the
+        top ⌈n/η⌉ (ties: earlier in the order) to the next rung."""
+        while not self.finished and self._taken == len(self._rung):
+            top = self._level + 1 == self.layout.n_levels
+            if not top and len(self._scores) < len(self._rung):
+                return  # the promotions need every score of this rung
+            rung = self._rung
+            if not top:
+                scores = [self._scores[self._first + j] for j in range(len(rung))]
+                keep = -(-len(rung) // self.layout.eta)  # ⌈n/η⌉, the layout's next rung size
+                ranked = sorted(range(len(rung)), key=lambda j: (-scores[j], self._position[rung[j]]))[:keep]
+                self._rung = [rung[j] for j in ranked]
+                self._level += 1
+                self._taken, self._first, self._scores = 0, self._next_index, {}
+            else:
+                start, n = self._chunks[self._chunk]
+                self.completed.append(self._order[start:start + n])
+                self._chunk += 1
+                self._open_chunk()
 
 
 __all__ = ["SH_PREFIX", "ASHA_PREFIX", "PROMOTION_COSTS", "DEFAULT_PROMOTION_COST", "DEFAULT_ETA", "is_sh",

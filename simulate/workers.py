@@ -8,8 +8,8 @@ halving the best at the highest fidelity among them), ties won by the earlier en
 earlier position.  K = 1 is Eqs. 3–4 exactly: the ends are the cumulative sums, and a prefix
 ending by t_max is the prefix whose cumulative cost is <= t_max.
 
-* a sampler's order (:func:`list_schedule`): start_i = the earliest free time;
-* ``sh:<sampler>`` (:func:`barrier_schedule`): a rung is a barrier — an evaluation of rung l > 0 of
+* a sampler's order (:func:`shared.workers.list_schedule`): start_i = the earliest free time;
+* ``sh:<sampler>`` (:func:`shared.workers.barrier_schedule`): a rung is a barrier — an evaluation of rung l > 0 of
   a chunk starts no earlier than the last end of rung l − 1 of that chunk (its promotions need
   those scores); evaluations still start in order, so workers idle at a barrier;
 * ``asha:<sampler>`` (:func:`asha_run`): asynchronous successive halving — a worker that frees up at
@@ -18,7 +18,8 @@ ending by t_max is the prefix whose cumulative cost is <= t_max.
   candidate first; a failed evaluation is never promoted), and otherwise starts the next new
   backbone of the sampler's order; with nothing to do it waits for the next evaluation to end.
 
-:func:`list_schedule` and :func:`barrier_schedule` are vectorised over runs (one NumPy step per
+The two schedules live in :mod:`shared.workers` (the live ``precompute search --workers K`` lays
+its measured seconds on the same timeline); they are vectorised over runs (one NumPy step per
 position of the evaluation sequence, for every run at once); ASHA's sequence depends on timing,
 so :func:`asha_run` is a literal event loop per run.  :func:`replay_ends` counts and selects from
 the ends.  :mod:`simulate.reference` has independent literal loops the tests hold these to.
@@ -31,6 +32,7 @@ import math
 import numpy as np
 
 from shared.durations import format_duration
+from shared.workers import barrier_schedule, list_schedule
 from simulate.engine import NO_SELECTION, Replay, best_so_far
 
 
@@ -51,49 +53,6 @@ def worker_label(k: int, budget_s: float | None = None) -> str:
     """``8 workers`` or, with a budget, ``8 workers × 1 h`` (next to ``1 worker × 8 h``)."""
     text = f"{k} worker{'s' if k != 1 else ''}"
     return text if budget_s is None else f"{text} × {format_duration(budget_s)}"
-
-
-def list_schedule(cost: np.ndarray, k: int) -> np.ndarray:
-    """Ends (R, N) of evaluations ``cost`` (R, N), in order, on ``k`` workers, each started on the
-    worker free earliest (ties: the lowest index).  K = 1: the cumulative sums (the same floats)."""
-    r, n = cost.shape
-    if k == 1:
-        return np.cumsum(cost, axis=1)
-    free = np.zeros((r, k))
-    ends = np.empty((r, n))
-    rows = np.arange(r)
-    for i in range(n):  # vectorised over runs: one step per position
-        w = np.argmin(free, axis=1)  # the first minimum: the lowest index among ties
-        end = free[rows, w] + cost[:, i]
-        free[rows, w] = end
-        ends[:, i] = end
-    return ends
-
-
-def barrier_schedule(cost: np.ndarray, k: int, group: np.ndarray, waits_for: np.ndarray) -> np.ndarray:
-    """Ends (R, N) on ``k`` workers with barriers: evaluation i (group ``group[i]``, e.g. a chunk's
-    rung) starts no earlier than the last end of group ``waits_for[i]`` (-1: none) and no earlier
-    than evaluation i − 1 started (in order), on the worker free earliest."""
-    r, n = cost.shape
-    n_groups = int(group.max()) + 1 if n else 0
-    free = np.zeros((r, k))
-    last = np.zeros((r, max(n_groups, 1)))
-    started = np.zeros(r)
-    ends = np.empty((r, n))
-    rows = np.arange(r)
-    for i in range(n):
-        w = np.argmin(free, axis=1)
-        start = free[rows, w]
-        if waits_for[i] >= 0:
-            start = np.maximum(start, last[:, waits_for[i]])
-        start = np.maximum(start, started)
-        end = start + cost[:, i]
-        free[rows, w] = end
-        g = group[i]
-        last[:, g] = np.maximum(last[:, g], end)
-        started = start
-        ends[:, i] = end
-    return ends
 
 
 def replay_ends(backbone: np.ndarray, e: np.ndarray, ends: np.ndarray, budgets: np.ndarray,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from test_kill_resume import NAMES, cli, spawn, sweep_home  # noqa: F401  (fixture)
+from test_kill_resume import NAMES, cli, cli_env, spawn, sweep_home  # noqa: F401  (fixture)
 from test_sweep import centroid_acc, data_cache, spread  # noqa: F401  (fixture)
 from torch import nn
 
@@ -125,11 +127,17 @@ def config(tmp_path, data_cache, **kw) -> SearchConfig:  # noqa: F811
 
 
 # ----------------------------------------------------------------------- the reference
-def eq4_incumbents(trace: list[dict], budgets: np.ndarray) -> list[str | None]:
+def eq4_incumbents(trace: list[dict], budgets: np.ndarray, workers: int = 1) -> list[str | None]:
     """Eqs. 3-4 written out on the trace's own scores and seconds: the evaluations whose summed
     seconds are <= t, and the best score among them, the earlier winning ties (successive halving:
     the best at the highest fraction evaluated)."""
     out = []
+    if workers > 1:  # K workers: what ended by t counts; ties to the earlier end, then position
+        for t in budgets:
+            ended = [(e["fraction"], e["score"], -e["end_s"], -i, e["backbone"]) for i, e in enumerate(trace)
+                     if e["end_s"] <= t and e["score"] is not None]
+            out.append(max(ended)[-1] if ended else None)
+        return out
     for t in budgets:
         total, best = 0.0, None
         for e in trace:
@@ -143,7 +151,8 @@ def eq4_incumbents(trace: list[dict], budgets: np.ndarray) -> list[str | None]:
 
 
 def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spec: str, seed: int,
-                         budgets: np.ndarray, sh: dict | None = None, fidelities=()) -> tuple[list, list[str]]:
+                         budgets: np.ndarray, sh: dict | None = None, fidelities=(),
+                         workers: int = 1) -> tuple[list, list[str]]:
     """``simulate`` on the search's parts plus one stub truth row per pool backbone (so the
     simulator's pool is the whole search pool; the stubs' truth scores play no part in the
     selection): (selected backbone at each budget, the simulator's order)."""
@@ -155,9 +164,10 @@ def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spe
     stub = conform(pool.select("backbone", *meta).with_columns(
         dataset=pl.lit("digits"), evaluator=pl.lit("stub-truth"), fraction=pl.lit(1.0),
         seed=pl.lit(0), score=pl.lit(0.5), seconds=pl.lit(1.0), status=pl.lit("ok")))
-    if sh:
+    if sh or workers > 1:
         # the simulator's ladder is the oracle's fractions up to the spec's (and its seed the spec's): rungs
-        # the search did not reach get rows too, each too dear (1e9 s) to fall inside any budget of the trace
+        # the search did not reach get rows too, each too dear (1e9 s) to fall inside any budget of the trace;
+        # on K workers, so do evaluations that were not counted (stopped): their workers stay busy
         have = pl.concat(frames).select("backbone", "fraction")
         for f in fidelities:
             todo = pool.filter(~pl.col("backbone").is_in(have.filter(pl.col("fraction") == f)["backbone"].implode()))
@@ -166,7 +176,8 @@ def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spe
                 seed=pl.lit(0), score=pl.lit(0.0), seconds=pl.lit(1e9), status=pl.lit("ok")))])
     oracle = Oracle(pl.concat([*frames, stub]), {"truth": "stub-truth", "dataset": "digits"}).validate()
     sim = run_simulation(oracle, [strategy], [spec], n_runs=1, budgets=budgets, seed=seed, baseline=None,
-                         sh=SHConfig(sh["eta"], sh["chunk"], sh["promotion_cost"]) if sh else None)
+                         sh=SHConfig(sh["eta"], sh["chunk"], sh["promotion_cost"]) if sh else None,
+                         workers=(workers,) if workers > 1 else None)
     runs = pl.from_arrow(sim.runs).with_columns(pl.col("backbone").cast(pl.String)).sort("budget_s")
     assert runs.get_column("budget_s").to_list() == budgets.tolist()
     spool = oracle.true_scores()
@@ -176,24 +187,30 @@ def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spe
 
 def replay_budgets(trace: list[dict]) -> np.ndarray:
     """Every cumulative time of the trace and the float just below each (the Eq. 4 boundary)."""
-    cums = [e["cumulative_seconds"] for e in trace]
+    cums = [e.get("end_s", e["cumulative_seconds"]) for e in trace]
     return np.unique(np.array(cums + [np.nextafter(c, -np.inf) for c in cums if c > 0]))
 
 
 def assert_simulator_agrees(doc: dict, parts_dir: Path, pool: pl.DataFrame) -> None:
     trace = doc["trace"]
+    k = doc.get("workers", 1)
     budgets = replay_budgets(trace)
-    expected = eq4_incumbents(trace, budgets)
+    expected = eq4_incumbents(trace, budgets, k)
     got, order = simulator_selections(parts_dir, pool, doc["strategy"], doc["evaluator"], doc["seed"], budgets,
-                                      doc.get("sh"), doc["fidelities"])
+                                      doc.get("sh"), doc["fidelities"], k)
     assert got == expected, list(zip(budgets.tolist(), got, expected))
     if not doc.get("sh"):
         assert [e["backbone"] for e in trace] == order[:len(trace)]  # the search followed the simulator's run
     # and the trace's own incumbent column is Eq. 3 at each evaluation's end
-    at_ends = eq4_incumbents(trace, np.array([e["cumulative_seconds"] for e in trace]))
+    at_ends = eq4_incumbents(trace, np.array([e["end_s"] for e in trace]), k)
     assert [e["incumbent"] for e in trace] == at_ends
+    final = eq4_incumbents(trace, np.array([max((e["end_s"] for e in trace), default=0.0)]), k)[0]
     best = max(((e["fraction"], e["score"]) for e in trace if e["score"] is not None), default=None)
-    assert doc["incumbent"] == (None if best is None else {"backbone": at_ends[-1], "score": best[1]})
+    assert doc["incumbent"] == (None if best is None else {"backbone": final, "score": best[1]})
+    # the timeline: each evaluation on one of the K workers, in order, none ending past the budget
+    assert all(0 <= e["worker"] < k and e["end_s"] <= doc["budget_s"] for e in trace)
+    starts = [e["start_s"] for e in trace]
+    assert starts == sorted(starts)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -232,7 +249,7 @@ def test_budget_stops_on_measured_seconds_at_points_and_is_not_an_exception():
     stop = err.value
     assert stop.where == "mlp-epoch" and stop.limit == 0.05 and 0 <= stop.latency < 0.2
     assert stop.spent == pytest.approx(meter.closed, abs=0.02)  # the span closed with what it spent
-    assert clock._METER is None  # restored
+    assert clock._STATE.meter is None  # restored
     faults.point("mlp-epoch")
     with clock.budget(1.0), pytest.raises(RuntimeError, match="not nestable"):
         with clock.budget(1.0):
@@ -247,7 +264,7 @@ def test_budget_stops_on_measured_seconds_at_points_and_is_not_an_exception():
 
 
 def test_point_stays_cheap_without_budget_or_plan():
-    assert clock._METER is None
+    assert clock._STATE.meter is None
     n = 200_000
     t0 = time.perf_counter()
     for _ in range(n):
@@ -407,6 +424,81 @@ def test_successive_halving_live_replays_in_the_simulator(fakes, data_cache, tmp
     if budget == "1h" and top == 1.0:  # truth rows (mlp at 1.0) for the backbones that reached the top
         report = P.merge("digits", Path(res.out) / "parts", tmp_path / "sh.parquet")
         assert report.n_backbones == 12
+
+
+# ------------------------------------------------------------------------ K workers
+@pytest.fixture
+def two_threads():
+    """Two Dask workers as threads of this process (the fakes' monkeypatches reach them)."""
+    from precompute.search import DaskWorkers, local_cluster
+
+    workers = DaskWorkers(local_cluster(2, "cpu", processes=False), 2, "2 threads")
+    yield workers
+    workers.close()
+
+
+@pytest.mark.parametrize("strategy, evaluator, budget, promotion", [
+    ("cycling", "mlp@0.1", "1h", "cold"), ("random", "slow", "1.2s", "cold"),
+    ("sh:cycling", "mlp", "1h", "cold"), ("sh:random", "mlp", "1h", "incremental"),
+    ("sh:cycling", "slow", "1.5s", "incremental")])
+def test_k_workers_live_replays_in_the_simulator(fakes, data_cache, tmp_path, two_threads,  # noqa: F811
+                                                 strategy, evaluator, budget, promotion):
+    """On 2 workers (Dask) each evaluation's measured seconds are laid on its worker's timeline:
+    evaluations start in order on the worker free earliest, those ending by the budget count, and
+    ``simulate --workers 2`` on the parts selects the same incumbent at every budget of the trace."""
+    pool = fake_pool(11, 1)
+    res = run_search(config(tmp_path, data_cache, strategy=strategy, evaluator=evaluator, budget=budget, workers=2,
+                            promotion_cost=promotion), pool, show_progress=False, echo=None, workers=two_threads)
+    doc = res.doc
+    assert doc["workers"] == 2 and {e["worker"] for e in doc["trace"]} == {0, 1}
+    for e in doc["trace"]:
+        assert e["end_s"] == pytest.approx(e["start_s"] + e["seconds"], rel=1e-12, abs=1e-12)
+    # the timeline, literally: no worker runs two evaluations at once, starts keep the order, and a
+    # sampler's evaluation starts when the worker free earliest (ties: the lowest index) frees up
+    last_end = {0: 0.0, 1: 0.0}
+    prev_start = 0.0
+    for e in doc["trace"]:
+        assert e["start_s"] >= last_end[e["worker"]] and e["start_s"] >= prev_start
+        if not strategy.startswith("sh:") and not doc["not_counted"]:  # (a stopped one holds its worker)
+            assert (e["start_s"], e["worker"]) == min((max(t, prev_start), w) for w, t in last_end.items())
+        last_end[e["worker"]], prev_start = e["end_s"], e["start_s"]
+    if budget == "1h":
+        assert doc["finished"] == "pool" and doc["not_counted"] == []
+    else:
+        assert doc["not_counted"] and doc["stopped"]["reason"] in ("budget", "over budget")
+    assert_simulator_agrees(doc, Path(res.out) / "parts", pool)
+    # a rerun rebuilds the same timeline from the parts and evaluates nothing new
+    again = run_search(config(tmp_path, data_cache, strategy=strategy, evaluator=evaluator, budget=budget,
+                              workers=2, promotion_cost=promotion), pool, show_progress=False, echo=None,
+                       workers=two_threads)
+    assert again.doc["trace"] == doc["trace"] and again.new_evaluations == 0
+
+
+def test_k_workers_really_run_at_once(fakes, data_cache, tmp_path, two_threads, monkeypatch):  # noqa: F811
+    """Two workers run two evaluations at the same time (for a sampler, nothing waits: the next
+    backbone of the order is known; for sh, a rung's evaluations run side by side)."""
+    import threading
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def counting(*a, **k):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            return slow_centroid(*a, **k)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setitem(FAKE_EVALUATORS, "counting", EvaluatorSpec("counting", True, counting))
+    for strategy in ("cycling", "sh:random"):
+        state["most"] = 0
+        run_search(config(tmp_path, data_cache, strategy=strategy, evaluator="counting", workers=2,
+                          out=str(tmp_path / strategy)), fake_pool(6, 0), show_progress=False, echo=None,
+                   workers=two_threads)
+        assert state["most"] == 2, strategy
 
 
 # --------------------------------------------------------------------- stops and resume
@@ -758,6 +850,39 @@ def test_sigkill_mid_evaluation_then_resume(sweep_home, tmp_path):
 
 
 @pytest.mark.slow
+def test_two_worker_processes_one_killed_mid_evaluation_lose_nothing(sweep_home, tmp_path):
+    """``--workers 2`` on a CPU: two Dask worker processes (one torch thread each).  One of them is
+    SIGKILLed in the middle of its first head (``VIBES_FAULT_ONCE``: the fault fires in one process
+    only); Dask's nanny starts it again and the scheduler reruns the evaluation, so the search ends
+    with every backbone evaluated once, the same scores as a search nobody killed; a rerun does
+    nothing new and the simulator replays the timeline."""
+    home = sweep_home
+    ref = cli("precompute.cli", *search_args(home, tmp_path / "ref", "--workers", "2", evaluator="mlp"),
+              cwd=home.cwd, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    want = json.loads((tmp_path / "ref" / "search.json").read_text())
+    out = tmp_path / "killed"
+    env = cli_env(**{faults.ENV: "mlp-epoch:100", faults.ONCE_ENV: str(tmp_path / "fault-fired")})
+    proc = subprocess.run([sys.executable, "-m", "precompute.cli", *map(str, search_args(
+        home, out, "--workers", "2", evaluator="mlp"))], cwd=home.cwd, capture_output=True, text=True,
+        timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "fault-fired").exists()  # a worker did die
+    doc = json.loads((out / "search.json").read_text())
+    assert doc["workers"] == 2 and doc["finished"] == "pool" and doc["not_counted"] == []
+    key = lambda d: sorted((e["backbone"], e["score"]) for e in d["trace"])
+    assert key(doc) == key(want) and len(doc["trace"]) == len(NAMES)
+    for e in doc["trace"]:  # each evaluated once: one row, charged what it cost
+        rows = P.read_part(P.part_path(out / "parts", "digits", e["backbone"]))[0]
+        assert rows.height == 1 and e["seconds"] == float(rows["seconds"][0])
+    again = cli("precompute.cli", *search_args(home, out, "--workers", "2", evaluator="mlp"), cwd=home.cwd,
+                timeout=600)
+    assert again.returncode == 0 and "nothing new" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert json.loads((out / "search.json").read_text())["trace"] == doc["trace"]
+    assert_simulator_agrees(doc, out / "parts", home_pool(home))
+
+
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_was_done(sweep_home, tmp_path):
     from precompute.cli import INTERRUPTED
 
@@ -840,3 +965,32 @@ def test_report_draws_in_headless_chromium(fakes, data_cache, tmp_path):  # noqa
     assert dom.count('class="point plotly-customdata"') == res.doc["n_evaluated"]  # each one, failed too
     for label in ("incumbent", "evaluations", "failed", "budget 2 min"):
         assert label in dom, label
+
+
+def test_slurm_workers_job_script():
+    """``--cluster slurm``: dask-jobqueue's SLURMCluster, one job per worker; the rendered job script
+    (no Slurm here: nothing is submitted) asks for what the options say and runs one evaluation at
+    a time per worker."""
+    from precompute.search import SlurmOptions
+
+    cluster = SlurmOptions(partition="gpu", time_limit_minutes=90, cpus=6, mem_gb=24, gpus=1,
+                           extra=("--account=proj",)).cluster()
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p gpu", "#SBATCH --cpus-per-task=6", "#SBATCH -t 01:30:00", "#SBATCH --gres=gpu:1",
+                 "#SBATCH --account=proj"):
+        assert line in script, script
+    assert "--nthreads 1" in script and "--resources slot=1" in script and "--nanny" in script
+    assert "distributed.cli.dask_worker" in script
+
+
+def test_search_refuses_bad_worker_options(data_cache, tmp_path):  # noqa: F811
+    for kw, msg in ((dict(workers=0), "--workers must be a positive integer"),
+                    (dict(workers=2, threads=0), "--threads must be a positive integer"),
+                    (dict(cluster="k8s"), "--cluster must be local or slurm"),
+                    (dict(strategy="asha:cycling"), "asynchronous successive halving is simulated")):
+        with pytest.raises(SearchError, match=msg):
+            config(tmp_path, data_cache, **kw)
+    assert config(tmp_path, data_cache, workers=3).threads == 1  # one torch thread per worker by default

@@ -15,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.successive_halving import SHConfig
+from shared.workers import barrier_schedule, list_schedule
 from simulate.engine import replay_in_order
 from simulate.reference import asha_loop, workers_loop, workers_one_pass
 from simulate.simulation import parse_budgets
 from simulate.strategies import make_pair, sh_sequence
-from simulate.workers import asha_run, barrier_schedule, list_schedule, replay_ends
+from simulate.workers import asha_run, replay_ends
 from tests.conftest import random_oracle
 
 KS = [1, 2, 3, 8]

@@ -1,8 +1,11 @@
 """``precompute search``: run one strategy for real on a dataset under a time budget."""
 from __future__ import annotations
 
+import math
+
 import click
 
+from shared.durations import parse_duration
 from shared.protocol import DEFAULT_FRACTIONS, fractions_text
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
 
@@ -17,6 +20,8 @@ Examples:
   precompute search --dataset digits --weights random --input-size 32 --budget 5m \\
       --strategy sh:cycling --evaluator mlp --eta 3 --pool 'resnet18*' --pool 'lcnet*' \\
       --out out/search-sh   # rungs 0.01, 0.1, 1.0
+  precompute search --dataset digits --weights random --input-size 32 --budget 60s --workers 2 \\
+      --device cpu --strategy cycling --evaluator mlp@0.1 --pool data/pool-5m.parquet --out out/search-k2
 (data/pool-5m.parquet: `precompute pool --max-params 5 --out data/pool-5m.parquet`.  On a CPU
 give a small pool: the whole pool's order can start with a 0.8 B-parameter ViT.)
 Budgets: 90s, 45m, 10min, 2h, 1d, 1h30m, 1.5h or plain seconds; the budget is a hard deadline on
@@ -57,21 +62,39 @@ spent is counted from the part files); a larger --budget continues the same sear
               show_default=True,
               help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
                    "or is a cold evaluation; the same default as simulate --promotion-cost.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="K workers (Dask): one process per GPU of this box (on a CPU, K processes with one torch "
+                   "thread each), or, with --cluster slurm, one Slurm job each; the budget is the K-worker "
+                   "search's time, each evaluation's measured seconds laid on its worker's timeline.")
+@click.option("--threads", type=int, default=None,
+              help="torch threads per worker on a CPU (default: torch's with one worker, 1 with several).")
+@click.option("--cluster", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--partition", default=None, help="--cluster slurm: the partition.")
+@click.option("--time-limit", default="4h", show_default=True, help="--cluster slurm: time per worker job.")
+@click.option("--cpus-per-worker", type=int, default=8, show_default=True, help="--cluster slurm.")
+@click.option("--mem-gb", type=float, default=32.0, show_default=True, help="--cluster slurm: memory per worker.")
+@click.option("--gpus-per-worker", type=int, default=1, show_default=True, help="--cluster slurm (0: none).")
+@click.option("--slurm-arg", "slurm_args", multiple=True, help="--cluster slurm: one more #SBATCH option, "
+              "e.g. --account=myproj (repeatable).")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the closing table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def search_cmd(dataset, budget, strategy, evaluator, pools, weights, device, seed, out, final, input_size,
-               batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost, top,
+               batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost, workers,
+               threads, cluster, partition, time_limit, cpus_per_worker, mem_gb, gpus_per_worker, slurm_args, top,
                no_progress) -> None:
     """Find a backbone for DATASET: run one strategy for real under a time budget."""
     from precompute.pool import resolve_pool  # lazy, as every command here: `--help` stays light
-    from precompute.search import SearchConfig, parse_fractions, run_search, summary_lines
+    from precompute.search import SearchConfig, SlurmOptions, parse_fractions, run_search, summary_lines
 
     # every cheap check, once, before the pool is built (SearchConfig validates when it is made)
     cfg = SearchConfig(dataset=dataset, budget=budget, strategy=strategy, evaluator=evaluator, out=out,
                        seed=seed, weights=weights, device=device, batch_size=batch_size, input_size=input_size,
                        data_root=data_root, download=download, cache_dir=cache_dir, final=final, eta=eta,
                        sh_chunk=sh_chunk, sh_fractions=parse_fractions(sh_fractions),
-                       promotion_cost=promotion_cost)
+                       promotion_cost=promotion_cost, workers=workers, threads=threads, cluster=cluster,
+                       slurm=SlurmOptions(partition, math.ceil(parse_duration(time_limit, "--time-limit") / 60),
+                                          cpus_per_worker, mem_gb, gpus_per_worker, tuple(slurm_args))
+                       if cluster == "slurm" else None)
     pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo)
     res = run_search(cfg, pool, show_progress=not no_progress, echo=None)
     for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,

@@ -8,13 +8,17 @@ The search is the simulator's Eqs. 3-4 done live, on the oracle's own definition
 * **evaluator** ε̃ = the spec ``<evaluator>[@<fraction>]`` (:mod:`shared.evaluator_spec`), each
   evaluation the sweep's own :func:`precompute.sweep.evaluate_backbone` extracting only the images
   and splits its evaluator needs;
-* **budget** t_max, a hard deadline on the summed charges, each charge what the oracle charges for
-  that evaluation; the evaluation in flight is stopped on its *measured* seconds (:mod:`.loop`);
+* **budget** t_max, a hard deadline: on one worker on the summed charges, each what the oracle
+  charges for that evaluation; on K workers (``--workers K``, Dask: :mod:`.workers`) on the search's
+  time, each evaluation's charge laid on the timeline of the worker free earliest
+  (:class:`shared.workers.Timeline`, the simulator's rule); the evaluation in flight is stopped on
+  its *measured* seconds (:mod:`.loop`);
 * **incumbent** b̂ = best ε̃ among the counted evaluations, ties to the earlier (Eq. 3; with
   successive halving, at the highest fraction reached).
 
-Inputs are checked once (:mod:`.config`), the loop and resume are in :mod:`.loop`, what is written
-and printed in :mod:`.report`.  The command line is :mod:`precompute.cli.search`.
+Inputs are checked once (:mod:`.config`), the loop and resume are in :mod:`.loop`, where the
+evaluations run in :mod:`.workers`, what is written and printed in :mod:`.report`.  The command line
+is :mod:`precompute.cli.search`.
 """
 from __future__ import annotations
 
@@ -29,11 +33,13 @@ from .config import (
     parse_evaluator,
     parse_fractions,
 )
-from .loop import Evaluation, Kept, SearchResult, Trace, charge, run_search
+from .loop import Evaluation, SearchResult, Trace, charge, run_search, start_workers
 from .report import REPORT_HTML, SEARCH_JSON, ranked_trace, report_html, summary_lines, wall_ratio
 from .schedule import sampler_pool, search_order
+from .workers import DaskWorkers, InProcess, SlurmOptions, local_cluster
 
 __all__ = ["SearchConfig", "SearchError", "SearchResult", "parse_budget", "parse_evaluator", "run_search",
            "sampler_pool", "search_order", "summary_lines", "report_html", "check_fraction", "check_final",
-           "parse_fractions", "DEFAULT_RUNGS", "SEED", "Evaluation", "Trace", "Kept", "charge", "ranked_trace",
+           "parse_fractions", "DEFAULT_RUNGS", "SEED", "Evaluation", "Trace", "charge", "ranked_trace", "start_workers",
+           "DaskWorkers", "InProcess", "SlurmOptions", "local_cluster",
            "wall_ratio", "SEARCH_JSON", "REPORT_HTML"]

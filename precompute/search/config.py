@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from precompute import evaluators as E
 from precompute.sweep import Setup, SweepConfig
@@ -15,7 +16,15 @@ from shared.errors import VibesError, unknown
 from shared.evaluator_spec import format_spec, split_spec
 from shared.protocol import DEFAULT_FRACTIONS
 from shared.samplers import sampler_of
-from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, SHConfig, is_sh, ladder
+from shared.successive_halving import (
+    DEFAULT_ETA,
+    DEFAULT_PROMOTION_COST,
+    SHConfig,
+    base_sampler,
+    is_asha,
+    is_sh,
+    ladder,
+)
 
 SEED = 0  # subset and head seed of every evaluation: the sweep's seed 0
 #: successive halving's fidelities below the evaluator's fraction (the sweep's fractions, ascending)
@@ -81,6 +90,10 @@ class SearchConfig(Setup):
     sh_chunk: int | None = None
     sh_fractions: tuple[float, ...] = DEFAULT_RUNGS
     promotion_cost: str = DEFAULT_PROMOTION_COST
+    workers: int = 1  # K: evaluations run on K workers (precompute.search.workers), laid on one timeline
+    threads: int | None = None  # torch threads per worker on a CPU (default: torch's for one worker, 1 for K)
+    cluster: str = "local"  # "local": this machine (one worker process per GPU); "slurm": one job per worker
+    slurm: Any = None  # precompute.search.workers.SlurmOptions with cluster="slurm"
     # derived and checked in __post_init__
     budget_s: float = field(init=False)
     name: str = field(init=False)  # the evaluator
@@ -91,6 +104,18 @@ class SearchConfig(Setup):
 
     def __post_init__(self):
         self.budget_s = parse_budget(self.budget)
+        if isinstance(self.workers, bool) or int(self.workers) != self.workers or self.workers < 1:
+            raise SearchError(f"--workers must be a positive integer, e.g. 2; got {self.workers!r}")
+        if self.threads is not None and (int(self.threads) != self.threads or self.threads < 1):
+            raise SearchError(f"--threads must be a positive integer; got {self.threads!r}")
+        if self.cluster not in ("local", "slurm"):
+            raise SearchError(f"--cluster must be local or slurm; got {self.cluster!r}")
+        if self.threads is None and self.workers > 1:
+            self.threads = 1
+        if is_asha(self.strategy):
+            raise SearchError(f"--strategy {self.strategy}: asynchronous successive halving is simulated "
+                              f"(simulate --strategy {self.strategy} --workers K); live, run "
+                              f"sh:{base_sampler(self.strategy)}")
         self.name, self.fraction, self.spec = parse_evaluator(self.evaluator)
         sampler_of(self.strategy)  # an unknown strategy lists the valid ones
         self.sh = SHConfig(self.eta, self.sh_chunk, self.promotion_cost) if is_sh(self.strategy) else None

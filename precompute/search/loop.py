@@ -6,16 +6,23 @@
 * Its charge is what the oracle charges for it: the row's ``seconds``, or, for a successive-halving
   promotion with ``incremental`` cost, :func:`shared.successive_halving.promotion_seconds` of the
   row and the lower fraction's row (load + Δextract + fit) — the simulator's very formula.
-* The budget t_max is a hard deadline on the summed charges (Eq. 4).  The evaluation in flight
-  runs inside :func:`precompute.clock.budget` with what is left: the meter reads the measured
-  spans (load, each extraction segment, each fit) and stops the evaluation at the first fault
-  point (after the load, each extraction batch, each head epoch) once they pass it; untimed
-  bookkeeping never stops anything.  An evaluation that finishes with a charge over what is left
-  is discarded.  A stop or a discard writes nothing, is remembered in ``search.json``, and the
-  search ends there.
-* State lives in part files (``<out>/parts/<dataset>/<backbone>.parquet``): a rerun rebuilds the
-  trace by walking the schedule over the parts, charging their recorded rows (never the wall
-  clock), and resumes with the first evaluation without a row.  With ``incremental`` promotions
+* The budget t_max is a hard deadline on the search's time: every charge is laid, in the
+  sequence's order, on the timeline of K workers (:class:`shared.workers.Timeline`: the worker
+  free earliest, ties to the lowest index; a successive-halving rung waits for the rung below in
+  its chunk), and an evaluation counts when it ends by t_max (one worker: Eq. 4, the summed charges).
+  An evaluation runs inside :func:`precompute.clock.budget` of t_max minus the earliest it can
+  start (exact on one worker; on K, a bound, as the evaluations before it may still run): the
+  meter reads the measured spans (load, each extraction segment, each fit) and stops it at the
+  first fault point (after the load, each extraction batch, each head epoch) once they pass that;
+  untimed bookkeeping never stops anything.  An evaluation that finishes after t_max on the
+  timeline does not count.  Neither writes anything; both are remembered in ``search.json``
+  (``not_counted``) and not run again for the same budget.  On one worker the search ends at the
+  first evaluation that does not count; on K, an evaluation stopped (its worker busy past t_max)
+  does not keep the others from counting.
+* State lives in part files (``<out>/parts/<dataset>/<backbone>.parquet``), written in the
+  sequence's order once an evaluation is placed and counted: a rerun rebuilds the trace by walking
+  the schedule over the parts, charging their recorded rows (never the wall clock), and resumes
+  with the first evaluation without a row.  With ``incremental`` promotions
   the features of a backbone still in the running are kept (``<out>/kept/``: float32, written
   before the part, so a resumed search finds them; rebuilt untimed if lost).
 """
@@ -28,27 +35,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from precompute import backbone as B
-from precompute import clock, sweep
 from precompute import datasets as D
 from precompute import evaluators as E
 from precompute import parts as P
+from precompute import sweep
 from precompute import weights as W
 from shared.evaluator_spec import format_spec
 from shared.oracle import BACKBONE_META, COLUMNS
 from shared.successive_halving import promotion_seconds
+from shared.workers import Timeline
 
 from .config import SEED, SearchConfig, SearchError, check_fraction
-from .report import SEARCH_JSON, evaluation_line, summary_lines, write_outputs
+from .report import SEARCH_JSON, summary_lines, write_outputs
 from .schedule import schedule, search_order
+from .workers import DaskWorkers, InProcess, Lost, Task, local_cluster, slurm_workers
 
 FINAL_DIR = "final"
 KEPT_DIR = "kept"
@@ -73,10 +81,14 @@ class Evaluation:
     promotion: str | None = None  # "incremental" or "cold" for a successive-halving promotion
     error: str | None = None
     from_part: bool = False  # read back from the parts (an earlier run), not evaluated by this one
+    worker: int = 0  # where it ran on the timeline of the search's K workers
+    start_s: float = 0.0  # when it started and ended on that timeline (measured seconds)
+    end_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"backbone": self.backbone, "fraction": self.fraction, "score": self.score, "seconds": self.seconds,
                 "wall_seconds": self.wall_seconds, "cumulative_seconds": self.cumulative_seconds,
+                "worker": self.worker, "start_s": self.start_s, "end_s": self.end_s,
                 "status": self.status, "incumbent": self.incumbent, "incumbent_score": self.incumbent_score,
                 **({"promotion": self.promotion} if self.promotion else {}),
                 **({"error": self.error} if self.error else {})}
@@ -84,27 +96,14 @@ class Evaluation:
 
 @dataclass
 class Trace:
-    """The counted evaluations and the incumbent rule (Eq. 3: best ε̃, the earlier wins ties; with
-    successive halving the best ε̃ at the highest level evaluated, i.e. the lexicographic maximum of
-    (level, ε̃), as :func:`simulate.engine.best_at_highest_level`)."""
+    """The counted evaluations in the order they started and the incumbent (Eq. 3 on K workers: the
+    best (level, ε̃) among the evaluations ended by a time, ties to the earlier end, then the
+    earlier position; one level and one worker: the best ε̃ so far, the earlier wins ties)."""
 
     entries: list[Evaluation] = field(default_factory=list)
-    spent: float = 0.0
+    spent: float = 0.0  # the sum of the counted charges: compute spent
     best: tuple[str, float] | None = None
     _key: tuple[int, float] | None = None
-
-    def add(self, backbone: str, level: int, row: dict[str, Any], cost: float, wall: float | None = None,
-            promotion: str | None = None, from_part: bool = False) -> Evaluation:
-        ok = row.get("status") == "ok" and row.get("score") is not None
-        self.spent = self.spent + cost  # sequential float64 sums: what the simulator's cumsum does
-        score = float(row["score"]) if ok else None
-        if ok and (self._key is None or (level, score) > self._key):
-            self.best, self._key = (backbone, score), (level, score)
-        e = Evaluation(backbone, float(row["fraction"]), score, cost, self.spent, "ok" if ok else "failed",
-                       self.best[0] if self.best else None, self.best[1] if self.best else None, wall, promotion,
-                       None if ok else (row.get("error") or "failed"), from_part)
-        self.entries.append(e)
-        return e
 
 
 def _num(x) -> float:
@@ -204,102 +203,6 @@ class _Progress:
             self.bar.close()
 
 
-# ----------------------------------------------------------------------- kept features
-class Kept:
-    """Features kept for incremental promotions, one file per (backbone, fraction) under
-    ``<out>/kept/<dataset>/``: the image indices, float32 features and the row's cumulative
-    ``extract_seconds``.  Dropped once the backbone is promoted or its chunk is done."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def path(self, backbone: str, fraction: float) -> Path:
-        return self.folder / f"{P.safe_name(backbone)}@{fraction:g}.npz"
-
-    def save(self, backbone: str, fraction: float, prior: sweep.Prior) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with P.atomic_path(self.path(backbone, fraction)) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, index=prior.index, features=prior.features.numpy(),
-                         extract_seconds=np.float64(prior.extract_seconds))
-
-    def load(self, backbone: str, fraction: float) -> sweep.Prior | None:
-        path = self.path(backbone, fraction)
-        try:
-            with np.load(path) as z:
-                return sweep.Prior(z["index"].astype(np.int64), torch.from_numpy(z["features"].copy()),
-                                   float(z["extract_seconds"]))
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def drop(self, backbone: str, fraction: float) -> None:
-        self.path(backbone, fraction).unlink(missing_ok=True)
-
-    def clear(self) -> None:
-        if self.folder.is_dir():
-            for p in self.folder.glob("*.npz"):
-                p.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------- one evaluation
-class _Evaluator:
-    """One backbone at one fraction with the sweep's own :func:`~precompute.sweep.evaluate_backbone`
-    (a one-fraction, one-seed, one-evaluator config), and the part that keeps its row(s)."""
-
-    def __init__(self, scfg: sweep.SweepConfig, ds, device, rows: dict, name: str):
-        self.scfg, self.ds, self.device, self.rows, self.name = scfg, ds, device, rows, name
-        self.needs_test = E.EVALUATORS[name].needs_test
-        self.plans: dict[float, dict] = {}
-        self.images = self.meta = None
-
-    def prepare(self, fraction: float) -> None:
-        """Subsets and run meta (once), and the device warm-up: never on a clock."""
-        if self.images is None:
-            self.images = np.concatenate([self.ds.train_images, self.ds.test_images])
-            self.meta = sweep.run_meta(self.scfg, self.ds)
-            sweep.warm_up(self.device)  # one-time device costs: before the first budget, never charged
-        if fraction not in self.plans:
-            self.plans[fraction] = D.subset_plan(self.ds, [fraction], [SEED])
-
-    def plan(self, fraction: float, prior: sweep.Prior | None) -> sweep.ExtractionPlan:
-        """The images this evaluation extracts: its subset's train (and test, if its evaluator needs
-        it) split, less what ``prior`` holds."""
-        return sweep.extraction_plan(self.plans[fraction], (fraction,), len(self.ds.train_labels),
-                                     len(self.images), self.needs_test, None if prior is None else prior.index)
-
-    def evaluate(self, backbone: str, fraction: float, prior: sweep.Prior | None = None,
-                 keep: bool = False) -> sweep.BackboneResult:
-        cfg = replace(self.scfg, fractions=(fraction,))
-        plan = self.plan(fraction, prior)
-        res = sweep.evaluate_backbone(cfg, backbone, self.rows[backbone], self.ds, self.plans[fraction], plan,
-                                      self.images, prior=prior, keep=keep)
-        res.frame = _fill_meta(res.frame, self.rows[backbone])
-        return res
-
-    def write(self, backbone: str, frame: pl.DataFrame, fraction: float, wall: float) -> None:
-        """The backbone's part: its rows of other fractions (successive halving's earlier rungs), then these;
-        the evaluation's wall seconds in the part's metadata."""
-        path = P.part_path(self.scfg.parts_dir, self.scfg.dataset, backbone)
-        walls: dict[str, float] = {}
-        if path.exists():
-            old, old_meta = P.read_part(path)
-            walls = dict(old_meta.get(WALL_KEY) or {})
-            keys = frame.select("evaluator", "fraction", "seed")
-            frame = pl.concat([old.join(keys, on=["evaluator", "fraction", "seed"], how="anti"), frame])
-        walls[repr(float(fraction))] = float(wall)
-        frame = frame.sort(["evaluator", "fraction", "seed"], descending=[False, True, False])
-        P.write_part(frame, path, {**self.meta, "backbone": backbone, WALL_KEY: walls})
-
-    def rebuild(self, backbone: str, fraction: float, row: dict[str, Any]) -> sweep.Prior | None:
-        """Kept features lost (deleted, or a kill between the part and the file): extract them again,
-        untimed, and keep the row's recorded ``extract_seconds``."""
-        self.prepare(fraction)
-        res = self.evaluate(backbone, fraction, keep=True)
-        if res.kept is None:
-            return None
-        return sweep.Prior(res.kept.index, res.kept.features, float(row["extract_seconds"]))
-
-
 def _prefetch(scfg, backbone: str) -> None:
     """Put a backbone's pretrained weights into the cache (downloading them if allowed) outside the
     budget; a failure is left to ``evaluate_backbone``, which records it as a failed row."""
@@ -323,19 +226,40 @@ class SearchResult:
     changed: bool  # search.json / report.html were (re)written
 
 
+@dataclass
+class Slot:
+    """One evaluation of the run's sequence (its index is its position): where it stands."""
+
+    index: int
+    backbone: str
+    level: int
+    fraction: float
+    promotion: str | None
+    lower: dict | None  # the row one rung below (a promotion)
+    row: dict | None = None  # its row, once known
+    frame: pl.DataFrame | None = None  # rows to write into its part, once placed and counted
+    cost: float | None = None  # its charge; inf: stopped or lost (it cannot end by the budget)
+    wall: float | None = None
+    from_part: bool = False
+    stop: dict | None = None  # why it does not count (budget, over budget, lost)
+    placed: tuple[int, float, float] | None = None  # (worker, start, end) on the timeline
+    counted: bool = False
+
+
 def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True,
-               echo: Callable[[str], None] | None = print) -> SearchResult:
+               echo: Callable[[str], None] | None = print, workers=None) -> SearchResult:
     """Run (or resume) the search; write parts, ``search.json`` and ``report.html`` under ``cfg.out``.
 
-    Every input problem is a :class:`SearchError` (or another ``VibesError``) raised before anything
-    is written under ``cfg.out`` (``SearchConfig`` checked the cheap ones when it was made); a budget
-    below one evaluation is known after the first evaluation is stopped, and is an error too
-    (nothing written)."""
+    ``workers``: where the evaluations run (:mod:`precompute.search.workers`; default: this
+    process, or a local Dask cluster of ``cfg.workers`` processes).  Every input problem is a
+    :class:`SearchError` (or another ``VibesError``) raised before anything is written under
+    ``cfg.out`` (``SearchConfig`` checked the cheap ones when it was made); a budget below one
+    evaluation is known after the first evaluation is stopped, and is an error too (nothing written)."""
     t_start = time.monotonic()
     budget, name, ladder, spec = cfg.budget_s, cfg.name, cfg.ladder, cfg.spec
     if pool.height == 0:
         raise SearchError("the pool is empty; give --pool names, globs or a pool file with backbones")
-    device = B.resolve_device(cfg.device)  # a bad --device fails here, before anything is written
+    B.resolve_device(cfg.device)  # a bad --device fails here, before anything is written
     order = search_order(pool, cfg.strategy, spec, cfg.seed)
     rows = {r["backbone"]: r for r in pool.unique("backbone", keep="first").iter_rows(named=True)}
     dataset = D.resolve(cfg.dataset)[0]
@@ -354,7 +278,7 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
     sh_doc = cfg.sh_doc()
     rule = cfg.sh.promotion_cost if cfg.sh else None
     _check_same_schedule(out, cfg, sh_doc)
-    previous = _previous_stop(out, cfg, sh_doc)
+    previous = _previous_stops(out, cfg, sh_doc)
 
     created = _missing_dirs(out)
     lock = P.BackboneLock(out / LOCK_NAME)
@@ -363,106 +287,172 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         _remove_created(created)
         raise SearchError(f"another search is running in {str(out)!r} (lock {str(lock.path)!r}); wait for "
                           f"it or use another --out")
-    progress = None
+    progress = pool_of_workers = None
     try:
         P.remove_stale_tmp(out)
-        trace, stopped = Trace(), None
         progress = _Progress(budget, 0.0, show_progress)
-        evaluator = _Evaluator(scfg, ds, device, rows, name)
-        kept = Kept(out / KEPT_DIR / dataset)
+        pool_of_workers = workers if workers is not None else start_workers(cfg)
+        k = pool_of_workers.k
         walk = schedule(order, len(ladder), cfg.sh)
+        group, waits = walk.layout.barriers()
+        kept_dir = out / KEPT_DIR / dataset
+        slots: list[Slot] = []
+        timeline = Timeline(k, int(group.max()) + 1 if len(group) else 1)
         resumed = new = 0
         loop_wall = 0.0
-        while walk.next is not None:
-            b, lv = walk.next
-            f = ladder[lv]
-            remaining = budget - trace.spent
-            part = _read_part(P.part_path(parts_dir, dataset, b))
-            row = _row_of(part[0], name, f) if part else None
-            lower = _row_of(part[0], name, ladder[lv - 1]) if part and lv > 0 else None
-            lower_ok = lower is not None and lower.get("status") == "ok" and lower.get("score") is not None
-            # a promotion keeps features only from a lower evaluation that succeeded (else it is cold)
-            promotion = None if lv == 0 else (rule if lower_ok else "cold")
-            if row is not None:  # measured by an earlier run: its recorded rows are what it costs
-                cost = charge(row, lower, promotion)
-                if cost > remaining:
-                    stopped = {"backbone": b, "fraction": f, "reason": "over budget", "from_part": True,
-                               "seconds": cost, "remaining_s": remaining}
+        spent = 0.0  # sum of the charges of the counted evaluations
+        best = None  # the incumbent so far: ((level, score), backbone)
+        nxt = None  # the evaluation taken but not started: it cannot end by the budget
+        dispatch = True
+
+        def kept_path(b: str, f: float) -> str:
+            return str(kept_dir / f"{P.safe_name(b)}@{f:g}.npz")
+
+        def place_ready() -> None:
+            """Lay every resolved evaluation after the placed prefix on the timeline, in order; count
+            it if it ends by the budget, and write its part."""
+            nonlocal spent, best, new
+            while timeline.placed < len(slots) and slots[timeline.placed].cost is not None:
+                sl = slots[timeline.placed]
+                sl.placed = timeline.place(sl.cost, int(group[sl.index]), int(waits[sl.index]))
+                end = sl.placed[2]
+                sl.counted = end <= budget
+                if not sl.counted and sl.stop is None:  # it finished, but after the budget
+                    sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "over budget",
+                               "from_part": sl.from_part, "seconds": sl.cost, "remaining_s": budget - sl.placed[1],
+                               **({"wall_s": sl.wall} if not sl.from_part else {})}
+                if sl.counted and not sl.from_part:
+                    _write_part(scfg, run_meta, sl, ds)
+                    new += 1
+                if sl.counted:
+                    spent = spent + sl.cost
+                    ok = sl.row.get("status") == "ok" and sl.row.get("score") is not None
+                    if ok and (best is None or (sl.level, float(sl.row["score"])) > best[0]):
+                        best = ((sl.level, float(sl.row["score"])), sl.backbone)
+                    if not sl.from_part:
+                        progress.write(_progress_line(sl, spent, k, cfg.sh is not None))
+                progress.show(spent, None, None if best is None else (best[1], best[0][1]))
+
+        def lower_bound_start(i: int) -> float:
+            """The earliest evaluation i can start: the placed prefix, then the evaluations in
+            flight (or resolved but not placed yet) at their known cost, or 0 while running."""
+            tmp = timeline.copy()
+            for sl in slots[timeline.placed:i]:
+                tmp.place(0.0 if sl.cost is None else sl.cost, int(group[sl.index]), int(waits[sl.index]))
+            return tmp.place(0.0, int(group[i]), int(waits[i]))[1]
+
+        run_meta = sweep.run_meta(scfg, ds)
+        while True:
+            while dispatch and pool_of_workers.busy < k:
+                got = walk.take()
+                if got is None:
                     break
-                wall = (part[1].get(WALL_KEY) or {}).get(repr(float(f)))
-                e = trace.add(b, lv, row, cost, wall, promotion, from_part=True)
-                resumed += 1
-                progress.show(trace.spent, None, trace.best)
-                walk.done(e.score)
-                continue
-            if remaining <= 0:
+                i, b, lv = got
+                f = ladder[lv]
+                part = _read_part(P.part_path(parts_dir, dataset, b))
+                row = _row_of(part[0], name, f) if part else None
+                lower = _row_of(part[0], name, ladder[lv - 1]) if part and lv > 0 else None
+                lower_ok = lower is not None and lower.get("status") == "ok" and lower.get("score") is not None
+                # a promotion keeps features only from a lower evaluation that succeeded (else it is cold)
+                promotion = None if lv == 0 else (rule if lower_ok else "cold")
+                sl = Slot(i, b, lv, f, promotion, lower)
+                slots.append(sl)
+                if row is not None:  # measured by an earlier run: its recorded rows are what it costs
+                    sl.row, sl.cost, sl.from_part = row, charge(row, lower, promotion), True
+                    sl.wall = (part[1].get(WALL_KEY) or {}).get(repr(float(f)))
+                    resumed += 1
+                    walk.done(i, _score(row))
+                    place_ready()
+                    if not sl.counted and timeline.placed == len(slots):
+                        dispatch = k > 1  # one worker: an evaluation past the budget ends the search
+                    continue
+                start = lower_bound_start(i)
+                if start >= budget:
+                    slots.pop()
+                    nxt, dispatch = {"backbone": b, "fraction": f}, False
+                    break
+                cap = budget - start
+                again = previous.get((b, f))
+                if again is not None and cap <= again["remaining_s"] + 1e-9:
+                    sl.cost, sl.stop = math.inf, again  # stopped before with at least this much left
+                    walk.done(i, None)
+                    place_ready()
+                    dispatch = k > 1
+                    continue
+                progress.show(spent, f"{b} (weights)", None if best is None else (best[1], best[0][1]))
+                _prefetch(scfg, b)  # a download is never charged, so it runs before the budget starts
+                progress.running(spent, b, None if best is None else (best[1], best[0][1]))
+                pool_of_workers.submit(Task(
+                    i, b, f, scfg, rows[b], cap, threads=cfg.threads,
+                    prior=kept_path(b, ladder[lv - 1]) if promotion == "incremental" else None,
+                    prior_fraction=ladder[lv - 1] if promotion == "incremental" else None,
+                    prior_extract=float(lower["extract_seconds"]) if promotion == "incremental" else None,
+                    keep=kept_path(b, f) if rule == "incremental" and lv + 1 < len(ladder) else None))
+                sl.stop = {"remaining_s": cap}  # until it comes back
+            if pool_of_workers.busy == 0:
                 break
-            if (previous and previous.get("backbone") == b and previous.get("fraction", f) == f
-                    and remaining <= previous["remaining_s"] + 1e-9):
-                stopped = previous  # stopped before with at least this much left: it would stop again
-                break
-            progress.show(trace.spent, f"{b} (weights)", trace.best)
-            _prefetch(scfg, b)  # a download is never charged, so it runs before the budget starts
-            evaluator.prepare(f)
-            prior = None
-            if promotion == "incremental":
-                prior = kept.load(b, ladder[lv - 1])
-                if prior is None:
-                    progress.write(f"note: the kept features of {b} at fraction {ladder[lv - 1]:g} are gone; "
-                                   f"extracting them again (untimed)")
-                    prior = evaluator.rebuild(b, ladder[lv - 1], lower)
-            keep = rule == "incremental" and lv + 1 < len(ladder)
-            progress.running(trace.spent, b, trace.best)
-            t0 = time.monotonic()
-            try:
-                with clock.budget(remaining):
-                    res = evaluator.evaluate(b, f, prior, keep=keep)
-            except clock.OverBudget as stop:
-                loop_wall += time.monotonic() - t0
-                progress.idle()
-                stopped = {"backbone": b, "fraction": f, "reason": "budget", "from_part": False,
-                           "point": stop.where, "remaining_s": remaining, "measured_s": stop.spent,
-                           "latency_s": stop.latency, "wall_s": time.monotonic() - t0}
-                break
-            wall = time.monotonic() - t0
-            loop_wall += wall
+            done = pool_of_workers.wait()
             progress.idle()
-            row = _row_of(res.frame, name, f)
-            if row is None:  # cannot happen: the sweep writes one row per expected key
-                raise RuntimeError(f"evaluate_backbone gave no {format_spec(name, f)} row for {b}")
-            cost = charge(row, lower, promotion)
-            if cost > remaining:  # finished between two points, but over what was left
-                stopped = {"backbone": b, "fraction": f, "reason": "over budget", "from_part": False,
-                           "seconds": cost, "remaining_s": remaining, "wall_s": wall}
-                break
-            if keep and res.kept is not None and row.get("status") == "ok":
-                kept.save(b, f, res.kept)  # before the part: a part at f implies its kept features
-            evaluator.write(b, res.frame, f, wall)
-            e = trace.add(b, lv, row, cost, wall, promotion)
-            new += 1
-            progress.write(evaluation_line(len(trace.entries), e, cfg.sh is not None))
-            progress.show(trace.spent, None, trace.best)
-            walk.done(e.score)
-            if lv > 0:
-                kept.drop(b, ladder[lv - 1])
-            if walk.next is None or walk.next[1] == 0:  # the chunk is done: nothing kept is needed
-                kept.clear()
+            sl = slots[done.index]
+            if isinstance(done, Lost):
+                sl.cost, sl.stop = math.inf, {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "lost",
+                                              "error": done.error, "from_part": False,
+                                              "remaining_s": sl.stop["remaining_s"]}
+                walk.done(sl.index, None)
+            elif done.stopped is not None:
+                loop_wall += done.wall
+                sl.cost, sl.wall = math.inf, done.wall
+                sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "budget", "from_part": False,
+                           **{k_: v for k_, v in done.stopped.items() if k_ != "cap_s"},
+                           "remaining_s": done.stopped["cap_s"], "wall_s": done.wall}
+                walk.done(sl.index, None)
+                dispatch = dispatch and k > 1
+            else:
+                loop_wall += done.wall
+                row = _row_of(done.frame, name, sl.fraction)
+                if row is None:  # cannot happen: the sweep writes one row per expected key
+                    raise RuntimeError(f"evaluate_backbone gave no {format_spec(name, sl.fraction)} row for "
+                                       f"{sl.backbone}")
+                sl.row, sl.frame, sl.wall = row, _fill_meta(done.frame, rows[sl.backbone]), done.wall
+                sl.cost = charge(row, sl.lower, sl.promotion)
+                sl.stop = None
+                walk.done(sl.index, _score(row))
+            place_ready()
+            if any(s_.placed and not s_.counted for s_ in slots) and k == 1:
+                dispatch = False  # one worker: the first evaluation that does not count ends the search
+            for sl_ in slots[:timeline.placed]:  # kept features a resolved promotion consumed
+                if sl_.promotion == "incremental" and sl_.cost is not None:
+                    Path(kept_path(sl_.backbone, ladder[sl_.level - 1])).unlink(missing_ok=True)
+            unresolved = {s_.backbone for s_ in slots if s_.cost is None}
+            for chunk in list(walk.completed):  # a finished chunk's kept features are needed no more
+                if unresolved.isdisjoint(chunk):
+                    for b_ in chunk:
+                        for f_ in ladder[:-1]:
+                            Path(kept_path(b_, f_)).unlink(missing_ok=True)
+                    walk.completed.remove(chunk)
         progress.close()
-        if not trace.entries and stopped is not None:
-            what = (f"stopped after {stopped['measured_s']:.2f} measured s" if stopped["reason"] == "budget"
-                    else f"needs {stopped['seconds']:.2f} s")
+        counted = [sl for sl in slots if sl.counted]
+        not_counted = [dict(sl.stop, backbone=sl.backbone, fraction=sl.fraction)
+                       for sl in slots if sl.placed is not None and not sl.counted]
+        stopped = not_counted[0] if not_counted else None
+        if not counted and stopped is not None:
+            what = (f"stopped after {stopped['measured_s']:.2f} measured s" if stopped.get("reason") == "budget"
+                    else f"needs {stopped['seconds']:.2f} s" if stopped.get("reason") == "over budget"
+                    else f"was {stopped.get('reason')}")
             raise SearchError(f"budget {cfg.budget_s:.3g} s is below one evaluation: the first backbone "
                               f"{stopped['backbone']} ({format_spec(name, stopped['fraction'])}) {what}; "
                               f"nothing was written; raise --budget, or put smaller backbones first "
                               f"(--pool with a `precompute pool --max-params N` table)")
+        trace = _trace(counted, k)
         final = None
         if fcfg is not None:
             final = _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo)
-        nxt = walk.next
-        doc = _document(cfg, budget, len(order), trace, stopped, final,
-                        finished="pool" if nxt is None else "budget",
-                        next_evaluation=None if nxt is None else {"backbone": nxt[0], "fraction": ladder[nxt[1]]},
-                        sh=sh_doc)
+        finished = "pool" if walk.finished and len(counted) == len(slots) and nxt is None else "budget"
+        if finished == "pool" and kept_dir.is_dir():
+            shutil.rmtree(kept_dir, ignore_errors=True)
+        doc = _document(cfg, budget, len(order), trace, stopped, final, finished=finished,
+                        next_evaluation=nxt, sh=sh_doc, workers=k, not_counted=not_counted,
+                        engine=pool_of_workers.name)
         changed = write_outputs(out, doc)
         result = SearchResult(doc, out, resumed, new, time.monotonic() - t_start, loop_wall, changed)
         if echo is not None:
@@ -476,7 +466,77 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         _remove_created(created, keep_if_parts=True)
         raise
     finally:
+        if pool_of_workers is not None and workers is None:
+            pool_of_workers.close()
         lock.release()
+
+
+def start_workers(cfg: SearchConfig):
+    """The search's workers: this process for one worker on this machine, else a Dask cluster."""
+    if cfg.cluster == "slurm":
+        return slurm_workers(cfg.workers, cfg.slurm)
+    if cfg.workers == 1:
+        return InProcess()
+    return DaskWorkers(local_cluster(cfg.workers, str(B.resolve_device(cfg.device))), cfg.workers,
+                       f"{cfg.workers} local Dask worker processes")
+
+
+def _score(row: dict) -> float | None:
+    ok = row.get("status") == "ok" and row.get("score") is not None
+    return float(row["score"]) if ok else None
+
+
+def _write_part(scfg, run_meta: dict, sl: Slot, ds) -> None:
+    """The backbone's part: its rows of other fractions (successive halving's earlier rungs), then these;
+    the evaluation's wall seconds in the part's metadata."""
+    path = P.part_path(scfg.parts_dir, scfg.dataset, sl.backbone)
+    frame = sl.frame
+    walls: dict[str, float] = {}
+    if path.exists():
+        old, old_meta = P.read_part(path)
+        walls = dict(old_meta.get(WALL_KEY) or {})
+        keys = frame.select("evaluator", "fraction", "seed")
+        frame = pl.concat([old.join(keys, on=["evaluator", "fraction", "seed"], how="anti"), frame])
+    walls[repr(float(sl.fraction))] = float(sl.wall)
+    frame = frame.sort(["evaluator", "fraction", "seed"], descending=[False, True, False])
+    P.write_part(frame, path, {**run_meta, "backbone": sl.backbone, WALL_KEY: walls})
+
+
+def _progress_line(sl: Slot, spent: float, k: int, sh: bool) -> str:
+    got = f"ε̃ {float(sl.row['score']):.4f}" if _score(sl.row) is not None else \
+        f"failed ({(sl.row.get('error') or '')[:60]})"
+    at = f" @{sl.fraction:g}" if sh else ""
+    where = f", worker {sl.placed[0]} {sl.placed[1]:.1f}-{sl.placed[2]:.1f} s" if k > 1 else ""
+    return f"{sl.index + 1:>4}  {sl.backbone + at:<45} {got}  {sl.cost:7.2f} s  (spent {spent:.1f} s{where})"
+
+
+def _trace(counted: list[Slot], k: int) -> Trace:
+    """The counted evaluations in the order they started, each with the incumbent at its end: the best
+    (level, ε̃) among the evaluations ended by then, ties to the earlier end, then position."""
+    trace = Trace()
+    for sl in counted:
+        trace.spent = trace.spent + sl.cost
+        ok = _score(sl.row) is not None
+        worker, start, end = sl.placed
+        best = None
+        for o in counted:
+            if o.placed[2] <= end and _score(o.row) is not None:
+                key = (o.level, _score(o.row), -o.placed[2], -o.index)
+                if best is None or key > best[0]:
+                    best = (key, o.backbone)
+        if best is not None and (trace._key is None or best[0][:2] > trace._key):
+            trace._key = best[0][:2]
+        trace.best = (best[1], best[0][1]) if best else trace.best
+        e = Evaluation(sl.backbone, sl.fraction, _score(sl.row), sl.cost, trace.spent, "ok" if ok else "failed",
+                       best[1] if best else None, best[0][1] if best else None, sl.wall, sl.promotion,
+                       None if ok else (sl.row.get("error") or "failed"), sl.from_part,
+                       worker=worker, start_s=start, end_s=end)
+        trace.entries.append(e)
+    if counted:  # the incumbent when the search ends: over every counted evaluation
+        best = max(((o.level, _score(o.row), -o.placed[2], -o.index), o.backbone) for o in counted
+                   if _score(o.row) is not None) if any(_score(o.row) is not None for o in counted) else None
+        trace.best = None if best is None else (best[1], best[0][1])
+    return trace
 
 
 def _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo):
@@ -544,19 +604,21 @@ def _check_same_schedule(out: Path, cfg: SearchConfig, sh: dict | None) -> None:
                           f"or use another --out")
 
 
-def _previous_stop(out: Path, cfg: SearchConfig, sh: dict | None) -> dict | None:
-    """The evaluation the last run of the same search in ``out`` stopped or discarded (live), if any."""
+def _previous_stops(out: Path, cfg: SearchConfig, sh: dict | None) -> dict[tuple[str, float], dict]:
+    """The evaluations the last run of the same search in ``out`` stopped or discarded live (not read
+    from parts), by (backbone, fraction), each with the seconds it was allowed (``remaining_s``)."""
     doc = _read_doc(out)
-    if doc is None or not _same_search(doc, cfg) or doc.get("sh") != sh:
-        return None
-    stop = doc.get("stopped")
-    if not isinstance(stop, dict) or stop.get("from_part"):
-        return None
-    return stop if isinstance(stop.get("remaining_s"), (int, float)) else None
+    if doc is None or not _same_search(doc, cfg) or doc.get("sh") != sh or doc.get("workers", 1) != cfg.workers:
+        return {}
+    stops = doc.get("not_counted") or ([doc["stopped"]] if isinstance(doc.get("stopped"), dict) else [])
+    return {(s["backbone"], float(s["fraction"])): s for s in stops
+            if isinstance(s, dict) and not s.get("from_part") and s.get("reason") in ("budget", "over budget")
+            and isinstance(s.get("remaining_s"), (int, float))}
 
 
 def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, stopped: dict | None,
-              final: dict | None, finished: str, next_evaluation: dict | None, sh: dict | None) -> dict:
+              final: dict | None, finished: str, next_evaluation: dict | None, sh: dict | None, workers: int = 1,
+              not_counted: list | None = None, engine: str | None = None) -> dict:
     inc = {"backbone": trace.best[0], "score": trace.best[1]} if trace.best else None
     return {
         "dataset": cfg.dataset,
@@ -575,11 +637,14 @@ def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, st
         "weights": cfg.weights,
         "input_size": cfg.input_size,
         "device": cfg.device,
+        "workers": workers,
+        "engine": engine,
         "finished": finished,  # "budget": the next evaluation did not fit; "pool": all evaluated
         "next": next_evaluation,
         "incumbent": inc,
         "trace": [e.as_dict() for e in trace.entries],
-        "stopped": stopped,
+        "stopped": stopped,  # the first evaluation that does not count
+        "not_counted": not_counted or [],
         "final": final,
         "parts_dir": str(Path(cfg.out) / "parts"),
     }
@@ -609,4 +674,4 @@ def _remove_created(created, keep_if_parts: bool = False) -> None:
         shutil.rmtree(top, ignore_errors=True)
 
 
-__all__ = ["Evaluation", "Trace", "SearchResult", "run_search", "charge", "Kept"]
+__all__ = ["Evaluation", "Trace", "SearchResult", "run_search", "charge", "start_workers"]

@@ -51,13 +51,9 @@ def _json_default(x):
     return str(x)
 
 
-def evaluation_line(i: int, e, show_fraction: bool = False) -> str:
-    got = f"ε̃ {e.score:.4f}" if e.score is not None else f"failed ({(e.error or '')[:60]})"
-    star = "  <- incumbent" if e.status == "ok" and e.incumbent == e.backbone and e.incumbent_score == e.score else ""
-    at = f" @{e.fraction:g}" if show_fraction else ""
-    wall = f", wall {e.wall_seconds:.2f} s" if e.wall_seconds is not None else ""
-    return (f"{i:>4}  {e.backbone + at:<45} {got}  {e.seconds:7.2f} s  (spent {e.cumulative_seconds:.1f} s"
-            f"{wall}){star}")
+def _at(e: dict) -> float:
+    """When an evaluation ended on the search's timeline (one worker: the budget spent by then)."""
+    return e.get("end_s", e["cumulative_seconds"])
 
 
 def ranked_trace(trace: list[dict]) -> list[dict]:
@@ -77,7 +73,9 @@ def summary_lines(doc: dict, resumed: int = 0, new: int = 0, top: int = 10, loop
              f"{doc['n_evaluated']} of {doc['pool_size']} backbones evaluated")
     head = (f"search {doc['strategy']} x {doc['evaluator']} on {doc['dataset']}, "
             f"budget {format_duration(doc['budget_s'])}: {evals} ({doc['n_failed']} failed), "
-            f"{doc['spent_s']:.1f} s spent")
+            + (f"{doc['spent_s']:.1f} s spent" if doc.get("workers", 1) == 1 else
+               f"{doc['workers']} workers, {max((_at(e) for e in doc['trace']), default=0.0):.1f} s of search time, "
+               f"{doc['spent_s']:.1f} s of compute"))
     if resumed and not new:
         head += f"; nothing new (all {resumed} from the parts)"
     elif resumed:
@@ -99,7 +97,7 @@ def summary_lines(doc: dict, resumed: int = 0, new: int = 0, top: int = 10, loop
             lines.append(f"{'rank':>4}  {'backbone':<{w}}  " + ("fraction  " if sh else "")
                          + f"{'ε̃':>7}  {'seconds':>8}  {'at (s)':>8}")
         lines.append(f"{r:>4}  {e['backbone']:<{w}}  " + (f"{e['fraction']:>8g}  " if sh else "")
-                     + f"{e['score']:>7.4f}  {e['seconds']:>8.2f}  {e['cumulative_seconds']:>8.1f}")
+                     + f"{e['score']:>7.4f}  {e['seconds']:>8.2f}  {_at(e):>8.1f}")
     inc = doc.get("incumbent")
     lines.append(f"incumbent: {inc['backbone']} (ε̃ {doc['evaluator']} = {inc['score']:.4f})" if inc
                  else "incumbent: none (no evaluation succeeded)")
@@ -133,9 +131,9 @@ def report_html(doc: dict) -> str:
     bad = [e for e in trace if e["score"] is None]
     if ok:
         xs, ys, names = [], [], []
-        for e in trace:
+        for e in sorted(trace, key=_at):  # the incumbent changes when an evaluation ends
             if e["incumbent_score"] is not None:
-                xs.append(e["cumulative_seconds"])
+                xs.append(_at(e))
                 ys.append(e["incumbent_score"])
                 names.append(e["incumbent"])
         xs.append(max(budget, xs[-1]))
@@ -149,7 +147,7 @@ def report_html(doc: dict) -> str:
         for k, f in enumerate(fractions):
             at = [(i, e) for i, e in enumerate(trace) if e["score"] is not None and (f is None or e["fraction"] == f)]
             fig.add_trace(go.Scatter(
-                x=[e["cumulative_seconds"] for _, e in at], y=[e["score"] for _, e in at], mode="markers",
+                x=[_at(e) for _, e in at], y=[e["score"] for _, e in at], mode="markers",
                 marker=dict(size=9, color=colors[k % len(colors)]),
                 name="evaluations" if len(fractions) == 1 else f"evaluations at fraction {f:g}",
                 customdata=[[e["backbone"], e["seconds"], i + 1, e["fraction"]] for i, e in at],
@@ -159,7 +157,7 @@ def report_html(doc: dict) -> str:
     if bad:
         floor = min([e["score"] for e in ok], default=0.0)
         fig.add_trace(go.Scatter(
-            x=[e["cumulative_seconds"] for e in bad], y=[floor] * len(bad), mode="markers",
+            x=[_at(e) for e in bad], y=[floor] * len(bad), mode="markers",
             marker=dict(size=10, symbol="x", color="#7f7f7f"), name="failed",
             customdata=[[e["backbone"], (e.get("error") or "")[:120]] for e in bad],
             hovertemplate="<b>%{customdata[0]}</b> failed<br>%{customdata[1]}<extra></extra>"))
@@ -169,7 +167,7 @@ def report_html(doc: dict) -> str:
     fig.update_layout(title=f"Live search: {doc['strategy']} x {doc['evaluator']} on {doc['dataset']}",
                       template="plotly_white", height=480, hovermode="closest",
                       margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.2),
-                      xaxis=dict(title="budget spent (summed measured evaluation seconds)",
+                      xaxis=dict(title="search time (measured evaluation seconds on the workers' timelines)",
                                  range=[0, budget * 1.02]),
                       yaxis=dict(title=f"ε̃ = {doc['evaluator']}"))
     div = pio.to_html(fig, full_html=False, include_plotlyjs=True, div_id="search-trace",
@@ -179,7 +177,7 @@ def report_html(doc: dict) -> str:
     rows = "".join(f"<tr><td>{r}</td><td>{esc(e['backbone'])}</td><td>{e['fraction']:g}</td>"
                    f"<td>{e['score']:.4f}</td><td>{e['seconds']:.2f}</td>"
                    f"<td>{'—' if e.get('wall_seconds') is None else format(e['wall_seconds'], '.2f')}</td>"
-                   f"<td>{e['cumulative_seconds']:.1f}</td></tr>"
+                   f"<td>{_at(e):.1f}</td></tr>"
                    for r, e in enumerate(ranked_trace(trace)[:20], 1))
     fin = doc.get("final") or {}
     final_p = (f"<p>Final: <code>{esc(str(fin['evaluator']))}</code> at fraction 1.0 on "
@@ -198,6 +196,7 @@ def report_html(doc: dict) -> str:
         f"<p>Strategy <b>{esc(doc['strategy'])}</b>, evaluator <code>{esc(doc['evaluator'])}</code>, seed "
         f"{doc['seed']}, budget {format_duration(budget)}: {doc['n_evaluated']} evaluations of {doc['n_backbones']} of "
         f"{doc['pool_size']} backbones ({doc['n_failed']} failed) in {doc['spent_s']:.1f} s"
+        + (f" of compute on {doc['workers']} workers" if doc.get("workers", 1) > 1 else "")
         + (f", successive halving over fractions {', '.join(f'{f:g}' for f in doc['fidelities'])} "
            f"(η = {doc['sh']['eta']}, chunks of {doc['sh']['chunk']}, promotions "
            f"{PROMOTION_TEXT[doc['sh'].get('promotion_cost', 'cold')]})"
@@ -210,5 +209,5 @@ def report_html(doc: dict) -> str:
         "</table></body></html>"])
 
 
-__all__ = ["SEARCH_JSON", "REPORT_HTML", "write_outputs", "evaluation_line", "ranked_trace", "summary_lines",
+__all__ = ["SEARCH_JSON", "REPORT_HTML", "write_outputs", "ranked_trace", "summary_lines",
            "report_html", "wall_ratio"]
