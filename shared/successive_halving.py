@@ -27,7 +27,7 @@ A first-rung evaluation always costs its cold ``seconds``.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
