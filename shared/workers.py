@@ -37,7 +37,15 @@ def list_schedule(cost: np.ndarray, k: int) -> np.ndarray:
     r, n = cost.shape
     if k == 1:
         return np.cumsum(cost, axis=1)
-    return barrier_schedule(cost, k, np.zeros(n, np.int64), np.full(n, -1, np.int64))
+    # _place without barriers: the earliest free time never decreases, so no evaluation can start
+    # before the one before it did, and placing one is three array operations
+    free = np.zeros((r, k))
+    ends = np.empty((r, n))
+    rows = np.arange(r)
+    for i in range(n):
+        w = np.argmin(free, axis=1)  # the first minimum: the lowest index among ties
+        ends[:, i] = free[rows, w] = free[rows, w] + cost[:, i]
+    return ends
 
 
 def barrier_schedule(cost: np.ndarray, k: int, group: np.ndarray, waits_for: np.ndarray,

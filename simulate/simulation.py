@@ -53,6 +53,9 @@ THREADS = max(1, min(4, os.cpu_count() or 1))  # replay chunks run on this many 
 DRAW_ELEMENTS = 1 << 24  # (run, backbone) entries of orders made at once (64 MiB of int32)
 #: budgets of the recommendation: 10 min, 1 h, 4 h, 1 day
 RECOMMEND_AT = (600.0, 3600.0, 4 * 3600.0, 86400.0)
+#: runs replayed at once when some K > 1 (measured on timm:sketch, 10,000 runs, K = 8: 3.9 s at 1,000,
+#: 3.4 s at 2,500; the draws are the same numbers whatever the chunk)
+WORKERS_CHUNK_RUNS = 2500
 RUNS_ROW_GROUP = 1024 * 1024  # pyarrow.parquet.write_table's default row group length
 
 
@@ -394,6 +397,8 @@ def _replay_pair(pair, pool, n_runs, rng, budgets, grid_cols, extra_cols, chunk_
         if progress:
             progress(order.shape[0] * len(ks))
 
+    if any(k > 1 for k in ks):  # the K-worker schedules step position by position: larger chunks amortise it
+        chunk_runs = max(chunk_runs, WORKERS_CHUNK_RUNS)
     draw_runs_ = max(chunk_runs, max(1, draw_elements // max(pool.height, 1)) // chunk_runs * chunk_runs)
     stream = pair.sampler.order_chunks(pool, n_runs, rng, draw_runs_, keep_rng=pair.draws_rows)
     threaded = n_runs > chunk_runs and THREADS > 1  # numpy releases the GIL in the heavy kernels
