@@ -43,6 +43,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ from precompute import weights as W
 from precompute.parts import shard_assignment
 from shared.durations import format_duration
 from shared.errors import VibesError
+from shared.oracle import temp_beside
 
 BOOTSTRAP = 2000
 LEVEL = 0.9
@@ -252,6 +254,54 @@ def measure_sample(cfg, sample: pl.DataFrame, ds, echo: Callable[[str], None] | 
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
 
+# ------------------------------------------------------------------------ the sample's file
+#: what ``--out FILE`` writes per sampled backbone, in this order (``simulate --costs-from FILE`` reads it)
+SAMPLE_COLUMNS = ("backbone", "seconds", "load_seconds", "extract_seconds", "fit_seconds", "cpu_seconds",
+                  "status", "error", "device", "device_name", "dataset", "weights", "input_size",
+                  "gmacs", "eff_gmacs", "params_m")
+SAMPLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_sample_path(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` as a costs file to write: a ``.csv`` or ``.parquet`` in an existing folder, or a one-line error."""
+    p = Path(path)
+    if p.suffix.lower() not in SAMPLE_SUFFIXES:
+        raise VibesError(f"{option} {str(p)!r}: expected a .csv or .parquet file name")
+    if not p.parent.exists():
+        raise VibesError(f"{option} folder {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise VibesError(f"{option} {str(p)!r} is a folder; expected a file name")
+    return p
+
+
+def sample_table(measured: pl.DataFrame, device: str, device_name: str, dataset: str, weights: str,
+                 input_size: int | None) -> pl.DataFrame:
+    """One row per sampled backbone (:data:`SAMPLE_COLUMNS`): its measured seconds and their breakdown
+    (:func:`backbone_timing`), the device (``cuda:0``, ``cpu``) and its name, and how it was timed."""
+    extra = {"device": device, "device_name": device_name, "dataset": dataset, "weights": weights}
+    frame = measured.with_columns(*[pl.lit(v, dtype=pl.String).alias(k) for k, v in extra.items()],
+                                  pl.lit(input_size, dtype=pl.Int32).alias("input_size"))
+    return frame.select([c for c in SAMPLE_COLUMNS if c in frame.columns])
+
+
+def write_sample(table: pl.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``table`` (:func:`sample_table`) as CSV or Parquet by the suffix, atomically (a temporary
+    file beside it, then renamed): ``simulate --costs-from FILE`` predicts an oracle's costs on this
+    device from it."""
+    p = check_sample_path(path)
+    tmp = temp_beside(p)
+    try:
+        if p.suffix.lower() == ".csv":
+            table.write_csv(tmp)
+        else:
+            table.write_parquet(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
 # -------------------------------------------------------------------------------- projection
 def fit_loglog(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row-wise OLS of ``log y`` on ``log x`` for (B, m) arrays -> (intercept, slope, smear), each
@@ -294,6 +344,19 @@ class Projection:
     n_extrapolated: int  # pool backbones outside that range
     extrapolated_seconds: float  # their share of total_seconds
     predicted: np.ndarray = field(repr=False)
+    max_measured_seconds: float | None = None  # the slowest sampled backbone that ran, as measured
+    max_measured_backbone: str | None = None
+
+    def largest_backbone_text(self) -> str:
+        """The largest single backbone, never below what the sample measured (issue #17: the fit can
+        predict less for every pool backbone than a sampled one was measured to take)."""
+        pred = format_duration(self.max_backbone_seconds)
+        if self.max_measured_seconds is None:
+            return f"largest single backbone predicted: {pred}"
+        meas = f"{format_duration(self.max_measured_seconds)} ({self.max_measured_backbone})"
+        if self.max_measured_seconds > self.max_backbone_seconds:
+            return f"largest single backbone: {meas} measured; the fit predicts at most {pred} for a pool backbone"
+        return f"largest single backbone predicted: {pred} (the largest measured: {meas})"
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "predicted"}
@@ -382,7 +445,10 @@ def project(measured: pl.DataFrame, pool: pl.DataFrame, within_hours: float, n_b
                       max_backbone_seconds=float(predicted.max()),
                       median_sample_seconds=float(np.median(measured.get_column("seconds").to_numpy())),
                       timed_gmacs=(float(x.min()), float(x.max())), n_extrapolated=int(outside.sum()),
-                      extrapolated_seconds=float(predicted[outside].sum()), predicted=predicted)
+                      extrapolated_seconds=float(predicted[outside].sum()), predicted=predicted,
+                      max_measured_seconds=float(y.max()),
+                      max_measured_backbone=str(ok.get_column("backbone")[int(np.argmax(y))])
+                      if "backbone" in ok.columns else None)
 
 
 # ----------------------------------------------------------------------------------- report
@@ -450,7 +516,7 @@ def format_report(info: dict[str, Any], measured: pl.DataFrame, proj: Projection
     lines += [
         f"  within {info['within']}: --shards {proj.shards or '-'}: {shards}; {shards_hi} at the range's "
         f"upper end; one device per shard, like this one",
-        f"  largest single backbone predicted: {format_duration(proj.max_backbone_seconds)}",
+        f"  {proj.largest_backbone_text()}",
         f"  {COUNTED}",
         f"  {not_counted(info['weights'])}",
     ]
@@ -474,4 +540,5 @@ def device_info(device: str) -> tuple[str, str]:
 
 __all__ = ["runnable_pool", "stratified_sample", "stand_in",
            "dataset_for_estimate", "measure_sample", "backbone_timing", "fit_loglog", "project",
-           "Projection", "shards_needed", "makespan", "format_report", "STAND_IN_SIZES"]
+           "Projection", "shards_needed", "makespan", "format_report", "STAND_IN_SIZES", "SAMPLE_COLUMNS",
+           "check_sample_path", "sample_table", "write_sample"]

@@ -21,8 +21,13 @@ Examples:
   precompute estimate --dataset gtsrb --pool data/pool.parquet --within 3d --json est.json
   precompute estimate --dataset digits --sample 8 --input-size 32
   precompute estimate --dataset synthetic:60000@32 --device cuda
+  precompute estimate --dataset cifar10 --sample 30 --out my-gpu.csv   # then: simulate --costs-from my-gpu.csv
 Prints the sample's timings, the fit, the whole sweep's device-hours with a range, and the
---shards a run needs to finish within --within.  Nothing is written but --json.
+--shards a run needs to finish within --within.  Nothing is written but --json and --out.
+With --out FILE (.csv or .parquet) each sampled backbone's measured seconds (and their load /
+extract / fit breakdown, the device) are written: `simulate --oracle ORACLE --costs-from FILE`
+then predicts the oracle's costs on this device.  For that, time the oracle's protocol (its
+--fractions, --seeds, --evaluators, --input-size) and a sample of 12-30 backbones of its pool.
 """
 
 
@@ -52,8 +57,12 @@ Prints the sample's timings, the fit, the whole sweep's device-hours with a rang
               help="Time no backbone whose fp32 weights need more (default: a quarter of the free memory).")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads on CPU (default: torch's, as run).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write JSON here.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Write each sampled backbone's measured seconds here (.csv or .parquet): the file "
+                   "`simulate --costs-from` reads to predict an oracle's costs on this device.")
 def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, weights, device, batch_size,
-                 input_size, data_root, cache_dir, synthetic, seed, max_memory_gb, threads, json_out) -> None:
+                 input_size, data_root, cache_dir, synthetic, seed, max_memory_gb, threads, json_out,
+                 out_file) -> None:
     """Time a GMACs-stratified sample of the pool here and project the whole sweep's device-hours."""
     from precompute import estimate as est  # lazy, as every command here: `--help` stays light
     from precompute.backbone import resolve_device
@@ -73,6 +82,8 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
     resolve_device(device)
     if json_out is not None and not Path(json_out).parent.exists():
         raise VibesError(f"--json folder {str(Path(json_out).parent)!r} does not exist")
+    if out_file is not None:
+        est.check_sample_path(out_file)
     if max_memory_gb is not None and not max_memory_gb > 0:
         raise VibesError(f"--max-memory-gb must be a positive number of GB; got {max_memory_gb}")
     if threads is not None:
@@ -93,6 +104,13 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
     t0 = time.perf_counter()
     measured = est.measure_sample(cfg, chosen, ds, echo=lambda s: click.echo(s, err=True))
     wall = time.perf_counter() - t0
+    if out_file is not None:  # before the projection, which may refuse the sample: the timings are kept
+        table = est.sample_table(measured, dev, dev_name, canonical, weights, input_size)
+        est.write_sample(table, out_file)
+        n_ok = table.filter(pl.col("status") == "ok").height
+        click.echo(f"wrote {out_file}: {n_ok} backbones' measured seconds on {dev} ({dev_name}); "
+                   f"`simulate --oracle ORACLE --costs-from {out_file}` predicts an oracle's costs on this device",
+                   err=True)
     proj = est.project(measured, runnable, within_h, seed=seed)
     info = {"dataset": ds_text, "device": dev, "device_name": dev_name, "weights": weights,
             "input_size": input_size, "seeds": cfg.seeds, "fractions": ",".join(f"{f:g}" for f in cfg.fractions),
