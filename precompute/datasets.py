@@ -40,19 +40,22 @@ Bad inputs (one decision, used everywhere):
   ``ImageSet.skipped`` as ``(file, reason)`` and a warning on stderr names the count and the
   first file.  It never stops the dataset, unless no image at all remains.
 * one-line :class:`~shared.errors.VibesError` for: an unknown dataset name (lists the valid
-  ones), missing data (names ``--data-root`` and ``--download``), a failed download, a class
-  with no (readable) train image (names it), ``train/`` and ``test/`` folders with different
-  classes (names the difference), an empty or missing folder, a EuroSAT / digits source whose
-  per-class counts differ from the committed split file, no readable image at all.
+  ones), missing data (names ``--data-root`` and ``--download``), a failed download, fewer than
+  two classes (nothing to tell apart), a class with no (readable) train image (names it),
+  ``train/`` and ``test/`` folders with different classes (names the difference), an empty or
+  missing folder, a EuroSAT / digits source whose per-class counts differ from the committed
+  split file, no readable image at all; and, for a run whose evaluators score on the test split,
+  a fraction at which a class has no test image (:func:`check_fractions`: says the smallest
+  fraction that keeps every class).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -441,6 +444,16 @@ def _image_folder(path: Path, what: str):
     return classes, [p for p, _ in samples], labels
 
 
+#: a backbone is chosen by how well its features tell classes apart: one class leaves nothing to tell
+MIN_CLASSES = 2
+
+
+def one_class_message(what: str, classes: Sequence[str]) -> str:
+    return (f"{what} has {len(classes)} class{'' if len(classes) == 1 else 'es'}"
+            f"{' (' + ', '.join(map(repr, classes)) + ')' if classes else ''}: choosing a backbone needs at "
+            f"least {MIN_CLASSES} classes to tell apart (with one, every backbone scores 1.0); add a folder per class")
+
+
 def check_folder(path: Path) -> None:
     """``path`` is a folder holding sub-folders, else a one-line :class:`DatasetError` (checked
     before anything is loaded: ``precompute run``/``search`` fail fast on it)."""
@@ -450,6 +463,11 @@ def check_folder(path: Path) -> None:
     if not any(p.is_dir() for p in path.iterdir()):
         raise DatasetError(f"image folder {path} is empty: expected class sub-folders "
                            "(or train/ and test/ holding them)")
+    has_train, has_test = (path / "train").is_dir(), (path / "test").is_dir()
+    tree = path / "train" if has_train else path
+    classes = sorted(p.name for p in tree.iterdir() if p.is_dir())  # torchvision's find_classes rule
+    if has_train == has_test and len(classes) < MIN_CLASSES:  # (one without the other: the loader says so)
+        raise DatasetError(one_class_message(f"image folder {tree}", classes))
 
 
 def _load_folder(path: Path, **_) -> _Raw:
@@ -649,6 +667,8 @@ def load_dataset(name: str, data_root: str | Path = "data/datasets", download: b
         raise DatasetError(f"cache_size must be a positive number of pixels, got {cache_size}")
     raw = spec.loader(data_root=Path(data_root).expanduser(), download=download,
                       split_file=None if split_file is None else Path(split_file), **extra)
+    if len(raw.classes) < MIN_CLASSES:
+        raise DatasetError(one_class_message(canonical, raw.classes))
     if not spec.cached:  # generated in memory (synthetic:N@SIZE): nothing to decode or cache
         tr_x, tr_y = _decode(raw.train, size, [])
         te_x, te_y = _decode(raw.test, size, [])
@@ -680,27 +700,19 @@ def load_dataset(name: str, data_root: str | Path = "data/datasets", download: b
 
 
 # --------------------------------------------------------------------------- subsets
-def nested_subsets(labels: np.ndarray, fractions: Sequence[float], seed: int,
-                   min_per_class: int = 1) -> dict[float, np.ndarray]:
-    """Stratified, nested subsets: fraction -> sorted index array.
+class SubsetError(DatasetError):
+    """A fraction the dataset cannot give (a class would have no test image at it)."""
 
-    One stratified ordering of all indices per seed; each fraction takes a prefix of it, so
-    smaller fractions are subsets of larger ones.  Ordering: the first ``min_per_class``
-    images of every class (classes shuffled) come first, then image j of class c (shuffled
-    within c) gets key ``(j + u_c) / n_c`` with ``u_c ~ U(0, 1)`` (systematic sampling), so
-    any prefix holds each class within about one image of its share.  Fraction f keeps
-    ``max(floor(f*N + 0.5), sum_c min(min_per_class, n_c), 1)`` images; it warns when
-    ``floor(f*N + 0.5)`` is smaller than the number of classes.
-    """
-    labels = np.asarray(labels)
-    fr = np.asarray(list(fractions), dtype=np.float64)
-    if fr.size == 0 or not np.all((fr > 0) & (fr <= 1)):
-        raise VibesError(f"fractions must be in (0, 1], got {list(fractions)}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise VibesError(f"seed must be a non-negative integer, got {seed!r}")
+
+def subset_size(n: int, fraction: float) -> int:
+    """``floor(fraction * n + 0.5)``: the images a fraction of ``n`` keeps, before any per-class minimum."""
+    return int(_round_half_up(float(fraction) * n))
+
+
+def _subset_order(labels: np.ndarray, seed: int, min_per_class: int) -> tuple[np.ndarray, int]:
+    """The one stratified ordering of all indices of ``labels`` for ``seed`` (see :func:`nested_subsets`)
+    and how many forced images (the first ``min_per_class`` of every class) lead it."""
     n = len(labels)
-    if n == 0:
-        raise VibesError("cannot subsample an empty split")
     rng = np.random.default_rng(int(seed))
     _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
     k = len(counts)
@@ -714,19 +726,33 @@ def nested_subsets(labels: np.ndarray, fractions: Sequence[float], seed: int,
     forced = rank < min(int(min_per_class), n)
     key = np.where(forced, -1.0, key)  # forced images first, in random order
     tie = rng.random(n)
-    order = grouped[np.lexsort((tie, key))]
-    n_forced = int(forced.sum())
-    out: dict[float, np.ndarray] = {}
-    for f in fr.tolist():
-        want = int(_round_half_up(f * n))
-        if want < k:
-            extra = (f"keeping {min_per_class} image(s) per class ({n_forced} images)"
-                     if min_per_class > 0 else "some classes get no image in this subset")
-            warnings.warn(f"fraction {f} of {n} images keeps {want} image(s), fewer than the {k} "
-                          f"classes; {extra}", UserWarning, stacklevel=2)
-        m = min(n, max(want, n_forced, 1))
-        out[f] = np.sort(order[:m])
-    return out
+    return grouped[np.lexsort((tie, key))], int(forced.sum())
+
+
+def nested_subsets(labels: np.ndarray, fractions: Sequence[float], seed: int,
+                   min_per_class: int = 1) -> dict[float, np.ndarray]:
+    """Stratified, nested subsets: fraction -> sorted index array.
+
+    One stratified ordering of all indices per seed; each fraction takes a prefix of it, so
+    smaller fractions are subsets of larger ones.  Ordering: the first ``min_per_class``
+    images of every class (classes shuffled) come first, then image j of class c (shuffled
+    within c) gets key ``(j + u_c) / n_c`` with ``u_c ~ U(0, 1)`` (systematic sampling), so
+    any prefix holds each class within about one image of its share.  Fraction f keeps
+    ``max(floor(f*N + 0.5), sum_c min(min_per_class, n_c), 1)`` images.  It says nothing about a
+    subset smaller than the number of classes: :func:`check_fractions` refuses the fractions a run
+    cannot use, and the sweep says once what the per-class minimum did.
+    """
+    labels = np.asarray(labels)
+    fr = np.asarray(list(fractions), dtype=np.float64)
+    if fr.size == 0 or not np.all((fr > 0) & (fr <= 1)):
+        raise VibesError(f"fractions must be in (0, 1], got {list(fractions)}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise VibesError(f"seed must be a non-negative integer, got {seed!r}")
+    n = len(labels)
+    if n == 0:
+        raise VibesError("cannot subsample an empty split")
+    order, n_forced = _subset_order(labels, int(seed), min_per_class)
+    return {f: np.sort(order[:min(n, max(subset_size(n, f), n_forced, 1))]) for f in fr.tolist()}
 
 
 def subset_plan(ds: ImageSet, fractions: Sequence[float], seeds: Sequence[int]
@@ -738,6 +764,78 @@ def subset_plan(ds: ImageSet, fractions: Sequence[float], seeds: Sequence[int]
         te = nested_subsets(ds.test_labels, fractions, seed, min_per_class=0)
         plan[int(seed)] = {f: (tr[f], te[f]) for f in tr}
     return plan
+
+
+def smallest_fraction(keep: int, n: int) -> float:
+    """The smallest fraction, rounded up to 4 decimals, at which ``floor(f * n + 0.5) >= keep``
+    ((keep - 0.5) / n; 1e-9 absorbs the float error of a quotient that is already round: 3.5 / 100)."""
+    return math.ceil((keep - 0.5) / n * 1e4 - 1e-9) / 1e4
+
+
+def covering_fraction(labels: np.ndarray, seeds: Sequence[int]) -> float:
+    """The smallest fraction, rounded up to 4 decimals, whose stratified subset (``min_per_class=0``,
+    as the test split's) holds every class present in ``labels`` for every seed of ``seeds``."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    need = 1
+    for seed in seeds or [0]:
+        order, _ = _subset_order(labels, int(seed), 0)
+        _, first = np.unique(labels[order], return_index=True)  # each class's first place in the order
+        need = max(need, int(first.max()) + 1)
+    f = min(1.0, smallest_fraction(need, n))
+    while f < 1.0 and subset_size(n, f) < need:  # float rounding: never below what it must keep
+        f = min(1.0, round(f + 1e-4, 4))
+    return float(f)
+
+
+def check_fractions(ds: ImageSet, fractions: Sequence[float], seeds: Sequence[int],
+                    scored_on_test: Sequence[str], option: str = "--fractions", hint: str = "") -> None:
+    """Refuse (one line, :class:`SubsetError`) a fraction at which some class has no test image
+    whatever the seed, when an evaluator (``scored_on_test``: their names) scores on the test split:
+    the test subset ``floor(f * n_test + 0.5)`` holds fewer images than the dataset has classes
+    (or the whole test split lacks a class).  Accuracy on such a subset says nothing about the
+    missing classes, and on a tiny one every backbone ties (``precompute run`` would still fill the
+    oracle, ``search`` still name a winner).  The message names the fraction, what it keeps, and
+    the smallest fraction whose test subsets hold every class for these seeds (:func:`covering_fraction`).
+    A fraction at which one seed's draw misses a rare class but which could hold every class is
+    not refused (``precompute run`` says it once)."""
+    if not scored_on_test:
+        return
+    n_test, k = len(ds.test_labels), int(ds.n_classes)
+    who = ", ".join(scored_on_test)
+    absent = [c for c, m in zip(ds.classes, np.bincount(ds.test_labels, minlength=k)) if m == 0]
+    if absent:
+        raise SubsetError(f"{ds.name}: class {', '.join(map(repr, absent[:5]))}"
+                          f"{f' (and {len(absent) - 5} more)' if len(absent) > 5 else ''} has no test image, so "
+                          f"{who} cannot score it at any fraction; give it test images (a test/ folder, or more "
+                          f"images in its class folder: the 80/20 split keeps at least one for training)")
+    bad = sorted({float(f) for f in fractions if subset_size(n_test, f) < k}, reverse=True)
+    if not bad:
+        return
+    smallest = covering_fraction(ds.test_labels, seeds)
+    kept = [float(f) for f in sorted(set(map(float, fractions)), reverse=True) if f not in bad]
+    with_smallest = sorted(set(kept) | {smallest}, reverse=True)
+    fix = " or ".join(dict.fromkeys(f"{option} {','.join(repr(x) for x in fs)}"
+                                    for fs in (kept, with_smallest) if fs))
+    f = bad[0]
+    n = subset_size(n_test, f)
+    more = f" (and {', '.join(f'{x:g}' for x in bad[1:])})" if len(bad) > 1 else ""
+    raise SubsetError(f"fraction {f:g}{more} of {ds.name} keeps {n} of its {n_test} test images for {k} classes: "
+                      f"at least {k - n} classes would have no test image to score {who} on; the smallest "
+                      f"fraction that keeps every class in the test split is {smallest:g}: e.g. {fix}"
+                      + (f"; {hint}" if hint else ""))
+
+
+def missing_test_classes(ds: ImageSet, plan: dict[int, dict[float, tuple[np.ndarray, np.ndarray]]]
+                         ) -> dict[float, list[int]]:
+    """fraction -> per seed, how many classes its test subset lacks (only fractions where a seed lacks any)."""
+    out: dict[float, list[int]] = {}
+    k = int(ds.n_classes)
+    for by_f in plan.values():
+        for f, (_, te) in by_f.items():
+            lack = k - len(np.unique(ds.test_labels[te]))
+            out.setdefault(f, []).append(lack)
+    return {f: v for f, v in out.items() if any(v)}
 
 
 # --------------------------------------------------------------------------- committed splits

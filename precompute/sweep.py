@@ -77,7 +77,14 @@ from precompute import weights as W
 from precompute.scores import as_result
 from shared.errors import VibesError, unknown
 from shared.oracle import BACKBONE_META, COLUMNS, SCHEMA_VERSION
-from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_FRACTIONS, DEFAULT_SEEDS, MLP_PROTOCOL, TRUTH
+from shared.protocol import (
+    DEFAULT_EVALUATORS,
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
+    HEADS,
+    MLP_PROTOCOL,
+    infer_truth,
+)
 
 WEIGHTS = B.WEIGHTS
 EXTRACTION_ORDER = ("one pass per backbone: fraction by fraction (smallest first); below 1.0 seed by seed, "
@@ -127,6 +134,7 @@ class SweepConfig(Setup):
     keep_features: bool = False
     retry_failed: bool = False
     evict_weights: bool = False  # delete each backbone's freshly downloaded weights after it
+    truth: str | None = None  # the evaluator whose fraction-1.0 score is the truth (None: infer_truth)
 
     def __post_init__(self):
         self.fractions = tuple(sorted({float(f) for f in self.fractions}, reverse=True))
@@ -144,6 +152,10 @@ class SweepConfig(Setup):
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
+
+    def truth_evaluator(self) -> str:
+        """The truth this run's parts record: ``truth`` if named, else :func:`shared.protocol.infer_truth`."""
+        return self.truth or infer_truth(self.evaluators)
 
     def batched_evaluators(self) -> list[str]:
         """The run's evaluators whose seeds > 0 go through one ``batched`` call."""
@@ -211,6 +223,66 @@ def check_evaluators(names: Sequence[str]) -> None:
     for n in names:
         if n not in E.EVALUATORS:
             raise unknown("evaluator", n, E.EVALUATORS)
+
+
+def check_truth(cfg: SweepConfig) -> str:
+    """The run's truth, checked before anything runs: it must be one of the run's evaluators, and the
+    run must evaluate fraction 1.0 (else the parts hold no truth rows and no oracle can be merged)."""
+    truth = cfg.truth_evaluator()
+    if cfg.truth is not None:
+        if cfg.truth not in E.EVALUATORS:
+            raise unknown("evaluator", cfg.truth, E.EVALUATORS)
+        if cfg.truth not in cfg.evaluators:
+            raise VibesError(f"--truth {cfg.truth} is not among --evaluators {','.join(cfg.evaluators)}; "
+                             f"add it there")
+    elif truth not in cfg.evaluators:
+        raise VibesError(f"--evaluators {','.join(cfg.evaluators)} has no head to be the truth "
+                         f"({' or '.join(HEADS)}, at fraction 1.0): add one, or name the truth with --truth NAME")
+    if 1.0 not in cfg.fractions:
+        raise VibesError(f"the truth ({truth} at fraction 1.0) needs 1.0 in --fractions; got "
+                         f"{','.join(repr(f) for f in cfg.fractions)}")
+    return truth
+
+
+def scored_on_test(cfg: SweepConfig) -> list[str]:
+    """The run's evaluators that score on the test split."""
+    return [e for e in cfg.evaluators if e in E.EVALUATORS and E.EVALUATORS[e].needs_test]
+
+
+def check_subsets(cfg: SweepConfig, ds) -> None:
+    """Refuse, before anything is written, a fraction at which a class has no test image while an
+    evaluator of the run scores on the test split (:func:`precompute.datasets.check_fractions`)."""
+    free = [e for e, spec in E.EVALUATORS.items() if not spec.needs_test]
+    D.check_fractions(ds, cfg.fractions, cfg.seed_list, scored_on_test(cfg),
+                      hint=f"evaluators without a test split ({', '.join(free)}) run at any fraction")
+
+
+def check_data(cfg: SweepConfig):
+    """Load the run's dataset and :func:`check_subsets` it (what every task of a launcher would do
+    first): the dataset, or a one-line refusal before any task is submitted."""
+    ds = D.load_dataset(cfg.dataset, data_root=cfg.data_root, download=cfg.download, cache_dir=cfg.cache_dir)
+    check_subsets(cfg, ds)
+    return ds
+
+
+def subset_notes(cfg: SweepConfig, ds, plans) -> list[str]:
+    """What the subsets of a run that passed :func:`check_subsets` do that the fractions do not say,
+    one line each: a train subset kept at one image per class, test subsets whose draw lacks a class."""
+    notes = []
+    n_train, k = len(ds.train_labels), int(ds.n_classes)
+    small = [f for f in cfg.fractions if D.subset_size(n_train, f) < k]
+    if small:
+        f = min(small)
+        notes.append(f"fraction{'s' if len(small) > 1 else ''} {', '.join(f'{x:g}' for x in small)} of {ds.name} "
+                     f"keep{'' if len(small) > 1 else 's'} fewer train images than its {k} classes (e.g. "
+                     f"{D.subset_size(n_train, f)} of {n_train} at {f:g}): those train subsets keep one image "
+                     f"per class ({k} images; each row's n_train says so)")
+    if scored_on_test(cfg):
+        for f, lack in sorted(D.missing_test_classes(ds, plans).items(), reverse=True):
+            notes.append(f"at fraction {f:g} the stratified test subsets of seeds {', '.join(map(str, plans))} "
+                         f"lack {', '.join(map(str, lack))} of the {k} classes "
+                         f"({D.subset_size(len(ds.test_labels), f)} of {len(ds.test_labels)} images)")
+    return notes
 
 
 def check_dataset_name(name: str) -> str:
@@ -632,7 +704,7 @@ def run_meta(cfg: SweepConfig, ds) -> dict[str, Any]:
         "n_classes": int(ds.n_classes),
         "skipped_images": facts.get("skipped", getattr(ds, "skipped", None)),
         "protocol": cfg.protocol(),
-        "truth": TRUTH,
+        "truth": cfg.truth_evaluator(),
         "weights": cfg.weights,
         "hardware": {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(),
                      "host": socket.gethostname()},
@@ -698,21 +770,25 @@ def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | Non
     check_evaluators(cfg.evaluators)
     if pool.height == 0:
         raise VibesError("the pool is empty; nothing to precompute")
-    P.write_manifest(cfg.parts_dir, cfg.dataset, pool.get_column("backbone").to_list(),
-                     {"protocol": cfg.protocol(), "weights": cfg.weights})
     mine = P.select_shard(pool, shard)
     rows = {r["backbone"]: r for r in mine.iter_rows(named=True)}
+    # every refusal before anything is written: parts of another run, a dataset or fraction that
+    # cannot give a score (fewer than two classes, a class without a test image)
+    check_existing_parts(cfg, list(rows))
+    todo, skipped = todo_backbones(cfg, list(rows))
+    ds = check_data(cfg) if todo else None
+    P.write_manifest(cfg.parts_dir, cfg.dataset, pool.get_column("backbone").to_list(),
+                     {"protocol": cfg.protocol(), "weights": cfg.weights})
     # leftovers of killed workers: temporary files and the locks of backbones they finished
     P.remove_stale_tmp(P.dataset_dir(cfg.parts_dir, cfg.dataset))
     for name in rows:
         P.lock_for(cfg.parts_dir, cfg.dataset, name).clear_if_stale()
-    check_existing_parts(cfg, list(rows))
-    todo, skipped = todo_backbones(cfg, list(rows))
     summary = SweepSummary(skipped=skipped)
-    if todo:
-        ds = D.load_dataset(cfg.dataset, data_root=cfg.data_root, download=cfg.download,
-                            cache_dir=cfg.cache_dir)
+    if ds is not None:
         plans = D.subset_plan(ds, list(cfg.fractions), cfg.seed_list)
+        if echo is not None:
+            for note in subset_notes(cfg, ds, plans):
+                echo(f"note: {note}")
         images = np.concatenate([ds.train_images, ds.test_images])
         plan = extraction_plan(plans, cfg.fractions, len(ds.train_labels), len(images), cfg.needs_test())
         meta = run_meta(cfg, ds)
@@ -775,4 +851,5 @@ def _sweep_loop(cfg, todo, rows, ds, plans, plan, images, meta, summary, show_pr
 __all__ = ["SweepConfig", "ExtractionPlan", "extraction_plan", "evaluate_backbone",
            "failed_rows", "run_sweep", "run_meta", "SweepSummary", "todo_backbones",
            "check_evaluators", "error_text", "warm_up", "timing_protocol", "check_dataset_name", "Setup", "Prior",
-           "derived_fit_seconds", "BackboneResult"]
+           "derived_fit_seconds", "BackboneResult", "check_truth", "check_subsets", "check_data", "subset_notes",
+           "scored_on_test"]

@@ -155,7 +155,7 @@ def test_failed_extraction_is_charged_load_plus_extraction_so_far(monkeypatch, t
         raise RuntimeError("CUDA out of memory (simulated) after the batch back-off")
 
     monkeypatch.setattr(extract_mod, "extract_features", oom_midway)
-    cfg = config(tmp_path, data_cache, seeds=1, fractions=(1.0, 0.01))
+    cfg = config(tmp_path, data_cache, seeds=1, fractions=(1.0, 0.03))
     assert run_sweep(cfg, pool_frame(["fake_o.x"]), show_progress=False, echo=None).failed == 1
     f = part(cfg, "fake_o.x")
     assert (f["status"] == "failed").all() and f["error"][0].startswith("RuntimeError: CUDA out of memory")
@@ -187,13 +187,15 @@ def test_failed_fit_fails_one_row_charged_its_fit_so_far(monkeypatch, tmp_path, 
 
 # ------------------------------------------------------------------------------ sizes
 def test_rows_record_the_sizes_they_used(monkeypatch, tmp_path):
-    """5 classes x 10 images: 80/20 per class -> 40 train, 10 test.  Train keeps >= 1 image per
-    class: 10% -> max(round(4.0), 5) = 5 and 1% -> max(round(0.4), 5) = 5 (both one per class, the
-    Flowers102 case); test: 10% -> round(1.0) = 1, 1% -> max(round(0.1), 1) = 1."""
+    """5 classes x 10 images: 80/20 per class -> 40 train, 10 test.  With a head (it scores on the
+    test split): 50% -> 20 train, 5 test (as many as classes, the smallest such fraction: 10% would
+    keep 1 test image and is refused).  Silhouette alone (no test split) runs at any fraction, its
+    train subsets keeping >= 1 image per class: 10% -> max(round(4.0), 5) = 5 and 1% ->
+    max(round(0.4), 5) = 5 (both one per class, the Flowers102 case), which the sweep says once."""
     root = fx.write_class_tree(tmp_path / "imgs", {c: 10 for c in "abcde"})
     epochs = EvaluatorSpec("head", True, lambda *a, n_classes, seed: EvalResult(0.5, epochs=7))
     use(monkeypatch, {"head": epochs, "silhouette": FAST["silhouette"]})
-    cfg = config(tmp_path, str(tmp_path / "cache"), dataset=f"folder:{root}", seeds=2,
+    cfg = config(tmp_path, str(tmp_path / "cache"), dataset=f"folder:{root}", seeds=2, fractions=(1.0, 0.5),
                  evaluators=("head", "silhouette"))
     cfg.dataset = sweep_mod.check_dataset_name(cfg.dataset)
     run_sweep(cfg, pool_frame(["fake_z.x"]), show_progress=False, echo=None)
@@ -202,10 +204,20 @@ def test_rows_record_the_sizes_they_used(monkeypatch, tmp_path):
            for r in f.iter_rows(named=True)}
     for seed in (0, 1):
         assert got[("head", 1.0, seed)] == (40, 10, 7)
-        assert got[("head", 0.1, seed)] == (5, 1, 7)
-        assert got[("head", 0.01, seed)] == (5, 1, 7)
+        assert got[("head", 0.5, seed)] == (20, 5, 7)
         assert got[("silhouette", 1.0, seed)] == (40, 0, None)  # no test split used, not a head
-        assert got[("silhouette", 0.01, seed)] == (5, 0, None)
+        assert got[("silhouette", 0.5, seed)] == (20, 0, None)
+    alone = config(tmp_path, str(tmp_path / "cache"), dataset=cfg.dataset, seeds=2, fractions=(1.0, 0.1, 0.01),
+                   evaluators=("silhouette",), parts_dir=str(tmp_path / "alone"))
+    lines: list[str] = []
+    run_sweep(alone, pool_frame(["fake_z.x"]), show_progress=False, echo=lines.append)
+    got = {(r["fraction"], r["seed"]): (r["n_train"], r["n_test"])
+           for r in part(alone, "fake_z.x").iter_rows(named=True)}
+    assert got == {(f, s): n for f, n in ((1.0, (40, 0)), (0.1, (5, 0)), (0.01, (5, 0))) for s in (0, 1)}
+    notes = [x for x in lines if x.startswith("note:")]
+    assert notes == [f"note: fractions 0.1, 0.01 of {cfg.dataset} keep fewer train images than its 5 classes "
+                     "(e.g. 0 of 40 at 0.01): those train subsets keep one image per class (5 images; each row's "
+                     "n_train says so)"]
 
 
 # ---------------------------------------------------------------------------- batched

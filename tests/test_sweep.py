@@ -92,7 +92,8 @@ def data_cache(tmp_path_factory):
 
 
 def config(tmp_path, data_cache, **kw) -> SweepConfig:
-    base = dict(dataset="digits", fractions=(1.0, 0.1, 0.01), seeds=2, evaluators=("mlp", "silhouette"),
+    # 0.03, not the paper's 0.01: at 1 % digits' 359 test images keep 4 for 10 classes, which a sweep refuses
+    base = dict(dataset="digits", fractions=(1.0, 0.1, 0.03), seeds=2, evaluators=("mlp", "silhouette"),
                 weights="random",
                 device="cpu", input_size=None, parts_dir=str(tmp_path / "parts"),
                 cache_dir=data_cache)
@@ -181,7 +182,7 @@ def test_sweep_rows_times_and_failures(swept, capsys):
         assert ext[0] < ext[1] < ext[2], (ev, seed, ext)
     by = {(r["evaluator"], r["fraction"]): r["extract_seconds"]
           for r in frame.filter(pl.col("seed") == 0).iter_rows(named=True)}
-    for f in (1.0, 0.1, 0.01):
+    for f in (1.0, 0.1, 0.03):
         assert by[("silhouette", f)] < by[("mlp", f)]
     # each seed is charged its own subset's extraction: at 100 % every seed's subset is every image
     s = frame.pivot(on="seed", index=["evaluator", "fraction"], values="extract_seconds")
@@ -212,7 +213,7 @@ def test_merge_validates_and_reports(swept, tmp_path):
     for key in ("schema_version", "dataset_facts", "protocol", "truth", "weights", "hardware",
                 "versions", "source", "created", "n_train", "n_test", "n_classes"):
         assert key in m, key
-    assert m["protocol"]["fractions"] == [1.0, 0.1, 0.01] and m["protocol"]["seeds"] == [0, 1]
+    assert m["protocol"]["fractions"] == [1.0, 0.1, 0.03] and m["protocol"]["seeds"] == [0, 1]
     assert m["protocol"]["head"]["hidden"] == 50 and m["truth"] == "mlp"
     h5 = P.merge("digits", cfg.parts_dir, tmp_path / "o.h5", "hdf5")
     assert read_oracle(h5.path).frame.height == 36
@@ -284,7 +285,7 @@ def test_keep_features_stores_float16_with_indices(tmp_path, data_cache, fast):
 
 
 def test_real_timm_backbone_random_weights(tmp_path, data_cache, fast):
-    cfg = config(tmp_path, data_cache, seeds=1, fractions=(1.0, 0.01), input_size=16,
+    cfg = config(tmp_path, data_cache, seeds=1, fractions=(1.0, 0.03), input_size=16,
                  evaluators=("mlp",))
     s = run_sweep(cfg, pool_frame(["lcnet_050.ra2_in1k"]), show_progress=False, echo=None)
     assert s.ok == 1

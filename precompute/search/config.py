@@ -9,6 +9,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from precompute import datasets as D
 from precompute import evaluators as E
 from precompute.sweep import Setup, SweepConfig
 from shared.durations import parse_duration
@@ -62,16 +63,22 @@ def check_final(name: str) -> None:
 
 def check_fraction(ds, fraction: float, spec: str, needs_test: bool) -> None:
     """The dataset must give the fraction: ``floor(f*N + 0.5)`` train images at least one per class
-    (else the subset is not that fraction but the per-class minimum) and one test image."""
+    (else the subset is not that fraction but the per-class minimum) and, for an evaluator that scores
+    on the test split, as many test images as classes (else a class has no test image, whatever the
+    draw: the sweep's rule, :func:`precompute.datasets.check_fractions`).  The smallest fraction it
+    names keeps every class in seed :data:`SEED`'s test subset (:func:`precompute.datasets.covering_fraction`)."""
     n_train, n_test, k = len(ds.train_labels), len(ds.test_labels), int(ds.n_classes)
     keep_train = math.floor(fraction * n_train + 0.5)
     keep_test = math.floor(fraction * n_test + 0.5)
-    smallest = max((k - 0.5) / n_train, (0.5 / n_test) if needs_test else 0.0)
-    smallest = math.ceil(smallest * 1e4) / 1e4
-    if keep_train < k or (needs_test and keep_test < 1):
-        raise SearchError(f"--evaluator {spec}: fraction {fraction:g} of {ds.name} keeps {keep_train} "
-                          f"of {n_train} train images for {k} classes and {keep_test} of {n_test} test "
-                          f"images; the smallest fraction this dataset gives is {smallest:g}")
+    smallest = D.smallest_fraction(k, n_train)
+    if needs_test:
+        smallest = max(smallest, D.covering_fraction(ds.test_labels, [SEED]))
+    if keep_train < k or (needs_test and keep_test < k):
+        raise SearchError(f"{spec}: fraction {fraction:g} of {ds.name} keeps {keep_train} of {n_train} train "
+                          f"images for {k} classes and {keep_test} of {n_test} test images"
+                          + (" (a class without a test image)" if needs_test and keep_test < k else "")
+                          + f"; the smallest fraction this dataset gives is {smallest:g} (for --evaluator, and "
+                          f"--sh-fractions with successive halving)")
 
 
 @dataclass
