@@ -18,6 +18,8 @@ images at its native input size (or ``--input-size``).  One row per backbone rec
   at chance), with ``feature_std`` (the largest per-feature std across the images).
 
 Rows are written to ``--out`` after every backbone, so an interrupted run resumes where it stopped.
+The workers' stdout/stderr go to ``<out>.worker.log`` while they run; the log is removed at the end
+unless a backbone of the run was not ok (a crash's last words are there).
 """
 from __future__ import annotations
 
@@ -435,7 +437,7 @@ def run_check(names: Sequence[str], cfg: CheckConfig, out: str | Path | None = N
     seen = set(keep["backbone"].to_list())
     todo = [n for n in dict.fromkeys(names) if n not in seen]
     rows: list[dict] = []
-    log_path = str(path) + ".worker.log" if path is not None else None
+    log_path = worker_log(path) if path is not None else None
     rss_limit = int(cfg.max_memory_gb * 1e9) if cfg.max_memory_gb is not None else None
     worker = Worker(threads=cfg.threads, log_path=log_path, rss_limit=rss_limit)
     params = params or {}
@@ -463,9 +465,17 @@ def run_check(names: Sequence[str], cfg: CheckConfig, out: str | Path | None = N
                 echo(f"[{i + 1}/{len(todo)}] {name}: {row['status']} {row['wall_seconds']:.1f}s{extra}{why}")
     finally:
         worker.close()
+    if log_path is not None and all(r["status"] == "ok" for r in rows):
+        Path(log_path).unlink(missing_ok=True)  # the workers' output matters only for what was not ok
     table = pl.concat([keep, _frame(rows)]).unique("backbone", keep="last")
     order = pl.DataFrame({"backbone": list(dict.fromkeys([*names, *table["backbone"].to_list()]))})
     return order.join(table, on="backbone", how="inner", maintain_order="left")
+
+
+def worker_log(out: str | Path) -> Path:
+    """Where the check workers' stdout/stderr goes while ``precompute check --out OUT`` runs: beside
+    OUT, kept after the run only when a backbone of it was not ok (a crash's output is there)."""
+    return Path(str(out) + ".worker.log")
 
 
 def _sample_names(names: Sequence[str], n: int) -> list[str]:
@@ -480,10 +490,11 @@ def _sample_names(names: Sequence[str], n: int) -> list[str]:
     return [first[archs[int(i * step)]] for i in range(n)]
 
 
-def resolve_names(pools: Sequence[str]) -> tuple[list[str], dict[str, float]]:
+def resolve_names(pools: Sequence[str], include_test_models: bool = False) -> tuple[list[str], dict[str, float]]:
     """``--pool`` values (pool files, names files, globs or names; default every pretrained timm
-    name) -> names, and the params (M) known for them without measuring anything new."""
-    names = pool_names(pools)
+    name but timm's toy test models, :func:`precompute.pool.pool_names`) -> names, and the params (M)
+    known for them without measuring anything new."""
+    names = pool_names(pools, include_test_models)
     params = {n: v for n, v in known_measurements().select("backbone", "params_m").drop_nulls().iter_rows()}
     for spec in pools:
         p = Path(spec)

@@ -38,6 +38,7 @@ import polars as pl
 from precompute import faults
 from shared.errors import VibesError
 from shared.oracle import SCHEMA_VERSION, Oracle, conform, temp_beside
+from shared.protocol import HEADS
 
 DEFAULT_PARTS_DIR = "data/parts"
 DEFAULT_ORACLE_DIR = "data/oracles"
@@ -428,16 +429,20 @@ class MergeReport:
         return line
 
 
-_CONSISTENT = ("dataset", "weights", "protocol", "truth")
+#: what every part of one oracle must share (the truth is how the rows are read, not how they were
+#: made: parts naming different truths merge under an explicit ``truth``)
+_CONSISTENT = ("dataset", "weights", "protocol")
 
 
 def merge(dataset: str, parts_dir: str | os.PathLike = DEFAULT_PARTS_DIR,
           out: str | os.PathLike | None = None, fmt: str = "parquet",
-          expected: list[str] | None = None) -> MergeReport:
+          expected: list[str] | None = None, truth: str | None = None) -> MergeReport:
     """Build the oracle for ``dataset`` from all its parts, validate and write it.
 
     ``out``: a file, or a folder (``<out>/<dataset>.parquet|.h5``); default
     ``data/oracles/<dataset>.<fmt>``.  ``expected``: the pool; default the run's manifest.
+    ``truth``: the evaluator whose fraction-1.0 rows are the truth (the metadata's ``truth``);
+    default the one the parts record (``precompute run --truth``, or inferred from its evaluators).
     Missing backbones (expected, no part) and failed ones are reported, never hidden."""
     folder = dataset_dir(parts_dir, dataset)
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
@@ -459,6 +464,19 @@ def merge(dataset: str, parts_dir: str | os.PathLike = DEFAULT_PARTS_DIR,
                                  f"--parts-dir)")
     frame = pl.concat(frames, how="vertical").sort(["backbone", "evaluator", "fraction", "seed"],
                                                      descending=[False, False, True, False])
+    if truth is None:
+        named = sorted({str(m.get("truth", "mlp")) for m in metas})
+        if len(named) > 1:
+            raise MergeError(f"the parts of {dataset!r} name different truths ({', '.join(named)}); choose one "
+                             f"with --truth NAME")
+        truth = named[0]
+    at_one = frame.filter(pl.col("fraction") == 1.0)
+    if at_one.filter(pl.col("evaluator") == truth).height == 0:  # (failed truth rows: the oracle says so)
+        have = sorted(set(at_one.get_column("evaluator").to_list()))
+        pick = next((h for h in HEADS if h in have), have[0] if have else None)
+        raise MergeError(f"the parts of {dataset!r} have no {truth} row at fraction 1.0 to be the truth"
+                         + (f"; they have {', '.join(have)} there: give --truth NAME, e.g. --truth {pick}"
+                            if have else " (nor any other evaluator: the run did not evaluate fraction 1.0)"))
     if expected is None:
         manifest = read_manifest(parts_dir, dataset)
         expected = manifest["backbones"] if manifest else None
@@ -469,7 +487,7 @@ def merge(dataset: str, parts_dir: str | os.PathLike = DEFAULT_PARTS_DIR,
     meta.update({
         "schema_version": SCHEMA_VERSION,
         "dataset": dataset,
-        "truth": base.get("truth", "mlp"),
+        "truth": truth,
         "hardware": [json.loads(h) for h in hosts] if len(hosts) > 1 else
                     (json.loads(hosts[0]) if hosts else None),
         "source": base.get("source", "vibes precompute"),

@@ -107,6 +107,39 @@ def pretrained_names() -> list[str]:
     return timm.list_models(pretrained=True)
 
 
+#: timm's toy models for its own unit tests (``test_vit``, ``test_convnext``, ``test_efficientnet``, ...): tiny,
+#: random-quality "pretrained" tags that would top any cheap-first order; out of the default pool
+TEST_MODEL_PREFIX = "test_"
+
+
+def is_test_model(name: str) -> bool:
+    """Whether ``name`` is one of timm's toy test models (its architecture starts with ``test_``)."""
+    return name.split(".", 1)[0].startswith(TEST_MODEL_PREFIX)
+
+
+def default_names(include_test_models: bool = False) -> list[str]:
+    """The default pool's names: every pretrained timm name, less timm's toy test models unless asked."""
+    names = pretrained_names()
+    return names if include_test_models else [n for n in names if not is_test_model(n)]
+
+
+def left_out_test_models(patterns: Sequence[str] | None, include_test_models: bool = False) -> list[str]:
+    """timm's toy test models the default pool (``patterns`` None or empty) or these globs leave out."""
+    if include_test_models:
+        return []
+    all_names = pretrained_names()
+    if not patterns:
+        return [n for n in all_names if is_test_model(n)]
+    kept = set(match_names(patterns, all_names, False))
+    return [n for n in match_names(patterns, all_names, True) if n not in kept]
+
+
+def test_models_note(left_out: Sequence[str]) -> str:
+    """One line saying which toy test models left the pool and how to keep them."""
+    return (f"pool: timm's {len(left_out)} toy test model(s) left out ({', '.join(left_out[:3])}"
+            f"{', ...' if len(left_out) > 3 else ''}); --include-test-models keeps them")
+
+
 def make_shipped_table(measured: pl.DataFrame, check: pl.DataFrame | None = None) -> pl.DataFrame:
     """Measured rows (:data:`MEASURED`) joined with a ``precompute check`` table: a backbone is
     ``excluded`` only when its check ``failed`` (a timeout or the memory guard is the checking
@@ -269,8 +302,10 @@ def build_pool(
     flush_every: int = 64,
     shipped: bool = True,
     timm_results: str | os.PathLike | None = None,
+    include_test_models: bool = False,
 ) -> pl.DataFrame:
-    """The pool table (one row per name, in the given order; all pretrained timm names by default).
+    """The pool table (one row per name, in the given order; by default all pretrained timm names but
+    timm's toy test models, :func:`default_names`: ``include_test_models`` keeps them).
 
     Names in the shipped table of this timm version (unless ``shipped=False``) or already in
     ``cache`` are read from them, the shipped rows first, unless ``refresh``; the others are measured
@@ -279,7 +314,7 @@ def build_pool(
     """
     all_names = pretrained_names()
     if names is None:
-        names = all_names
+        names = default_names(include_test_models)
     names = list(dict.fromkeys(names))
     valid = set(all_names)
     for n in names:
@@ -432,8 +467,12 @@ def _has_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def match_names(patterns: Sequence[str], all_names: Sequence[str]) -> list[str]:
-    """Names matching any glob (on the full name or the architecture) or equal to a name."""
+def match_names(patterns: Sequence[str], all_names: Sequence[str], include_test_models: bool = False) -> list[str]:
+    """Names matching any glob (on the full name or the architecture) or equal to a name.
+
+    timm's toy test models (:func:`is_test_model`) a pattern matches beside real backbones leave
+    (``'*'`` or ``'*vit*'`` mean real ones) unless ``include_test_models``; a pattern that matches
+    only test models (``'test_*'``, ``test_vit.r160_in1k``) keeps them: whoever names them wants them."""
     import fnmatch
 
     out: dict[str, None] = {}
@@ -445,7 +484,8 @@ def match_names(patterns: Sequence[str], all_names: Sequence[str]) -> list[str]:
                 raise VibesError(f"no pretrained timm backbone matches {pat!r}; try a broader "
                                  f"glob, e.g. 'resnet*'")
             raise unknown("backbone", pat, all_names)
-        out.update(dict.fromkeys(hits))
+        real = [n for n in hits if not is_test_model(n)]
+        out.update(dict.fromkeys(hits if include_test_models or not real else real))
     return list(out)
 
 
@@ -472,20 +512,21 @@ def read_pool_file(path: Path) -> pl.DataFrame:
     return frame
 
 
-def resolve_pool(specs: Sequence[str], progress: bool = True, echo=None) -> pl.DataFrame:
-    """``--pool`` values (files or globs/names) -> one pool table, or the full pool if none.
+def resolve_pool(specs: Sequence[str], progress: bool = True, echo=None,
+                 include_test_models: bool = False) -> pl.DataFrame:
+    """``--pool`` values (files or globs/names) -> one pool table, or the full pool if none (timm's
+    toy test models out of it and of globs that match real backbones too, unless
+    ``include_test_models``: :func:`match_names`; a pool file is taken as it is).
     Backbones the check found cannot run in the pipeline (``excluded``) leave, said via ``echo``."""
+    patterns = [spec for spec in specs if not Path(spec).is_file()]
+    left_out = left_out_test_models(patterns, include_test_models) if patterns or not specs else []
+    if left_out and echo is not None:
+        echo(test_models_note(left_out))
     if not specs:
-        return drop_excluded(build_pool(progress=progress), echo=echo)
-    frames, patterns = [], []
-    for spec in specs:
-        p = Path(spec)
-        if p.is_file():
-            frames.append(read_pool_file(p))
-        else:
-            patterns.append(spec)
+        return drop_excluded(build_pool(progress=progress, include_test_models=include_test_models), echo=echo)
+    frames = [read_pool_file(Path(spec)) for spec in specs if Path(spec).is_file()]
     if patterns:
-        names = match_names(patterns, pretrained_names())
+        names = match_names(patterns, pretrained_names(), include_test_models)
         frames.append(build_pool(names, progress=progress))
     pool = pl.concat(frames, how="diagonal_relaxed").unique("backbone", keep="first",
                                                               maintain_order=True)
@@ -500,12 +541,13 @@ def resolve_pool(specs: Sequence[str], progress: bool = True, echo=None) -> pl.D
     return pool
 
 
-def pool_names(specs: Sequence[str]) -> list[str]:
+def pool_names(specs: Sequence[str], include_test_models: bool = False) -> list[str]:
     """Backbone names of ``--pool`` values (pool files, names files, globs or names; none = every
-    pretrained timm name), without measuring anything."""
+    pretrained timm name but timm's toy test models unless ``include_test_models``, as in
+    :func:`resolve_pool`), without measuring anything."""
     all_names = pretrained_names()
     if not specs:
-        return list(all_names)
+        return default_names(include_test_models)
     names: list[str] = []
     for spec in specs:
         p = Path(spec)
@@ -515,5 +557,5 @@ def pool_names(specs: Sequence[str]) -> list[str]:
             else:
                 names += read_names_file(p)
         else:
-            names += match_names([spec], all_names)
+            names += match_names([spec], all_names, include_test_models)
     return list(dict.fromkeys(names))

@@ -57,6 +57,7 @@ def test_ok_failed_skipped_timeout_and_resume(tmp_path):
 
     # an exception in the worker is a failed row with its reason; the worker goes on
     assert failed["status"] == "failed" and failed["reason"].startswith("UnknownNameError: unknown backbone")
+    assert (tmp_path / "check.parquet.worker.log").is_file()  # something was not ok: the workers' output stays
     # the memory guard: 1,136 M params = 4.5 GB of fp32 weights > 1 GB, never built
     assert skipped["status"] == "skipped" and "4.5 GB" in skipped["reason"]
     assert "this machine's limit" in skipped["reason"] and skipped["load_seconds"] is None
@@ -110,6 +111,7 @@ def test_cli_prints_the_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "check: 1 backbones" in text and "by status: ok 1" in text
     assert pl.read_parquet(out)["status"].to_list() == ["ok"]
+    assert not (tmp_path / "c.parquet.worker.log").exists() and "worker output" not in text  # all ok: no log left
     # a resumed run at another size would mix two checks in one table: refused
     assert main(["check", "--pool", TINY, "--out", str(out), "--quiet"]) == 2
     assert "holds checks at input size 32" in capsys.readouterr().err

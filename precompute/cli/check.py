@@ -22,7 +22,10 @@ A backbone whose fp32 weights exceed --max-memory-gb is 'skipped' (this machine'
 @click.command("check", epilog=CHECK_EPILOG)
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv), names file (.txt), name or glob; repeatable. Default: every "
-                   "pretrained timm backbone.")
+                   "pretrained timm backbone (but timm's toy test_* models).")
+@click.option("--include-test-models", is_flag=True,
+              help="Keep timm's toy test models (test_*) in the default pool and in globs that also match real "
+                   "backbones; named ones are always kept.")
 @click.option("--sample", type=int, default=None, help="Only N architectures (one name each), evenly spread.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--timeout", default="5min", show_default=True,
@@ -36,11 +39,19 @@ A backbone whose fp32 weights exceed --max-memory-gb is 'skipped' (this machine'
               help="Write the table here (.parquet), after every backbone; an existing one is resumed.")
 @click.option("--redo", default="", help="Statuses to check again when resuming, e.g. failed,timeout.")
 @click.option("--quiet", is_flag=True, help="No line per backbone.")
-def check_cmd(pools, sample, device, timeout, input_size, n_images, threads, max_memory_gb, out, redo,
-              quiet) -> None:
+def check_cmd(pools, include_test_models, sample, device, timeout, input_size, n_images, threads, max_memory_gb,
+              out, redo, quiet) -> None:
     """Load every backbone with random weights and extract a few images: ok / failed / timeout / skipped."""
     from precompute.backbone import resolve_device  # lazy, as every command here: `--help` stays light
-    from precompute.check import STATUSES, CheckConfig, _sample_names, resolve_names, run_check, summary_lines
+    from precompute.check import (
+        STATUSES,
+        CheckConfig,
+        _sample_names,
+        resolve_names,
+        run_check,
+        summary_lines,
+        worker_log,
+    )
 
     if out is not None and Path(out).suffix.lower() != ".parquet":
         raise VibesError(f"--out must end in .parquet; got {out!r}")
@@ -56,7 +67,7 @@ def check_cmd(pools, sample, device, timeout, input_size, n_images, threads, max
         if s not in STATUSES:
             raise VibesError(f"--redo takes statuses among {', '.join(STATUSES)}; got {s!r}")
     dev = str(resolve_device(device))
-    names, params = resolve_names(pools)
+    names, params = resolve_names(pools, include_test_models)
     if sample is not None:
         if sample < 1:
             raise VibesError(f"--sample must be >= 1, got {sample}")
@@ -69,3 +80,5 @@ def check_cmd(pools, sample, device, timeout, input_size, n_images, threads, max
         click.echo(line)
     if out:
         click.echo(f"check table: {table.height} rows -> {out}")
+        if worker_log(out).is_file():
+            click.echo(f"worker output (for the backbones not ok): {worker_log(out)}")

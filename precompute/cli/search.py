@@ -41,6 +41,9 @@ spent is counted from the part files); a larger --budget continues the same sear
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; repeatable. "
                    "Default: all pretrained timm backbones.")
+@click.option("--include-test-models", is_flag=True,
+              help="Keep timm's toy test models (test_*) in the default pool and in globs that also match real "
+                   "backbones; named ones are always kept.")
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -78,10 +81,10 @@ spent is counted from the part files); a larger --budget continues the same sear
               "e.g. --account=myproj (repeatable).")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the closing table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def search_cmd(dataset, budget, strategy, evaluator, pools, weights, device, seed, out, final, input_size,
-               batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost, workers,
-               threads, cluster, partition, time_limit, cpus_per_worker, mem_gb, gpus_per_worker, slurm_args, top,
-               no_progress) -> None:
+def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models, weights, device, seed, out, final,
+               input_size, batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost,
+               workers, threads, cluster, partition, time_limit, cpus_per_worker, mem_gb, gpus_per_worker, slurm_args,
+               top, no_progress) -> None:
     """Find a backbone for DATASET: run one strategy for real under a time budget."""
     from precompute.pool import resolve_pool  # lazy, as every command here: `--help` stays light
     from precompute.search import SearchConfig, SlurmOptions, parse_fractions, run_search, summary_lines
@@ -95,7 +98,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, weights, device, see
                        slurm=SlurmOptions(partition, math.ceil(parse_duration(time_limit, "--time-limit") / 60),
                                           cpus_per_worker, mem_gb, gpus_per_worker, tuple(slurm_args))
                        if cluster == "slurm" else None)
-    pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo)
+    pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo, include_test_models=include_test_models)
     res = run_search(cfg, pool, show_progress=not no_progress, echo=None)
     for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,
                               loop_wall=res.evaluation_wall_seconds, changed=res.changed):

@@ -10,11 +10,16 @@ import polars as pl
 from precompute.datasets import dataset_names
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
-from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, fractions_text
+from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, HEADS, TRUTH, fractions_text
 
 from .options import parse_floats, parse_names, stderr_echo
 
-DATASET_HELP = f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree)."
+DATASET_HELP = (f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree; synthetic:N@SIZE: "
+                f"N random images at SIZE px, for timing).")
+TRUTH_HELP = (f"The evaluator whose score at fraction 1.0 is the truth (the oracle metadata's `truth`); default "
+              f"{TRUTH} if it runs, else the only head of --evaluators ({', '.join(HEADS)}).")
+TEST_MODELS_HELP = ("Keep timm's toy test models (test_vit, test_resnet, ...: names starting with test_) in the "
+                    "default pool and in globs that also match real backbones; named ones are always kept.")
 
 POOL_EPILOG = """\b
 Examples:
@@ -40,6 +45,7 @@ MERGE_EPILOG = """\b
 Examples:
   precompute merge --dataset gtsrb
   precompute merge --dataset gtsrb --format hdf5 --out oracles/
+  precompute merge --dataset gtsrb --truth mlp-sklearn     # parts of a run without mlp
 """
 
 
@@ -54,12 +60,13 @@ Examples:
 @click.option("--refresh", is_flag=True, help="Re-measure names already in the cache.")
 @click.option("--include-excluded", is_flag=True,
               help="Keep backbones that cannot run in the pipeline (their 'excluded' column says why).")
+@click.option("--include-test-models", is_flag=True, help=TEST_MODELS_HELP)
 @click.option("--timm-results", type=click.Path(), envvar="VIBES_TIMM_RESULTS", default=None,
               help="Folder with timm's results-imagenet.csv for the imagenet_top1 column "
                    "(or $VIBES_TIMM_RESULTS; default: the cached download).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_excluded, timm_results,
-             no_progress) -> None:
+def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_excluded, include_test_models,
+             timm_results, no_progress) -> None:
     """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts;
     published ImageNet top-1 joined from timm's results files)."""
     from precompute.pool import (  # lazy, as every command here: `precompute --help` stays light
@@ -67,9 +74,11 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
         build_pool,
         drop_excluded,
         filter_pool,
+        left_out_test_models,
         match_names,
         pretrained_names,
         read_names_file,
+        test_models_note,
     )
 
     if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
@@ -77,7 +86,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
     all_names = pretrained_names()  # timm's list; from the shipped table without importing torch
     names = None
     if globs or names_file:
-        wanted = match_names(globs, all_names) if globs else []
+        wanted = match_names(globs, all_names, include_test_models) if globs else []
         if names_file:
             listed = read_names_file(names_file)
             for n in listed:
@@ -85,8 +94,12 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
                     raise unknown("backbone", n, all_names)
             wanted = [n for n in wanted if n in set(listed)] if globs else listed
         names = wanted
-    pool = build_pool(names, refresh=refresh, progress=not no_progress, timm_results=timm_results)
+    pool = build_pool(names, refresh=refresh, progress=not no_progress, timm_results=timm_results,
+                      include_test_models=include_test_models)
     notes = list(_TOP1_NOTE)  # said once the pool is made (an error before it says only itself)
+    left_out = [] if names_file else left_out_test_models(globs, include_test_models)
+    if left_out:
+        notes.append(test_models_note(left_out).removeprefix("pool: "))
     if not include_excluded:
         pool = drop_excluded(pool, echo=stderr_echo)
     pool = filter_pool(pool, globs=globs, names_file=names_file, max_params=max_params,
@@ -106,10 +119,14 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
 @click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; "
-                   "repeatable. Default: all pretrained timm backbones.")
-@click.option("--fractions", default=fractions_text(), show_default=True)
+                   "repeatable. Default: all pretrained timm backbones (but timm's toy test_* models).")
+@click.option("--include-test-models", is_flag=True, help=TEST_MODELS_HELP)
+@click.option("--fractions", default=fractions_text(), show_default=True,
+              help="Shares of the train and test splits, comma-separated; a fraction that leaves a class "
+                   "without a test image is refused while an evaluator scores on the test split.")
 @click.option("--seeds", type=int, default=DEFAULT_SEEDS, show_default=True, help="Replicates 0..N-1.")
 @click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True)
+@click.option("--truth", default=None, help=TRUTH_HELP)
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
 @click.option("--pretrained-file", type=click.Path(), default=None, help="Local weights for a single backbone.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -139,7 +156,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
 @click.option("--sbatch-arg", "sbatch_args", multiple=True, help="KEY=VALUE sbatch option (repeatable).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the jobs, then merge.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_file, device,
+def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, truth, weights, pretrained_file, device,
             batch_size, input_size, data_root, download, cache_dir, out, parts_dir, fmt,
             keep_features, shard, retry_failed, evict_weights, launcher, shards, partition,
             gpus_per_task, time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
@@ -155,12 +172,14 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
                       batch_size=batch_size, input_size=input_size, data_root=data_root,
                       download=download, cache_dir=cache_dir, parts_dir=parts_dir,
                       keep_features=keep_features, retry_failed=retry_failed,
-                      evict_weights=evict_weights)
-    the_shard = _check_run_args(cfg, pools, shard, launcher, shards)
+                      evict_weights=evict_weights, truth=truth)
+    the_shard = _check_run_args(cfg, pools, shard, launcher, shards, include_test_models)
     time_limit_min = math.ceil(parse_duration(time_limit, "--time-limit") / 60)
-    pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo)
+    pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo,
+                                 include_test_models=include_test_models)
     oracle_path = P.default_oracle_path(cfg.dataset, out, fmt)
-    merge_hint = f"precompute merge --dataset {dataset} --parts-dir {parts_dir} --out {out} --format {fmt}"
+    merge_hint = (f"precompute merge --dataset {dataset} --parts-dir {parts_dir} --out {out} --format {fmt}"
+                  + (f" --truth {truth}" if truth else ""))
 
     if launcher == "none":
         run_sweep(cfg, pool, the_shard, show_progress=not no_progress, echo=click.echo)
@@ -183,6 +202,10 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
                              array_parallelism=array_parallelism,
                              cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                              sbatch_args=parse_sbatch_args(sbatch_args))
+        if launcher == "local":  # this machine's tasks would each refuse the data: say it once, before them
+            from precompute.sweep import check_data  # lazy: the command's domain code
+
+            check_data(cfg)
         jobs = submit_shards(cfg, pool, launcher, n, slurm)
         click.echo(f"submitted {len(jobs)} {launcher} task(s): job ids "
                    f"{', '.join(str(j.job_id) for j in jobs)}")
@@ -191,17 +214,20 @@ def run_cmd(dataset, pools, fractions, seeds, evaluators, weights, pretrained_fi
             return
         wait_jobs(jobs, echo=click.echo)
     report = P.merge(cfg.dataset, parts_dir, oracle_path, fmt,
-                     expected=pool.get_column("backbone").to_list())
+                     expected=pool.get_column("backbone").to_list(), truth=truth)
     _echo_report(report)
 
 
 @click.command("merge", epilog=MERGE_EPILOG)
-@click.option("--dataset", required=True)
+@click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--parts-dir", default="data/parts", show_default=True)
 @click.option("--out", default="data/oracles", show_default=True, help="Oracle file or folder.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "hdf5"]), default="parquet", show_default=True)
 @click.option("--pool", "pools", multiple=True, help="Expected pool (files or globs); default: the run's manifest.")
-def merge_cmd(dataset, parts_dir, out, fmt, pools) -> None:
+@click.option("--truth", default=None,
+              help="The evaluator whose score at fraction 1.0 is the truth; default: the one the parts record "
+                   "(`precompute run --truth`, or inferred from its evaluators).")
+def merge_cmd(dataset, parts_dir, out, fmt, pools, truth) -> None:
     """Merge the part files of DATASET into one validated oracle; report missing/failed."""
     from precompute import parts as P  # lazy: the command's domain code
     from precompute.pool import match_names, pretrained_names, read_pool_file
@@ -213,10 +239,10 @@ def merge_cmd(dataset, parts_dir, out, fmt, pools) -> None:
         expected = [n for f in files for n in read_pool_file(f).get_column("backbone").to_list()]
         if globs:
             expected += match_names(globs, pretrained_names())
-    _echo_report(P.merge(dataset, parts_dir, out, fmt, expected=expected))
+    _echo_report(P.merge(dataset, parts_dir, out, fmt, expected=expected, truth=truth))
 
 
-def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | None:
+def _check_run_args(cfg, pools, shard, launcher, shards, include_test_models=False) -> tuple[int, int] | None:
     """Every cheap check of ``run``, before the pool is built or a model loaded; returns the shard."""
     import shutil
 
@@ -224,9 +250,10 @@ def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | No
     from precompute import weights as W
     from precompute.backbone import resolve_device
     from precompute.pool import pool_names
-    from precompute.sweep import check_dataset_name, check_evaluators
+    from precompute.sweep import check_dataset_name, check_evaluators, check_truth
 
     check_evaluators(cfg.evaluators)
+    check_truth(cfg)  # a run without truth rows would write parts no oracle can be merged from
     cfg.dataset = check_dataset_name(cfg.dataset)  # unknown -> the valid ones; folder must exist
     the_shard = P.parse_shard(shard)
     if launcher != "none" and the_shard is not None:
@@ -251,7 +278,7 @@ def _check_run_args(cfg, pools, shard, launcher, shards) -> tuple[int, int] | No
         raise VibesError(f"pretrained weights file {cfg.pretrained_file!r} not found; "
                          f"expected a .safetensors/.pth state dict")
     if cfg.weights == "pretrained" and cfg.pretrained_file is None and W.is_offline():
-        names = pool_names(pools)
+        names = pool_names(pools, include_test_models)
         missing = [n for n in names if not W.is_cached(n)]
         if missing and len(missing) == len(names):
             raise VibesError(f"HF_HUB_OFFLINE=1 and none of the {len(names)} backbones' weights are "
