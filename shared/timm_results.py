@@ -33,9 +33,10 @@ def cache_dir() -> Path:
     return Path(root) / "vibes" / "timm-results" / TIMM_COMMIT
 
 
-def locate(file: str, results_dir: str | os.PathLike | None) -> Path:
+def locate(file: str, results_dir: str | os.PathLike | None, hint: str = "") -> Path:
     """Path of a timm results file: from the folder given (or $VIBES_TIMM_RESULTS), else the cache,
-    downloading it there once from the pinned commit."""
+    downloading it there once from the pinned commit.  ``hint``: what else the caller's command
+    can do when the download fails (its own options only: each command says what it accepts)."""
     results_dir = results_dir or os.environ.get(ENV_DIR)
     if results_dir:
         folder = Path(results_dir)
@@ -50,6 +51,7 @@ def locate(file: str, results_dir: str | os.PathLike | None) -> Path:
     path = cache_dir() / file
     if path.is_file():
         return path
+    created = [d for d in [path.parent, *path.parent.parents] if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     url = RAW_URL.format(commit=TIMM_COMMIT, file=file)
     tmp = path.with_name(f".{file}.{os.getpid()}.tmp")
@@ -59,9 +61,14 @@ def locate(file: str, results_dir: str | os.PathLike | None) -> Path:
         os.replace(tmp, path)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         tmp.unlink(missing_ok=True)
+        for folder in created:  # a failed download leaves no empty cache folders behind
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: another process's download landed there meanwhile
+                break
         raise VibesError(f"cannot download {file} from timm's repository ({exc}); offline? give a "
-                         f"local copy with --timm-results DIR (or ${ENV_DIR}) and choose the "
-                         f"benchmark file with --timm-benchmark FILE") from None
+                         f"local copy with --timm-results DIR (or ${ENV_DIR})"
+                         + (f"; {hint}" if hint else "")) from None
     return path
 
 

@@ -64,17 +64,21 @@ def n_images(set_name: str) -> int:
     return N_IMAGES[base]
 
 
+#: what simulate (the one command with --timm-benchmark) adds when a results file cannot be downloaded
+BENCHMARK_HINT = "choose the benchmark file with --timm-benchmark FILE"
+
+
 def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
                 benchmark: str = DEFAULT_BENCHMARK, quiet: bool = False) -> Oracle:
     """Build the ``timm:<set_name>`` oracle."""
     images = n_images(set_name)
-    results = _read_csv(locate(f"results-{set_name}.csv", results_dir),
+    results = _read_csv(locate(f"results-{set_name}.csv", results_dir, hint=BENCHMARK_HINT),
                         ["model", "img_size", "top1", "param_count"])
     # Some models are listed twice: at their default input size and at timm's larger
     # test_input_size.  One row per backbone: keep the default (the smaller) size.
     n_listed = results.height
     results = at_default_size(results)
-    bench = _read_csv(locate(benchmark, results_dir),
+    bench = _read_csv(locate(benchmark, results_dir, hint=BENCHMARK_HINT),
                       ["model", "infer_img_size", "infer_samples_per_sec", "infer_gmacs"])
     bench = (bench.select(pl.col("model").alias("architecture"), "infer_img_size",
                           "infer_samples_per_sec", "infer_gmacs")
