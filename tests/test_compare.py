@@ -58,19 +58,28 @@ def test_compare_draws_in_headless_chromium_and_its_controls_work(outputs, tmp_p
     assert "https://" not in re.sub(r'"[^"]*https://[^"]*"', "", html.split("<script")[0])  # no remote assets
     dom = _dom(html_path, "", tmp_path / "p1")
     assert dom.count('class="plot-container plotly"') == 1
-    # every curve drawn: 4 pairs of A and 2 of B, each with its IQR band, and both baselines
-    assert len(re.findall(r'class="js-fill" d="M', dom)) == 6
+    # by default the 3 best pairs of each output drawn: 3 of A's 4 and B's 2, each with its IQR band; every
+    # pair and both baselines in the legend (the 4th of A greyed, a click away)
+    assert len(re.findall(r'class="js-fill" d="M', dom)) == 5
+    assert 'data-curves="5"' in dom
     legend = _legend(dom)
-    for name in ("toy · outA", "toy2 · outB", "sh:cycling × mlp@0.1", "complexity-up × mlp", "baseline arch002.tag2"):
+    for name in ("sh:cycling × mlp@0.1", "complexity-up × mlp", "baseline arch002.tag2", "baseline arch001.tag1"):
         assert name in legend
+    assert len(legend) == 4 + 2 + 2
+    assert "toy · outA" in dom and "toy2 · outB" in dom  # the outputs' check boxes
     assert "true score of the selected backbone" in re.search(r'class="ytitle"[^>]*>([^<]*)', dom).group(1)
     assert "1 min" in dom  # readable time ticks
+    # every pair drawn, or only the best of each, from the menu (here the URL fragment)
+    dom = _dom(html_path, "#top=all", tmp_path / "p3")
+    assert len(re.findall(r'class="js-fill" d="M', dom)) == 6 and 'data-curves="6"' in dom
+    dom = _dom(html_path, "#top=1", tmp_path / "p4")
+    assert len(re.findall(r'class="js-fill" d="M', dom)) == 2 and 'data-curves="2"' in dom
     # the regret view of output B alone, bands off: set from the URL fragment
     dom = _dom(html_path, "#y=regret&outs=1&bands=0", tmp_path / "p2")
     assert re.search(r'class="ytitle"[^>]*>([^<]*)', dom).group(1).startswith("regret")
     assert len(re.findall(r'class="js-fill" d="M', dom)) == 0
     legend = _legend(dom)
-    assert "toy2 · outB" in legend and "toy · outA" not in legend and "random × mlp" in legend
+    assert "sh:cycling × mlp@0.1" not in legend and "complexity-up × mlp" in legend and "random × mlp" in legend
     # the recommendations side by side: one column per output
     table = dom.split('id="recommendations"')[1].split("</table>")[0]
     assert table.count("<th>") == 3 and "complexity-up × mlp" in table and "1 day" in table
@@ -123,3 +132,45 @@ def test_labels_default_to_dataset_and_folder(outputs, tmp_path):
     assert "toy · outA #1" in text and "toy · outA #2" in text
     summary = json.loads((outputs / "outA" / "summary.json").read_text())
     assert summary["recommendation"][0]["label"] == "10 min"
+
+
+def test_by_default_the_best_three_pairs_per_output_are_drawn(outputs):
+    """The pairs drawn are each output's 3 best by the summary's auc_log (ranked here from summary.json
+    itself); the rest are legendonly, their bands hidden; a colour per strategy, a dash per evaluator,
+    a marker per output; the legend lists the drawn curves first."""
+    outs = [load_output(outputs / "outA"), load_output(outputs / "outB")]
+    fig = compare_figure(outs, ["a", "b"])
+    for i, name in enumerate(("outA", "outB")):
+        rows = json.loads((outputs / name / "summary.json").read_text())["strategies"]
+        best = sorted(rows, key=lambda r: (-r["auc_log"], r["strategy"], r["evaluator"]))
+        want = {(r["strategy"], r["evaluator"]) for r in best[:3]}
+        medians = [t for t in fig.data if t.meta["role"] == "median" and t.meta["out"] == i]
+        assert len(medians) == len(rows)
+        assert {(t.meta["strategy"], t.meta["evaluator"]) for t in medians if t.visible is True} == want
+        assert all(t.visible == "legendonly" for t in medians if (t.meta["strategy"], t.meta["evaluator"]) not in want)
+        for t in medians:
+            bands = [b for b in fig.data if b.meta["role"].startswith("band") and b.meta["median"] == fig.data.index(t)]
+            assert len(bands) == 2 and all(b.visible is (t.visible is True) for b in bands)
+            assert all(m.marker.symbol == ("circle", "square")[i] for m in [t])
+    medians = [t for t in fig.data if t.meta["role"] == "median"]
+    colour = {t.meta["strategy"]: t.line.color for t in medians}
+    dash = {t.meta["evaluator"]: t.line.dash for t in medians}
+    assert all(t.line.color == colour[t.meta["strategy"]] and t.line.dash == dash[t.meta["evaluator"]] for t in medians)
+    assert len(set(colour.values())) == len(colour) and len(set(dash.values())) == len(dash)
+    drawn_ranks = [t.legendrank for t in medians if t.visible is True]
+    assert max(drawn_ranks) < min(t.legendrank for t in medians if t.visible != True)  # noqa: E712
+    assert sum(t.visible is True for t in compare_figure(outs, ["a", "b"], top=None).data
+               if t.meta["role"] == "median") == 6
+    assert sum(t.visible is True for t in compare_figure(outs, ["a", "b"], top=1).data
+               if t.meta["role"] == "median") == 2
+
+
+def test_top_option(outputs, tmp_path, capsys):
+    assert main(["compare", str(outputs / "outA"), "--top", "all", "--out", str(tmp_path / "a.html")]) == 0
+    assert "<option value='all' selected>all</option>" in (tmp_path / "a.html").read_text()
+    assert main(["compare", str(outputs / "outA"), "--top", "2", "--out", str(tmp_path / "b.html")]) == 0
+    assert "<option value='2' selected>best 2</option>" in (tmp_path / "b.html").read_text()
+    capsys.readouterr()
+    assert main(["compare", str(outputs / "outA"), "--top", "x"]) == 2
+    assert "--top must be a positive number of curves per output, or all" in capsys.readouterr().err
+    assert main(["compare", str(outputs / "outA"), "--top", "0"]) == 2
