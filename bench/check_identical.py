@@ -45,10 +45,17 @@ def configs(tmp: Path, demo: str | None, quick: bool) -> list[tuple[str, list[st
         out.append(("timm:sketch, cycling + dataset-size-down + random, 20,000 runs",
                     ["--oracle", "timm:sketch", "--runs", "20000", "--strategy", "cycling", "--strategy",
                      "dataset-size-down", "--strategy", "random", "--seed", "2"]))
-    if demo:
-        out.append(("demo oracle, 5 strategies x 4 evaluators, 1,500 runs",
-                    ["--oracle", demo, "--runs", "1500", "--evaluator", "mlp", "--evaluator", "mlp@0.1",
-                     "--evaluator", "mlp@0.01", "--evaluator", "silhouette", "--baseline", "resnet18.a1_in1k"]))
+    if demo:  # the head at the oracle's every fraction (the demo's are 1, 0.1 and 0.03; older ones 0.01)
+        import polars as pl
+
+        from shared.oracle import read_oracle
+
+        frame = read_oracle(demo).frame
+        fractions = sorted(frame.filter(pl.col("evaluator") == "mlp")["fraction"].unique().to_list(), reverse=True)
+        heads = [a for f in fractions for a in ("--evaluator", f"mlp@{f:g}" if f < 1.0 else "mlp")]
+        out.append((f"demo oracle, 5 strategies x {len(fractions) + 1} evaluators, 1,500 runs",
+                    ["--oracle", demo, "--runs", "1500", *heads, "--evaluator", "silhouette",
+                     "--baseline", "resnet18.a1_in1k"]))
     return out
 
 
