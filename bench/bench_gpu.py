@@ -55,7 +55,7 @@ Each part's cap is scaled by ``min(1, left / planned caps of the parts still to 
 d, f, e (the dataset of a and b is freed before e).
 
 ``--smoke``: the same code paths on the CPU at toy sizes, to keep this script working (tests): dataset
-``synthetic:300@32``, input size 32, 3 backbones of <= 5 M parameters and <= 0.01 effective GMACs,
+``synthetic:600@32``, input size 32, 3 backbones of <= 5 M parameters and <= 0.01 effective GMACs,
 images for b 250, proxies at 500 x 64, search budget 5 s over that small part of the pool, check over
 its 2 smallest backbones (input size 32, timeout 30 s).  Its budget defaults to 10 min so that a loaded
 machine never trims the toy sizes (the run takes well under a minute on 2 cores).  Not GPU figures.
@@ -225,7 +225,7 @@ def make_plan(budget_s: float, smoke: bool, selected: list[str], check_timeout_s
         search *= rest / total
     a_cap = caps.get("a", 0.0)
     if smoke:
-        return Plan(smoke=True, budget_s=budget_s, setup_s=setup, dataset=dataset or "synthetic:300@32",
+        return Plan(smoke=True, budget_s=budget_s, setup_s=setup, dataset=dataset or "synthetic:600@32",
                     input_size=input_size or 32, sample=3, max_params_m=5.0, max_gmacs=0.01, batch_size=256,
                     ratio_images=250, ratio_repeat=2, proxy_rows=500, proxy_dim=64, proxy_repeat=2,
                     heads_epochs=PROTOCOL_EPOCHS, search_budget_s=search, search_max_params_m=5.0,
@@ -810,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="toy sizes on the CPU: the same code paths, no GPU figure")
     ap.add_argument("--json", default="out/bench-gpu.json", help="write the figures here ('' for none)")
     ap.add_argument("--dataset", default=None, help=f"parts a, b, c, e (default {FULL_DATASET}; smoke "
-                    "synthetic:300@32); the median target is judged at the default only")
+                    "synthetic:600@32); the median target is judged at the default only")
     ap.add_argument("--input-size", type=int, default=None, help="parts a, b, e, f (default: native; smoke 32)")
     ap.add_argument("--device", default=None, help="default: auto (CUDA if available, else CPU); --smoke: cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 on CPU)")
