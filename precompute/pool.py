@@ -33,6 +33,7 @@ import polars as pl
 
 from shared import timm_results as T
 from shared.errors import VibesError, unknown
+from shared.limits import Limits, mark
 from shared.pretrain import pretrain_frame
 
 if TYPE_CHECKING:
@@ -427,10 +428,13 @@ def filter_pool(
     names_file: str | None = None,
     max_params: float | None = None,
     max_gmacs: float | None = None,
+    limits: Limits | None = None,
+    latency: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Keep the backbones matching any glob (on the full name or the architecture), listed in
     ``names_file``, with at most ``max_params`` M parameters and ``max_gmacs`` GMACs (a name whose
-    size could not be measured fails a size filter)."""
+    size could not be measured fails a size filter) -- or within ``limits``, the deployment limits
+    of :mod:`shared.limits` (``latency``: its latency table)."""
     if isinstance(globs, str):
         globs = [globs]
     out = pool
@@ -449,12 +453,12 @@ def filter_pool(
             raise unknown("backbone", missing[0], pool["backbone"].to_list())
         out = out.filter(pl.col("backbone").is_in(wanted))
         described.append(f"names_file={names_file!r}")
-    for col, limit, label in (("params_m", max_params, "max_params"), ("gmacs", max_gmacs, "max_gmacs")):
-        if limit is not None:
-            if not (isinstance(limit, (int, float)) and limit > 0):
-                raise VibesError(f"{label} must be a positive number, got {limit!r}")
-            out = out.filter(pl.col(col) <= limit)
-            described.append(f"{label}={limit}")
+    if limits is None:
+        limits = Limits(max_params_m=max_params, max_gmacs=max_gmacs)
+    if limits.active:  # the deployment limits' one rule (shared.limits); an unknown value fails a limit
+        marked = mark(out, limits, latency, "pool")
+        out = marked.filter(pl.col("limit_reason").is_null()).drop("limit_reason")
+        described.append(limits.describe())
     if out.height == 0:
         raise VibesError(
             f"pool is empty after filters ({', '.join(described) or 'none'}); {pool.height} backbones before filtering"

@@ -114,14 +114,14 @@ def test_filters(pool, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("# mine\nresnet18.a1_in1k\n\ntest_vit.r160_in1k  # tiny\n")
     assert filter_pool(frame, names_file=str(names), max_params=5)["backbone"].to_list() == ["test_vit.r160_in1k"]
-    with pytest.raises(VibesError, match=r"pool is empty after filters \(globs=\['convnext\*'\], max_gmacs=1\)"):
+    with pytest.raises(VibesError, match=r"pool is empty after filters \(globs=\['convnext\*'\], ≤ 1 GMACs\)"):
         filter_pool(frame, ["convnext*"], max_gmacs=1)
     names.write_text("resnet18.a1_in1k\nnot_a_model.x\n")
     with pytest.raises(UnknownNameError, match="not_a_model.x"):
         filter_pool(frame, names_file=str(names))
     with pytest.raises(VibesError, match="names file"):
         filter_pool(frame, names_file=str(tmp_path / "missing.txt"))
-    with pytest.raises(VibesError, match="max_params must be a positive number"):
+    with pytest.raises(VibesError, match="--max-params must be a positive number; got -1"):
         filter_pool(frame, max_params=-1)
 
 

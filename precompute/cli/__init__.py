@@ -17,6 +17,7 @@ from shared.errors import VibesError
 from .check import check_cmd
 from .estimate import estimate_cmd
 from .fetch import fetch_cmd
+from .latency import latency_cmd
 from .search import search_cmd
 from .sweep import merge_cmd, pool_cmd, run_cmd
 
@@ -30,7 +31,7 @@ def cli() -> None:
     """VIBES precompute: evaluate a pool of timm backbones on a dataset into an oracle table."""
 
 
-for _command in (pool_cmd, run_cmd, merge_cmd, check_cmd, estimate_cmd, search_cmd, fetch_cmd):
+for _command in (pool_cmd, run_cmd, merge_cmd, check_cmd, estimate_cmd, search_cmd, fetch_cmd, latency_cmd):
     cli.add_command(_command)
 
 INTERRUPTED = "interrupted: parts written so far are kept; rerun the same command to resume"

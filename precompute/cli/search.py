@@ -9,7 +9,8 @@ from shared.durations import parse_duration
 from shared.protocol import DEFAULT_FRACTIONS, fractions_text
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
 
-from .options import stderr_echo
+from .options import limit_options, limits_of, stderr_echo
+from .sweep import DATASET_HELP
 
 SEARCH_EPILOG = """\b
 Examples:
@@ -18,10 +19,12 @@ Examples:
   precompute search --dataset folder:/data/my_images --pool data/pool.parquet --budget 2h \\
       --strategy cycling --evaluator mlp@0.1 --final mlp --out out/my-search
   precompute search --dataset digits --weights random --input-size 32 --budget 5m \\
-      --strategy sh:cycling --evaluator mlp --eta 3 --pool 'resnet18*' --pool 'lcnet*' \\
-      --out out/search-sh   # rungs 0.01, 0.1, 1.0
+      --strategy sh:cycling --evaluator mlp --eta 3 --sh-fractions 0.03,0.1,1.0 --pool 'resnet18*' \\
+      --pool 'lcnet*' --out out/search-sh   # digits cannot give 1 %: rungs 0.03, 0.1, 1.0
   precompute search --dataset digits --weights random --input-size 32 --budget 60s --workers 2 \\
       --device cpu --strategy cycling --evaluator mlp@0.1 --pool data/pool-5m.parquet --out out/search-k2
+  precompute search --dataset folder:/data/my_images --budget 1h --strategy cycling --evaluator mlp@0.1 \\
+      --max-params 25 --max-latency-ms 2 --latency-device rtx4090 --out out/my-search-deploy
 (data/pool-5m.parquet: `precompute pool --max-params 5 --out data/pool-5m.parquet`.  On a CPU
 give a small pool: the whole pool's order can start with a 0.8 B-parameter ViT.)
 Budgets: 90s, 45m, 10min, 2h, 1d, 1h30m, 1.5h or plain seconds; the budget is a hard deadline on
@@ -33,7 +36,7 @@ spent is counted from the part files); a larger --budget continues the same sear
 
 
 @click.command("search", epilog=SEARCH_EPILOG)
-@click.option("--dataset", required=True, help="Registry name or folder:PATH.")
+@click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--budget", required=True, help="Time budget t_max, e.g. 90s, 10min, 2h, 1h30m (plain numbers: seconds).")
 @click.option("--strategy", required=True,
               help="Sampler π (e.g. cycling, random, complexity-up) or sh:<sampler> (successive halving).")
@@ -44,6 +47,7 @@ spent is counted from the part files); a larger --budget continues the same sear
 @click.option("--include-test-models", is_flag=True,
               help="Keep timm's toy test models (test_*) in the default pool and in globs that also match real "
                    "backbones; named ones are always kept.")
+@limit_options
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -81,7 +85,8 @@ spent is counted from the part files); a larger --budget continues the same sear
               "e.g. --account=myproj (repeatable).")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the closing table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models, weights, device, seed, out, final,
+def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models, max_params, max_gmacs,
+               max_latency_ms, latency_device, max_memory_mb, weights, device, seed, out, final,
                input_size, batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost,
                workers, threads, cluster, partition, time_limit, cpus_per_worker, mem_gb, gpus_per_worker, slurm_args,
                top, no_progress) -> None:
@@ -90,6 +95,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
     from precompute.search import SearchConfig, SlurmOptions, parse_fractions, run_search, summary_lines
 
     # every cheap check, once, before the pool is built (SearchConfig validates when it is made)
+    limits, _ = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb)  # reads the table
     cfg = SearchConfig(dataset=dataset, budget=budget, strategy=strategy, evaluator=evaluator, out=out,
                        seed=seed, weights=weights, device=device, batch_size=batch_size, input_size=input_size,
                        data_root=data_root, download=download, cache_dir=cache_dir, final=final, eta=eta,
@@ -97,7 +103,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                        promotion_cost=promotion_cost, workers=workers, threads=threads, cluster=cluster,
                        slurm=SlurmOptions(partition, math.ceil(parse_duration(time_limit, "--time-limit") / 60),
                                           cpus_per_worker, mem_gb, gpus_per_worker, tuple(slurm_args))
-                       if cluster == "slurm" else None)
+                       if cluster == "slurm" else None, limits=limits)
     pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo, include_test_models=include_test_models)
     res = run_search(cfg, pool, show_progress=not no_progress, echo=None)
     for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,

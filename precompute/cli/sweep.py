@@ -12,7 +12,7 @@ from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, HEADS, TRUTH, fractions_text
 
-from .options import parse_floats, parse_names, stderr_echo
+from .options import limit_options, limits_of, parse_floats, parse_names, stderr_echo
 
 DATASET_HELP = (f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree; synthetic:N@SIZE: "
                 f"N random images at SIZE px, for timing).")
@@ -25,6 +25,7 @@ POOL_EPILOG = """\b
 Examples:
   precompute pool --out data/pool.parquet
   precompute pool --glob 'resnet*' --glob 'convnext_*' --max-gmacs 5 --out small.csv
+  precompute pool --max-params 25 --max-latency-ms 2 --latency-device rtx4090 --out data/pool-fast.parquet
 """
 
 RUN_EPILOG = """\b
@@ -55,8 +56,7 @@ Examples:
               help="Write the pool table (.parquet or .csv); default: print a summary.")
 @click.option("--glob", "globs", multiple=True, help="Keep names/architectures matching (repeatable).")
 @click.option("--names-file", type=click.Path(), default=None, help="One backbone name per line.")
-@click.option("--max-params", type=float, default=None, help="At most this many M parameters.")
-@click.option("--max-gmacs", type=float, default=None, help="At most this many GMACs.")
+@limit_options
 @click.option("--refresh", is_flag=True, help="Re-measure names already in the cache.")
 @click.option("--include-excluded", is_flag=True,
               help="Keep backbones that cannot run in the pipeline (their 'excluded' column says why).")
@@ -65,8 +65,8 @@ Examples:
               help="Folder with timm's results-imagenet.csv for the imagenet_top1 column "
                    "(or $VIBES_TIMM_RESULTS; default: the cached download).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_excluded, include_test_models,
-             timm_results, no_progress) -> None:
+def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb,
+             refresh, include_excluded, include_test_models, timm_results, no_progress) -> None:
     """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts;
     published ImageNet top-1 joined from timm's results files)."""
     from precompute.pool import (  # lazy, as every command here: `precompute --help` stays light
@@ -83,6 +83,8 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
 
     if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
         raise VibesError(f"--out must end in .parquet or .csv; got {out!r}")
+    limits, latency = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb,
+                                timm_results)
     all_names = pretrained_names()  # timm's list; from the shipped table without importing torch
     names = None
     if globs or names_file:
@@ -102,8 +104,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, refresh, include_exc
         notes.append(test_models_note(left_out).removeprefix("pool: "))
     if not include_excluded:
         pool = drop_excluded(pool, echo=stderr_echo)
-    pool = filter_pool(pool, globs=globs, names_file=names_file, max_params=max_params,
-                       max_gmacs=max_gmacs)
+    pool = filter_pool(pool, globs=globs, names_file=names_file, limits=limits, latency=latency)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         (pool.write_parquet if out.lower().endswith(".parquet") else pool.write_csv)(out)

@@ -15,6 +15,7 @@ from precompute.sweep import Setup, SweepConfig
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
 from shared.evaluator_spec import format_spec, split_spec
+from shared.limits import Limits
 from shared.protocol import DEFAULT_FRACTIONS
 from shared.samplers import sampler_of
 from shared.successive_halving import (
@@ -101,6 +102,7 @@ class SearchConfig(Setup):
     threads: int | None = None  # torch threads per worker on a CPU (default: torch's for one worker, 1 for K)
     cluster: str = "local"  # "local": this machine (one worker process per GPU); "slurm": one job per worker
     slurm: Any = None  # precompute.search.workers.SlurmOptions with cluster="slurm"
+    limits: Limits | None = None  # deployment limits: backbones outside leave the pool, never evaluated
     # derived and checked in __post_init__
     budget_s: float = field(init=False)
     name: str = field(init=False)  # the evaluator

@@ -48,7 +48,10 @@ from precompute import evaluators as E
 from precompute import parts as P
 from precompute import sweep
 from precompute import weights as W
+from shared.errors import VibesError
 from shared.evaluator_spec import format_spec
+from shared.limits import Limits, latency_table
+from shared.limits import apply as apply_limits
 from shared.oracle import BACKBONE_META, COLUMNS
 from shared.successive_halving import promotion_seconds
 from shared.workers import Timeline
@@ -260,6 +263,7 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
     if pool.height == 0:
         raise SearchError("the pool is empty; give --pool names, globs or a pool file with backbones")
     B.resolve_device(cfg.device)  # a bad --device fails here, before anything is written
+    pool, limits_doc = _within_limits(pool, cfg.limits)
     order = search_order(pool, cfg.strategy, spec, cfg.seed)
     rows = {r["backbone"]: r for r in pool.unique("backbone", keep="first").iter_rows(named=True)}
     dataset = D.resolve(cfg.dataset)[0]
@@ -452,7 +456,7 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
             shutil.rmtree(kept_dir, ignore_errors=True)
         doc = _document(cfg, budget, len(order), trace, stopped, final, finished=finished,
                         next_evaluation=nxt, sh=sh_doc, workers=k, not_counted=not_counted,
-                        engine=pool_of_workers.name)
+                        engine=pool_of_workers.name, limits=limits_doc)
         changed = write_outputs(out, doc)
         result = SearchResult(doc, out, resumed, new, time.monotonic() - t_start, loop_wall, changed)
         if echo is not None:
@@ -469,6 +473,21 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         if pool_of_workers is not None and workers is None:
             pool_of_workers.close()
         lock.release()
+
+
+def _within_limits(pool: pl.DataFrame, limits: Limits | None) -> tuple[pl.DataFrame, dict | None]:
+    """The pool within the deployment limits (backbones outside are never evaluated) and what
+    ``search.json`` records of them: the limits, the pool before, and each backbone left out, with why."""
+    if limits is None or not limits.active:
+        return pool, None
+    table = latency_table(limits.latency_device) if limits.latency_device else None
+    try:
+        kept, dropped = apply_limits(pool, limits, table)
+    except VibesError as exc:
+        raise SearchError(str(exc)) from None
+    doc = {**limits.as_dict(), "described": limits.describe(), "pool_before": pool.height,
+           "pool_within": kept.height, "left_out": dropped.select("backbone", "limit_reason").to_dicts()}
+    return kept, doc
 
 
 def start_workers(cfg: SearchConfig):
@@ -581,7 +600,8 @@ def _same_search(doc: dict, cfg: SearchConfig) -> bool:
     want = {"dataset": cfg.dataset, "strategy": cfg.strategy, "evaluator": cfg.spec, "seed": int(cfg.seed),
             "weights": cfg.weights, "input_size": cfg.input_size, "device": cfg.device,
             "fidelities": list(cfg.ladder)}
-    return all(doc.get(k) == v for k, v in want.items())
+    lim = cfg.limits.describe() if cfg.limits is not None and cfg.limits.active else None
+    return all(doc.get(k) == v for k, v in want.items()) and (doc.get("limits") or {}).get("described") == lim
 
 
 def _read_doc(out: Path) -> dict | None:
@@ -618,7 +638,7 @@ def _previous_stops(out: Path, cfg: SearchConfig, sh: dict | None) -> dict[tuple
 
 def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, stopped: dict | None,
               final: dict | None, finished: str, next_evaluation: dict | None, sh: dict | None, workers: int = 1,
-              not_counted: list | None = None, engine: str | None = None) -> dict:
+              not_counted: list | None = None, engine: str | None = None, limits: dict | None = None) -> dict:
     inc = {"backbone": trace.best[0], "score": trace.best[1]} if trace.best else None
     return {
         "dataset": cfg.dataset,
@@ -631,6 +651,7 @@ def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, st
         "budget_s": budget,
         "spent_s": trace.spent,
         "pool_size": pool_size,
+        "limits": limits,  # deployment limits and what they left out (None: no limit)
         "n_evaluated": len(trace.entries),
         "n_backbones": len({e.backbone for e in trace.entries}),
         "n_failed": sum(e.status != "ok" for e in trace.entries),

@@ -81,6 +81,10 @@ def summary_lines(doc: dict, resumed: int = 0, new: int = 0, top: int = 10, loop
     elif resumed:
         head += f"; {resumed} from the parts, {new} new"
     lines.append(head)
+    lim = doc.get("limits")
+    if lim:
+        lines.append(f"deployment limits {lim['described']}: {lim['pool_within']} of {lim['pool_before']} "
+                     f"backbones within, the other {lim['pool_before'] - lim['pool_within']} never evaluated")
     st = doc.get("stopped")
     if st:
         how = (f"stopped when its measured seconds reached {st['measured_s']:.2f} s, past the "
@@ -202,6 +206,9 @@ def report_html(doc: dict) -> str:
            f"{PROMOTION_TEXT[doc['sh'].get('promotion_cost', 'cold')]})"
            if doc.get("sh") else "") + ". Incumbent: "
         + (f"<b>{esc(inc['backbone'])}</b> (ε̃ {inc['score']:.4f})" if inc else "none") + ".</p>",
+        (f"<p>Deployment limits <b>{esc(doc['limits']['described'])}</b>: {doc['limits']['pool_within']} of "
+         f"{doc['limits']['pool_before']} backbones within; the others were never evaluated.</p>"
+         if doc.get("limits") else ""),
         stop_p, final_p, f"<div class='fig'>{div}</div>",
         "<table><tr><th>rank</th><th>backbone</th><th>fraction</th><th>ε̃</th><th>seconds</th><th>wall (s)</th>"
         "<th>at (s)</th></tr>",
