@@ -22,12 +22,16 @@ Examples:
            --evaluator silhouette --baseline resnet18.a1_in1k --out out/digits
   simulate --oracle data/oracles/digits.parquet --list
   simulate --oracle data/oracles/digits.parquet --quality-only
-  simulate --oracle data/oracles/digits.parquet --truth mlp-sklearn --out out/digits-sk
-  simulate --oracle data/oracles/digits.parquet --strategy sh:random --strategy random \
+  simulate --oracle data/oracles/resnet18/digits.parquet --truth mlp-sklearn --out out/digits-sk
+  simulate --oracle data/oracles/digits.parquet --strategy sh:random --strategy random \\
            --evaluator mlp --evaluator mlp@0.1 --eta 3 --promotion-cost incremental
-  simulate --oracle timm:sketch --strategy imagenet-top1 --strategy meta \
+  simulate --oracle timm:sketch --strategy imagenet-top1 --strategy meta \\
            --prior-oracle timm:imagenet-r --prior-oracle timm:imagenetv2-matched-frequency
   simulate compare out/digits out/digits-sk --out out/compare.html
+  simulate --oracle timm:sketch --max-params 25 --max-latency-ms 1 --latency-device rtx4090
+  simulate --oracle data/oracles/digits.parquet --costs-from my-gpu.csv   # precompute estimate --out my-gpu.csv
+(data/oracles/resnet18/digits.parquet: the README's `precompute run --dataset digits --pool 'resnet18.*' ...`,
+which runs mlp-sklearn too.)
 """
 
 
@@ -74,7 +78,8 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
             + f"{'@1h':>7} {'@1day':>7} {'beat base':>10} {'AUC':>7}")
     click.echo(head)
     for r in s["strategies"]:
-        beat = format_duration(r["time_to_beat_baseline_s"]) if r["time_to_beat_baseline_s"] else "never"
+        beat = ("—" if s["baseline"]["true_score"] is None else  # no baseline: nothing to beat
+                format_duration(r["time_to_beat_baseline_s"]) if r["time_to_beat_baseline_s"] else "never")
         f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
         click.echo(f"{r['strategy']:<18} {r['evaluator']:<14} " + (f"{r['workers']:>7} " if k else "")
                    + f"{f(r['score_1h']):>7} {f(r['score_1d']):>7} {beat:>10} {f(r['auc_log']):>7}")
@@ -128,12 +133,29 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
 @click.option("--workers", default=None, metavar="K[,K...]",
               help="Replay each run on K identical workers (e.g. 1,4,8): each K gets its own curves and "
                    "recommendation; the outputs gain a workers column. Default: one worker, no column.")
+@click.option("--max-params", type=float, default=None, metavar="M",
+              help="Deployment limit: at most M million parameters (backbones above never evaluated).")
+@click.option("--max-gmacs", type=float, default=None, metavar="G", help="Deployment limit: at most G GMACs per image.")
+@click.option("--max-latency-ms", type=float, default=None, metavar="L",
+              help="Deployment limit: at most L ms per image on --latency-device.")
+@click.option("--latency-device", default=None, metavar="DEV|FILE",
+              help="Latency table: a file `precompute latency --out` wrote on your device, or a device of "
+                   "timm's published inference benchmarks (rtx4090, rtx3090; read like --timm-results).")
+@click.option("--max-memory-mb", type=float, default=None, metavar="MB",
+              help="Deployment limit: inference memory (the latency table's, else fp32 weights).")
+@click.option("--costs-from", "costs_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Replay with costs for your hardware: FILE holds backbone, seconds timed on the target device "
+                   "for a sample (`precompute estimate --out FILE`); every backbone's cost there is predicted "
+                   "from the oracle's own and its metadata (costs.parquet; the fit's leave-one-out error in "
+                   "summary.json).")
 @click.option("--recommend-at", default=None, metavar="DURATIONS",
-              help="Budgets of the recommendation, e.g. 10min,1h30m,4h,1d (default 10min,1h,4h,1d; "
-                   "plain numbers are seconds).")
+              help="More budgets for the recommendation, e.g. 10min,1h30m,4h (plain numbers are seconds); "
+                   "it always has round budgets between the cheapest evaluation and the exhaustive time and "
+                   "the budgets where the best choice changes.")
 def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, runs, budgets,
              baseline, seed, out, no_report, list_only, truth, quality_only, eta, sh_chunk,
-             promotion_cost, prior_oracles, workers, recommend_at):
+             promotion_cost, prior_oracles, workers, max_params, max_gmacs, max_latency_ms, latency_device,
+             max_memory_mb, costs_file, recommend_at):
     """Replay VIBES strategies (sampler π × evaluator ε̃ × budget t_max) against an oracle.
 
     Writes runs.parquet, bsec.parquet, summary.json and report.html, and prints a summary.
@@ -143,6 +165,11 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     from simulate import quality  # lazy: `simulate --help` answers without polars and plotly
 
     oracle = quality.with_truth(oracle, truth)
+    fit = None
+    if costs_file is not None:
+        from simulate.costs import costs_from  # lazy: `simulate --help` answers without polars and plotly
+
+        oracle, fit = costs_from(oracle, costs_file)
     if list_only:
         _list(oracle)
         return
@@ -161,6 +188,10 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     grid = parse_budgets(budgets)
     sh = SHConfig(eta, sh_chunk, promotion_cost)
     ks = None if workers is None else check_workers(str(workers).split(","))
+    from shared.limits import Limits, latency_table  # lazy: `simulate --help` answers without polars and plotly
+
+    limits = Limits(max_params, max_gmacs, max_latency_ms, max_memory_mb, latency_device)
+    latency = latency_table(latency_device, timm_results) if latency_device else None
     rec_at = parse_durations(recommend_at, "--recommend-at") if recommend_at is not None else None
     priors = _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark)
     out_dir = Path(out) if out else _new_out_dir()
@@ -172,7 +203,9 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
         sim = run_simulation(oracle, strategies or None, evaluators or None, runs, grid, seed,
                              baseline, progress=bar.update, sh=sh, priors=priors, recommend_at=rec_at,
                              runs_path=out_dir / "runs.parquet",  # streamed: memory ~ runs x budgets
-                             workers=ks)
+                             workers=ks, limits=limits, latency=latency)
+    if fit is not None:
+        sim.summary["costs"] = fit.as_dict()
     if "oracle_truth" in oracle.meta:
         sim.summary["notes"].append(f"truth: {oracle.truth} (chosen with --truth; the oracle's own "
                                     f"truth is {oracle.meta['oracle_truth']})")
@@ -184,10 +217,17 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
         pq.write_table(sim.runs, out_dir / "runs.parquet", compression="zstd")
     sim.bsec.write_parquet(out_dir / "bsec.parquet")
     qual.table.write_parquet(out_dir / "quality.parquet")
+    if fit is not None:
+        from simulate.costs import write_costs  # lazy: `simulate --help` answers without polars and plotly
+
+        write_costs(fit, out_dir / "costs.parquet")
+        click.echo(fit.describe(), err=True)
     if not no_report:
+        from simulate.pareto import deployment_view  # lazy: `simulate --help` answers without polars and plotly
         from simulate.report import write_report  # lazy: `simulate --help` answers without polars and plotly
 
-        write_report(sim, out_dir / "report.html", quality=qual)
+        dep = deployment_view(sim, oracle, latency, limits, sh)
+        write_report(sim, out_dir / "report.html", quality=qual, deployment=dep)
     timing = {"engine_seconds": round(sim.engine_seconds, 4),
               "total_seconds": round(time.perf_counter() - t_start, 4)}
     summary = dict(sim.summary, timing=timing)
@@ -214,18 +254,38 @@ def _load_priors(study: str, specs, timm_results, timm_benchmark) -> list:
 
 
 def _print_recommendation(rows) -> None:
+    for line in recommendation_lines(rows):
+        click.echo(line)
+
+
+def recommendation_lines(rows) -> list[str]:
+    """The answer: per budget the strategy × evaluator to run, its median (IQR), its most frequent
+    pick, the choices tied with it within the noise, and where the best choice changes."""
     if not rows:
-        return
+        return []
+    from simulate.recommend import iqr_text  # lazy: `simulate --help` answers without numpy
+
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
-    click.echo("recommendation (highest median true score at each budget; ties: higher q25):")
+    n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
+    lines = [f"recommendation (what to run at each budget: median true score of its selection over {n} runs, "
+             f"IQR; ties within the noise listed; ← the best choice changes):"]
+    width = max(len(_rec_label(r)) for r in rows)
     for r in rows:
-        label = r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
+        label = _rec_label(r)
         if r["strategy"] is None:
-            click.echo(f"  {label:>8}: none — {r.get('reason', 'no selection')}")
+            lines.append(f"  {label:>{width}}: none — {r.get('reason', 'no selection')}")
             continue
-        click.echo(f"  {label:>8}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
-                   f"(IQR {f(r['q25'])}–{f(r['q75'])}), selects {r['backbone']} most often "
-                   f"({100 * r['backbone_share']:.0f}% of runs)")
+        mark = " ←" if r.get("source") == "change" else "  "
+        tie = ("; tied: " + ", ".join(f"{t['strategy']} × {t['evaluator']} ({f(t['median'])})" for t in r["tied"][:3])
+               + (f" and {len(r['tied']) - 3} more" if len(r["tied"]) > 3 else "")) if r.get("tied") else ""
+        lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
+                     f"({iqr_text(r['q25'], r['q75'])}), selects {r['backbone']} most often "
+                     f"({100 * r['backbone_share']:.0f}% of runs){tie}")
+    return lines
+
+
+def _rec_label(r) -> str:
+    return r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
 
 
 def _quality_only(oracle, out) -> None:

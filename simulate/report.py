@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ import plotly.io as pio
 import polars as pl
 
 from shared.durations import format_duration
+from simulate.pareto import Deployment, pareto_front
+from simulate.recommend import iqr_text
 from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -110,9 +113,10 @@ def bsec_figure(curves: pl.DataFrame, by: str, title: str, baseline: str | None,
     return fig
 
 
-def write_report(sim, path: str | Path, title: str | None = None, quality=None) -> Path:
+def write_report(sim, path: str | Path, title: str | None = None, quality=None, deployment=None) -> Path:
     """Write ``report.html`` for a :class:`simulate.simulation.Simulation`; ``quality`` (a
-    :class:`simulate.quality.Quality`) adds the section on how good each evaluator is."""
+    :class:`simulate.quality.Quality`) adds the section on how good each evaluator is,
+    ``deployment`` (a :class:`Deployment`) the Pareto view."""
     path = Path(path)
     curves = sim.bsec
     figs: list[tuple[str, go.Figure]] = []
@@ -142,12 +146,23 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None) 
         f"<td>{format_duration(r['time_to_beat_baseline_s']) if r['time_to_beat_baseline_s'] else '—'}</td>"
         f"<td>{_fmt(r['auc_log'])}</td></tr>" for r in s["strategies"])
     base = s["baseline"]
+    table = "".join([
+        f"<details id='summary-table'><summary>Every strategy × evaluator ({len(s['strategies'])} rows): score at "
+        f"1 h and 1 day, time to beat the baseline, AUC</summary>",
+        "<table><tr><th>strategy π</th><th>evaluator ε̃</th>" + ("<th>workers K</th>" if k_col else "")
+        + "<th>score at 1 h</th>"
+        "<th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th></tr>",
+        rows, "</table></details>"])
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title or 'VIBES BSEC report')}</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px}"
-        "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"
-        ".warn{background:#fff3cd;border:1px solid #e0c36b;padding:8px}.fig{margin:18px 0}</style></head><body>",
+        "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
+        "vertical-align:top}.warn{background:#fff3cd;border:1px solid #e0c36b;padding:8px}.fig{margin:18px 0}"
+        "tr.tied td{color:#555;font-size:90%;padding-top:0}tr:has(+tr.tied) td{border-bottom:none}"
+        ".num{white-space:nowrap}.change{font-weight:600}details{margin:18px 0}"
+        "summary{cursor:pointer;font-weight:600}@media (max-width:1000px){td,th{padding:3px 5px}}</style>"
+        "</head><body>",
         f"<h1>{html.escape(title or 'VIBES — Backbone Selection Efficiency Curves')}</h1>",
         banner,
         f"<p>Oracle <b>{html.escape(str(s['dataset']))}</b>: {s['pool_size']} backbones, truth "
@@ -157,24 +172,109 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None) 
         f"{html.escape(s['best_possible']['backbone'])} ({s['best_possible']['true_score']:.4f}). "
         f"Baseline: {html.escape(str(base['backbone']))} "
         f"({_fmt(base['true_score']) if base['true_score'] is not None else 'not in the pool'}).</p>",
-        "<table><tr><th>strategy π</th><th>evaluator ε̃</th>" + ("<th>workers K</th>" if k_col else "")
-        + "<th>score at 1 h</th>"
-        "<th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th></tr>",
-        rows, "</table>",
     ]
+    if s.get("limits"):
+        lim = s["limits"]
+        parts.append(f"<p class='limits'>Deployment limits: <b>{html.escape(lim['described'])}</b> — "
+                     f"{lim['left_out']} of "
+                     f"{lim['pool_before']} backbones are outside them and never evaluated; the best possible "
+                     f"is the best within.</p>")
+    if s.get("costs"):
+        c = s["costs"]
+        err = (f"leave-one-out median |log(predicted/actual)| {c['loo_error']:.3f} (×{math.exp(c['loo_error']):.3f}), "
+               f"the constant ratio's {c['loo_error_constant']:.3f}" if c.get("loo_error") is not None
+               and c.get("loo_error_constant") is not None else "no leave-one-out error (one sampled backbone)")
+        parts.append(f"<p class='warn'>Costs for <b>{html.escape(str(c.get('device') or 'the target device'))}</b>, "
+                     f"predicted from {c['n_sample']} backbones timed there ({html.escape(str(c.get('source')))}): "
+                     f"<code>{html.escape(c['formula'])}</code>; {err}. The budgets below are that device's "
+                     f"time (costs.parquet: per backbone the oracle's and the predicted seconds).</p>")
     parts.append(recommendation_html(s.get("recommendation")))
     for note in s.get("notes", []):
-        parts.append(f"<p class='warn'>{html.escape(note)}</p>")
+        if not (s.get("limits") and note.startswith("deployment limits")):  # the banner above says it
+            parts.append(f"<p class='warn'>{html.escape(note)}</p>")
     for i, (label, fig) in enumerate(figs):
         div = pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"bsec-{i}",
                           config={"displaylogo": False, "responsive": True})
         parts.append(f"<div class='fig' aria-label='{html.escape(label)}'>{div}</div>")
+    if deployment is not None:
+        parts.append(deployment_section(deployment, sim))
     if quality is not None:
         parts.append(quality_section(quality))
+    parts.append(table)
     parts.append("<script>window.VIBES_FIGURES = " + json.dumps(len(figs)) + ";</script>")
     parts.append("</body></html>")
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+# ------------------------------------------------------------------------ deployment section
+def deployment_section(d: Deployment, sim) -> str:
+    """The Pareto scatter, the best under each limit, and a strategy's BSEC under the limits."""
+    pts = d.points.filter(pl.col(d.cost).is_not_null())
+    front = pts.filter(pareto_front(pts, d.cost)).sort(d.cost)  # a staircase, cheapest first
+    fig = go.Figure()
+    for within, name, color in ((True, "within the limits", PALETTE[0]), (False, "outside the limits", "#b0b0b0")):
+        part = pts.filter(pl.col("within") == within)
+        if part.height:
+            fig.add_trace(go.Scatter(
+                x=part.get_column(d.cost), y=part.get_column("true_score"), mode="markers", name=name,
+                marker=dict(size=6, color=color, opacity=0.7), customdata=part.get_column("backbone"),
+                hovertemplate=f"<b>%{{customdata}}</b><br>{d.cost} %{{x:.3g}} {d.unit}<br>true score %{{y:.4f}}"
+                              "<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=front.get_column(d.cost), y=front.get_column("true_score"), mode="lines+markers", name="Pareto front",
+        line=dict(shape="hv", color=PALETTE[1], width=2), marker=dict(size=8, color=PALETTE[1]),
+        customdata=front.get_column("backbone"),
+        hovertemplate=f"<b>%{{customdata}}</b> (on the front)<br>{d.cost} %{{x:.3g}} {d.unit}<br>"
+                      "true score %{y:.4f}<extra></extra>"))
+    for b in d.best:
+        fig.add_vline(x=b["limit"], line=dict(color="#888", dash="dot", width=1))
+    fig.update_layout(title=f"True score against {d.cost} ({d.unit}); the Pareto front", template="plotly_white",
+                      height=460, hovermode="closest", margin=dict(l=60, r=20, t=60, b=50),
+                      legend=dict(orientation="h", y=-0.18),
+                      xaxis=dict(type="log", title=f"{d.cost} ({d.unit}), log scale"),
+                      yaxis=dict(title="true score ε"))
+    rows = []
+    for b in d.best:
+        r = d.rows.get(b["limit"], {})
+        rows.append(f"<tr><td>≤ {b['limit']:g} {html.escape(d.unit)}</td><td>{b['n_within']}</td>"
+                    f"<td>{html.escape(str(b['backbone']))}</td><td>{_fmt(b['true_score'])}</td>"
+                    f"<td>{_fmt(r.get('median_at'))}</td></tr>")
+    curves = []
+    if d.curves.height:
+        cfig = go.Figure()
+        for i, (key, part) in enumerate(d.curves.group_by("limit", maintain_order=True)):
+            t = key[0] if isinstance(key, tuple) else key
+            part = part.sort("budget_s")
+            label = "no limit on " + d.cost if t is None else f"≤ {t:g} {d.unit} ({part['pool_within'][0]} backbones)"
+            cfig.add_trace(go.Scatter(x=part.get_column("budget_s"), y=part.get_column("median"), mode="lines",
+                                      name=label, line=dict(color=PALETTE[i % len(PALETTE)], width=2.2),
+                                      hovertemplate=f"{html.escape(label)}<br>%{{x:.3g}} s: median %{{y:.4f}}"
+                                                    "<extra></extra>"))
+        tickvals, ticktext = time_ticks(float(sim.budgets[0]), float(sim.budgets[-1]))
+        cfig.update_layout(title=f"{d.strategy} × {d.evaluator} under each limit on {d.cost}",
+                           template="plotly_white", height=420, margin=dict(l=60, r=20, t=60, b=50),
+                           legend=dict(orientation="h", y=-0.2),
+                           xaxis=dict(type="log", title="search budget t_max", tickvals=tickvals, ticktext=ticktext),
+                           yaxis=dict(title="median true score of the selection"))
+        curves.append("<div class='fig'>" + pio.to_html(cfig, full_html=False, include_plotlyjs=False,
+                                                        div_id="limits-bsec", config={"displaylogo": False}) + "</div>")
+    return "".join([
+        "<h2 id='deployment'>Deployment: score against cost</h2>",
+        f"<p>Every backbone's true score against its {html.escape(d.cost)}; the Pareto front joins the backbones "
+        f"no other beats on both. The table gives, per limit, the best backbone within it and what "
+        f"<b>{html.escape(d.strategy)} × {html.escape(d.evaluator)}</b> (the recommendation at "
+        f"{format_duration(d.budget_s)}) finds in {format_duration(d.budget_s)} when the search is restricted to "
+        f"it (<code>--max-…</code>): the median true score of its selection; the chart below, its BSEC under each "
+        f"limit.</p>",
+        "<div class='fig'>" + pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id="pareto",
+                                          config={"displaylogo": False, "responsive": True}) + "</div>",
+        ("<table id='limits-table'><tr><th>limit</th><th>backbones within</th><th>best possible</th>"
+         f"<th>its true score</th><th>the strategy's median at {format_duration(d.budget_s)}</th></tr>"
+         + "".join(rows) + "</table>") if rows else
+        f"<p>No limit to show: every backbone has the same {html.escape(d.cost)}.</p>",
+        *curves,
+    ])
 
 
 # --------------------------------------------------------------------------- quality section
@@ -328,25 +428,38 @@ def quality_section(q) -> str:
 
 
 def recommendation_html(rows) -> str:
-    """The recommendation table (summary.json ``recommendation``): per budget, the strategy ×
-    evaluator with the highest median true score, its IQR and its most frequent pick."""
+    """The answer (summary.json ``recommendation``): per budget, the strategy × evaluator to run, its
+    median (IQR) and most frequent pick, the choices tied with it within the noise, and the budgets
+    where the best choice changes."""
     if not rows:
         return ""
     body = []
     for r in rows:
         label = r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
+        change = r.get("source") == "change"
+        cls = " class='change'" if change else ""
+        when = html.escape(label) + (" ← the best choice changes" if change else "")
         if r.get("strategy") is None:
-            body.append(f"<tr><td>{html.escape(label)}</td><td colspan='4'>none — "
+            body.append(f"<tr><td>{when}</td><td colspan='4'>none — "
                         f"{html.escape(r.get('reason', 'no selection'))}</td></tr>")
             continue
-        body.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(r['strategy'])}</td>"
-                    f"<td>{html.escape(r['evaluator'])}</td><td>{_fmt(r['median'])} "
-                    f"({_fmt(r['q25'])}–{_fmt(r['q75'])})</td><td>{html.escape(str(r['backbone']))} "
-                    f"({100 * r['backbone_share']:.0f}% of runs)</td></tr>")
-    return ("<h2 id='recommendation'>Recommendation</h2><p>For each budget, the strategy × evaluator "
-            "with the highest median true score of its selection over the runs (ties: the higher 25th "
-            "percentile); IQR = 25th–75th percentile.</p><table id='recommendation-table'><tr>"
-            "<th>budget</th><th>strategy π</th><th>evaluator ε̃</th><th>median (IQR)</th>"
+        ties = r.get("tied") or []
+        tie = ("<tr class='tied'><td></td><td colspan='3'>tied within the noise: " + "; ".join(
+            f"{html.escape(t['strategy'])} × {html.escape(t['evaluator'])} {_fmt(t['median'])}" for t in ties[:4])
+            + (f"; and {len(ties) - 4} more" if len(ties) > 4 else "") + "</td></tr>") if ties else ""
+        body.append(f"<tr{cls}><td>{when}</td><td>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}"
+                    f"</td><td class='num'>{_fmt(r['median'])} ({html.escape(iqr_text(r['q25'], r['q75']))})</td>"
+                    f"<td>{html.escape(str(r['backbone']))} ({100 * r['backbone_share']:.0f}% of runs)</td></tr>"
+                    + tie)
+    n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
+    return ("<h2 id='recommendation'>Recommendation: what to run at your budget</h2><p>For each budget t_max "
+            "(round durations between the cheapest evaluation and the exhaustive time, the budgets where the best "
+            "choice changes, and any asked with --recommend-at), the strategy π × evaluator ε̃ whose selection has "
+            f"the highest median true score over the {n} runs, its IQR (25th–75th percentile) and the backbone it "
+            "selects most often. Choices whose medians differ by less than twice the standard error of the "
+            "difference are listed as tied; the row keeps leading with the choice of the budget before while it "
+            "is still tied.</p><table id='recommendation-table'><tr>"
+            "<th>budget</th><th>strategy π × evaluator ε̃</th><th>median (IQR)</th>"
             "<th>selected most often</th></tr>" + "".join(body) + "</table>")
 
 

@@ -18,9 +18,11 @@ it is made (row groups as one ``pyarrow.parquet.write_table`` would cut them, so
 same bytes) instead of being held: peak memory is then bounded by one pair's (runs, budgets)
 matrices, not by runs × backbones nor by the number of pairs.
 
-Recommendation: for each budget of ``recommend_at`` (default 10 min, 1 h, 4 h, 1 day), the
-strategy × evaluator with the highest median true score there (ties: the higher q25, then the
-first listed), with its median, IQR and the backbone it selects most often (:func:`recommend`).
+Recommendation (:mod:`simulate.recommend`): at budgets from the oracle's own time scale (round
+durations between the cheapest evaluation and the exhaustive time), the grid budgets where the
+best choice changes, and ``recommend_at``, the strategy × evaluator with the highest median true
+score there, every choice tied with it within the noise, its IQR and the backbone it selects most
+often.
 """
 from __future__ import annotations
 
@@ -36,14 +38,18 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from shared.durations import format_duration, parse_duration, parse_durations
+from shared.durations import parse_duration, parse_durations
 from shared.errors import VibesError
+from shared.limits import Limits
+from shared.limits import apply as apply_limits
+from shared.limits import summarise as summarise_limits
 from shared.oracle import Oracle
 from shared.samplers import META_RANK, PAPER_SAMPLERS, meta_rank, sampler_of, strategy_rng
 from shared.successive_halving import SHConfig, is_sh
 from simulate import bsec
 from simulate.engine import NO_SELECTION
 from simulate.evaluator import EvaluatorView, build_view
+from simulate.recommend import change_budgets, recommend, scale_budgets, thin
 from simulate.strategies import make_pair
 from simulate.workers import check_workers
 
@@ -51,8 +57,6 @@ DEFAULT_BASELINE = "convnext_base.fb_in22k_ft_in1k"
 DEFAULT_N_BUDGETS = 100
 THREADS = max(1, min(4, os.cpu_count() or 1))  # replay chunks run on this many threads
 DRAW_ELEMENTS = 1 << 24  # (run, backbone) entries of orders made at once (64 MiB of int32)
-#: budgets of the recommendation: 10 min, 1 h, 4 h, 1 day
-RECOMMEND_AT = (600.0, 3600.0, 4 * 3600.0, 86400.0)
 #: runs replayed at once when some K > 1 (measured on timm:sketch, 10,000 runs, K = 8: 3.9 s at 1,000,
 #: 3.4 s at 2,500; the draws are the same numbers whatever the chunk)
 WORKERS_CHUNK_RUNS = 2500
@@ -110,7 +114,8 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
                    baseline: str | None = DEFAULT_BASELINE, chunk_runs: int = 1000,
                    progress=None, *, sh: SHConfig | None = None, priors=None,
                    recommend_at=None, runs_path: str | os.PathLike | None = None,
-                   draw_elements: int = DRAW_ELEMENTS, workers=None) -> Simulation:
+                   draw_elements: int = DRAW_ELEMENTS, workers=None, limits: Limits | None = None,
+                   latency: pl.DataFrame | None = None) -> Simulation:
     """Replay every strategy × evaluator spec ``n_runs`` times over the budget grid.
 
     ``strategies``: samplers or ``sh:<sampler>`` (default: the paper's five); ``evaluators``:
@@ -120,7 +125,9 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     table to this Parquet file instead of holding it (``Simulation.runs`` is then None);
     ``workers``: worker counts K (:mod:`simulate.workers`), e.g. ``(1, 4, 8)``: every run is drawn
     once and replayed on each K, and the outputs gain a ``workers`` column (None: one worker and no
-    such column, the outputs of a simulation that knows nothing of workers, byte for byte)."""
+    such column, the outputs of a simulation that knows nothing of workers, byte for byte);
+    ``limits``: deployment limits (:mod:`shared.limits`; ``latency`` its latency table): backbones
+    outside them leave the pool before anything is drawn, so the best possible is the best within."""
     strategies = list(strategies or PAPER_SAMPLERS)
     evaluators = list(evaluators or [oracle.truth])
     if n_runs < 1:
@@ -132,6 +139,16 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     if pool.height == 0:
         raise VibesError("the oracle has no backbone with a true score; nothing to simulate")
     notes: list[str] = []
+    limits_info = None
+    if limits is not None and limits.active:
+        before = pool.height
+        pool, dropped = apply_limits(pool, limits, latency, what="oracle's pool")
+        limits_info = {**limits.as_dict(), "described": limits.describe(), "pool_before": before,
+                       "pool_within": pool.height,
+                       "left_out": dropped.height}
+        notes.append(f"deployment limits {limits.describe()}: {dropped.height} of {before} backbones leave the "
+                     f"pool ({summarise_limits(dropped)})" if dropped.height else
+                     f"deployment limits {limits.describe()}: every backbone meets them")
     prior_info = None
     if priors or any(s.name == "meta" for s in samplers):
         pool, prior_info, prior_notes = with_meta_rank(oracle, pool, priors or [])
@@ -175,8 +192,14 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         if hit.height:
             base_score = float(hit.get_column("true_score")[0])
         else:
-            notes.append(f"baseline {baseline!r} is not in the pool; no baseline line")
-    rec_budgets = [float(x) for x in (RECOMMEND_AT if recommend_at is None else recommend_at)]
+            outside = limits_info is not None and baseline in set(oracle.true_scores().get_column("backbone"))
+            notes.append(f"baseline {baseline!r} is outside the deployment limits; no baseline line" if outside
+                         else f"baseline {baseline!r} is not in the pool; no baseline line")
+    exhaustive = max(v.total_seconds() for v in views)
+    asked = sorted({float(x) for x in (recommend_at or ())})
+    scale = [x for x in scale_budgets(cheapest, exhaustive) if x not in asked]
+    rec_budgets = sorted(scale + asked)
+    rec_sources = ["asked" if x in asked else "scale" for x in rec_budgets]
     # the summary's exact budgets ride along with the grid
     all_budgets = replay_budgets(budgets, rec_budgets)
     grid_cols = np.searchsorted(all_budgets, budgets)
@@ -217,7 +240,11 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         rec_stats.append({"strategy": strategy, "evaluator": pair.spec, "workers": k, "median": rc["median"],
                           "q25": rc["q25"], "q75": rc["q75"], "n_selected": rc["n_selected"],
                           "backbone": [names[i] if i >= 0 else None for i in rmode.tolist()],
-                          "share": rshare})
+                          "share": rshare,
+                          "grid": {"median": c["median"], "q25": c["q25"], "q75": c["q75"],
+                                   "n_selected": c["n_selected"],
+                                   "backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
+                                   "share": share}})
         for a in range(0, n_runs, RUNS_TABLE_RUNS):  # the per-run table, a slice of runs at a time
             z = slice(a, min(a + RUNS_TABLE_RUNS, n_runs))
             sink.add(_runs_table(strategy, pair.spec, grid_sel[z], _true(grid_sel[z], truth), n_ev[z],
@@ -241,7 +268,8 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     bsec_frame = pl.concat(curves)
     recommendation = []
     for k in ks:
-        rows = recommend([s for s in rec_stats if s["workers"] == k], rec_budgets, n_runs)
+        rows = _recommendation([s for s in rec_stats if s["workers"] == k], rec_budgets, rec_sources, budgets,
+                               n_runs)
         recommendation += rows if workers is None else [{"workers": k, **r} for r in rows]
     summary = {
         "dataset": oracle.dataset,
@@ -258,6 +286,8 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     }
     if workers is not None:
         summary["workers"] = list(ks)
+    if limits_info is not None:
+        summary["limits"] = limits_info
     if any(is_sh(s) for s in strategies):
         summary["sh"] = sh.as_dict()
     if prior_info is not None:
@@ -300,31 +330,28 @@ def with_meta_rank(oracle: Oracle, pool: pl.DataFrame, priors) -> tuple[pl.DataF
     return pool, info, notes
 
 
-def recommend(stats: list[dict], budgets: list[float], n_runs: int) -> list[dict]:
-    """Per budget, the pair with the highest finite median (ties: the higher q25, a null q25
-    counting as -inf, then the first listed); its median, IQR and most-selected backbone.  A
-    budget where no pair has a finite median (most runs select nothing) recommends nothing."""
-    out = []
-    for j, t_max in enumerate(budgets):
-        best, key = None, None
-        for s in stats:
-            med, q25 = float(s["median"][j]), float(s["q25"][j])
-            if not math.isfinite(med):
-                continue
-            k = (med, q25 if math.isfinite(q25) else -math.inf)
-            if best is None or k > key:
-                best, key = s, k
-        row = {"budget_s": float(t_max), "label": format_duration(t_max)}
-        if best is None:
-            row.update(strategy=None, evaluator=None, median=None, q25=None, q75=None, backbone=None,
-                       backbone_share=None, reason="no strategy selects a backbone in most runs by then")
-        else:
-            row.update(strategy=best["strategy"], evaluator=best["evaluator"], median=_num(best["median"][j]),
-                       q25=_num(best["q25"][j]), q75=_num(best["q75"][j]), backbone=best["backbone"][j],
-                       backbone_share=float(best["share"][j]), n_selected=int(best["n_selected"][j]),
-                       n_runs=int(n_runs))
-        out.append(row)
-    return out
+def _recommendation(stats: list[dict], rec_budgets: list[float], rec_sources: list[str], grid: np.ndarray,
+                    n_runs: int) -> list[dict]:
+    """:func:`simulate.recommend.recommend` at the scale and asked budgets (replayed exactly) and at the
+    grid budgets where the best choice changes (the BSEC's own statistics there); of the scale
+    budgets, a few of those with an answer (some choice selects in most runs) are kept."""
+    changes = [t for t in change_budgets(grid, [s["grid"] for s in stats], n_runs) if t not in rec_budgets]
+    at = sorted([(t, "rec", i) for i, t in enumerate(rec_budgets)]
+                + [(t, "grid", int(np.searchsorted(grid, t))) for t in changes])
+    merged = []
+    for s in stats:
+        m = {"strategy": s["strategy"], "evaluator": s["evaluator"]}
+        for key in ("median", "q25", "q75", "n_selected", "backbone", "share"):
+            m[key] = [(s if where == "rec" else s["grid"])[key][i] for _, where, i in at]
+        merged.append(m)
+    sources = [rec_sources[i] if where == "rec" else "change" for _, where, i in at]
+    answered = [j for j, src in enumerate(sources) if src == "scale"
+                and any(math.isfinite(float(m["median"][j])) for m in merged)]
+    keep = set(thin([at[j][0] for j in answered]))
+    cols = [j for j, src in enumerate(sources) if src != "scale" or (j in answered and at[j][0] in keep)]
+    merged = [{**m, **{key: [m[key][j] for j in cols] for key in ("median", "q25", "q75", "n_selected",
+                                                                   "backbone", "share")}} for m in merged]
+    return recommend(merged, [at[j][0] for j in cols], n_runs, [sources[j] for j in cols])
 
 
 def draw_runs(sampler, view: EvaluatorView, pool: pl.DataFrame, n_runs: int,

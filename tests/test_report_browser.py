@@ -31,6 +31,11 @@ def test_report_draws_in_headless_chromium(tmp_path):
                         (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
     dom, _, quality_dom = p.stdout.partition('<h2 id="quality">')  # the BSECs, then the quality section
     assert p.returncode == 0, p.stderr[-2000:]
+    dom, _, deployment_dom = dom.partition('<h2 id="deployment">')  # the Pareto view between them
+    # the Pareto scatter (every backbone and the front) and the BSEC under each params limit, drawn
+    assert deployment_dom.count('class="plot-container plotly"') == 2
+    pareto = deployment_dom.split('id="pareto"')[1].split('id="limits-bsec"')[0]
+    assert pareto.count('<path class="point') >= 20 and "Pareto front" in pareto
     # 2 evaluator figures + 2 strategy figures, each drawn by Plotly into an SVG with its traces
     n_figs = 4
     assert dom.count('class="plot-container plotly"') == n_figs

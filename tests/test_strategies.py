@@ -19,8 +19,9 @@ from shared.oracle import Oracle
 from shared.samplers import PAPER_SAMPLERS, SAMPLERS, get_sampler, meta_rank
 from shared.successive_halving import SHConfig
 from simulate.engine import NO_SELECTION, best_at_highest_level, best_so_far, replay_in_order, replay_sequence
+from simulate.recommend import recommend
 from simulate.reference import in_backbone_order, replay_loop, successive_halving_loop
-from simulate.simulation import parse_budgets, recommend, run_simulation
+from simulate.simulation import parse_budgets, run_simulation
 from simulate.strategies import make_pair
 from tests.conftest import random_oracle
 
@@ -197,8 +198,8 @@ def test_simulation_of_sh_equals_the_loop_on_its_draws(strategy, chunking):
     order = pair.sampler.orders(pool, 23, rng)
     u = rng.random(order.shape)
     slow = successive_halving_loop(order, _levels_by_backbone(pair, order, u), 2, None, "incremental",
-                                   simulation.replay_budgets(budgets, simulation.RECOMMEND_AT))
-    cols = np.searchsorted(simulation.replay_budgets(budgets, simulation.RECOMMEND_AT), budgets)
+                                   simulation.replay_budgets(budgets))
+    cols = np.searchsorted(simulation.replay_budgets(budgets), budgets)
     names = pool["backbone"].to_list()
     want = [names[i] if i != NO_SELECTION else None for i in slow.selected[:, cols].ravel()]
     assert sim.runs.column("backbone").to_pylist() == want
@@ -368,37 +369,50 @@ def test_meta_strategy_in_a_simulation_and_its_refusals():
 def test_recommend_by_hand():
     nan = float("nan")
     stats = [
-        dict(strategy="s1", evaluator="e", median=np.array([nan, 0.5, 0.7]), q25=np.array([nan, 0.4, 0.6]),
-             q75=np.array([nan, 0.6, 0.8]), backbone=["x", "x", "y"], share=np.array([0.1, 0.5, 0.6]),
+        dict(strategy="s1", evaluator="e", median=np.array([nan, 0.5, 0.7]), q25=np.array([nan, 0.5, 0.7]),
+             q75=np.array([nan, 0.5, 0.7]), backbone=["x", "x", "y"], share=np.array([0.1, 0.5, 0.6]),
              n_selected=np.array([1, 5, 6])),
-        dict(strategy="s2", evaluator="e", median=np.array([nan, 0.5, 0.7]), q25=np.array([nan, 0.45, nan]),
-             q75=np.array([nan, 0.55, 0.9]), backbone=[None, "z", "w"], share=np.array([0.0, 0.4, 0.3]),
+        dict(strategy="s2", evaluator="e", median=np.array([nan, 0.5, 0.7]), q25=np.array([nan, 0.5, nan]),
+             q75=np.array([nan, 0.5, 0.7]), backbone=[None, "z", "w"], share=np.array([0.0, 0.4, 0.3]),
              n_selected=np.array([0, 5, 5])),
     ]
     rec = recommend(stats, [600.0, 3600.0, 86400.0], n_runs=10)
     assert rec[0]["strategy"] is None and rec[0]["label"] == "10 min"  # a null median never wins
-    assert (rec[1]["strategy"], rec[1]["q25"], rec[1]["backbone"]) == ("s2", 0.45, "z")  # tie: higher q25
-    assert (rec[2]["strategy"], rec[2]["label"], rec[2]["backbone_share"]) == ("s1", "1 day", 0.6)  # null q25 loses
+    # equal medians, IQR 0: tied; the first listed leads (equal q25), the other is listed as tied
+    assert (rec[1]["strategy"], rec[1]["backbone"]) == ("s1", "x")
+    assert [t["strategy"] for t in rec[1]["tied"]] == ["s2"]
+    # at 1 day s1 is the best (s2's q25 is null) and leads
+    assert (rec[2]["strategy"], rec[2]["label"], rec[2]["backbone_share"]) == ("s1", "1 day", 0.6)
+    assert rec[2]["best"] == {"strategy": "s1", "evaluator": "e"}
 
 
 def test_recommendation_matches_the_runs_at_that_budget():
+    """The asked budgets' rows against the runs table: the best by (median, q25) computed here with
+    numpy is the row's choice or tied with it, the row's own numbers are its runs' percentiles."""
     oracle = random_oracle(n_backbones=20, seeds=2, rng_seed=8)
     budgets = np.array([60.0, 600.0, 3600.0])
     sim = run_simulation(oracle, ["random", "cycling", "complexity-up"], ["mlp", "mlp@0.1"], n_runs=101,
                          budgets=budgets, seed=3, baseline=None, recommend_at=[600.0, 3600.0])
     runs = pl.from_arrow(sim.runs)
-    for rec in sim.summary["recommendation"]:
+    asked = [r for r in sim.summary["recommendation"] if r["source"] == "asked"]
+    assert [r["budget_s"] for r in asked] == [600.0, 3600.0]
+    for rec in asked:
         at = runs.filter(pl.col("budget_s") == rec["budget_s"])
-        best = None
+        best, stats = None, {}
         for (s, e), part in at.group_by("strategy", "evaluator", maintain_order=True):
             v = part["true_score"].fill_null(-np.inf).to_numpy()
             q25, med, q75 = np.percentile(v, [25, 50, 75])
+            mode = part["backbone"].drop_nulls().mode().sort()[0]
+            stats[(s, e)] = (med, q25, q75, mode)
             if np.isfinite(med) and (best is None or (med, q25) > best[0]):
-                mode = part["backbone"].drop_nulls().mode().sort()[0]
-                best = ((med, q25), s, e, q75, mode)
-        assert (rec["strategy"], rec["evaluator"]) == (best[1], best[2])
-        assert rec["median"] == pytest.approx(best[0][0]) and rec["q75"] == pytest.approx(best[3])
-        assert rec["backbone"] == best[4]
+                best = ((med, q25), s, e)
+        lead = (rec["strategy"], rec["evaluator"])
+        assert rec["best"] == {"strategy": best[1], "evaluator": best[2]}
+        assert lead == (best[1], best[2]) or (best[1], best[2]) in {(t["strategy"], t["evaluator"])
+                                                                   for t in rec["tied"]}
+        med, q25, q75, mode = stats[lead]
+        assert rec["median"] == pytest.approx(med) and rec["q75"] == pytest.approx(q75)
+        assert rec["backbone"] == mode
 
 
 def test_parse_durations():
@@ -442,17 +456,21 @@ def test_cli_sh_priors_and_the_recommendation_printed_last(tmp_path, capsys):
                  "--runs", "30", "--eta", "2", "--promotion-cost", "cold", "--recommend-at", "1min,1h",
                  "--out", str(out), "--baseline", "arch001.tag1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3].startswith("recommendation") and lines[-2].strip().startswith("1 min:")
-    assert lines[-1].strip().startswith("1 h:")
     summary = json.loads((out / "summary.json").read_text())
+    rec = summary["recommendation"]
+    head = len(lines) - len(rec) - 1  # the recommendation is the last block: a header, one line per budget
+    assert lines[head].startswith("recommendation")
+    for line, r in zip(lines[head + 1:], rec):
+        assert line.lstrip(" ←").startswith(f"{r['label']}: ")
     assert summary["sh"] == {"eta": 2, "chunk": None, "promotion_cost": "cold"}
-    assert [r["label"] for r in summary["recommendation"]] == ["1 min", "1 h"]
+    assert [r["label"] for r in rec if r["source"] == "asked"] == ["1 min", "1 h"]
+    assert [r["budget_s"] for r in rec] == sorted(r["budget_s"] for r in rec)
     runs = pl.read_parquet(out / "runs.parquet")
     assert runs["strategy"].unique().sort().to_list() == ["meta", "random", "sh:random"]
     report = (out / "report.html").read_text()
     table = report.split("id='recommendation-table'")[1].split("</table>")[0]
     for r in summary["recommendation"]:
-        assert f"<td>{r['label']}</td><td>{r['strategy']}</td>" in table
+        assert f"<td>{r['label']}" in table and f"<td>{r['strategy']} × {r['evaluator']}</td>" in table
 
 
 @pytest.mark.parametrize("args, message", [

@@ -167,7 +167,10 @@ def test_simulation_with_workers_adds_a_column_and_one_worker_is_todays(tmp_path
              for k in (1, 2, 8)}
         assert (n[2] >= n[1]).all() and (n[8] >= n[2]).all()
     rec = many.summary["recommendation"]
-    assert [r["workers"] for r in rec] == [1] * 4 + [2] * 4 + [8] * 4
+    ks = [r["workers"] for r in rec]
+    assert ks == sorted(ks) and set(ks) == {1, 2, 8}
+    assert [{k: v for k, v in r.items() if k != "workers"} for r in rec if r["workers"] == 1] == \
+        plain.summary["recommendation"]  # one worker: the same draws, the same answer
     path = tmp_path / "toy.parquet"
     oracle.write(path)
     out = tmp_path / "sim"

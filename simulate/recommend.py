@@ -1,0 +1,152 @@
+"""The recommendation: the answer a practitioner reads first.
+
+Per budget t_max, the strategy × evaluator (π × ε̃) to run, the median and IQR of the true score of
+what it selects over the runs, and the backbone it selects most often.
+
+Budgets come from the oracle's own time scale, not a fixed list:
+
+* :func:`scale_budgets` — round durations (1 s, 2 s, 5 s, …, 10 min, 30 min, 1 h, 2 h, …) between
+  the cheapest evaluation and the exhaustive time (the longest strategy's evaluation of the whole
+  pool); of those where some strategy has selected a backbone in most runs (an answer), at most
+  :data:`SCALE_POINTS` evenly spaced in log time (:func:`thin`);
+* :func:`change_budgets` — the budgets of the BSEC grid where the best choice changes: the
+  choices tied with the best (below) share nobody with those of the grid budget before (both
+  where the best has selected a backbone in three runs of four at least);
+* ``recommend_at`` — the budgets the user asked for (``simulate --recommend-at``), always shown.
+
+Ties within the noise: two choices are tied when their medians differ by at most twice the
+standard error of the difference, each median's standard error taken as that of a normal sample,
+``1.2533 σ / √n`` with ``σ = IQR / 1.349`` (:func:`median_se`); two deterministic choices (IQR 0)
+tie only when equal.  The best is the highest median (ties broken by the higher q25, then the first
+listed), the row names every choice tied with it, and the choice the row leads with stays the one
+of the budget before while it is still among the tied — a tie is shown as a tie, not as a flip.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shared.durations import format_duration
+
+#: round durations a recommendation is given at (seconds)
+NICE = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+        28800.0, 43200.0, 86400.0, 2 * 86400.0, 4 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0)
+SCALE_POINTS = 5  # budgets from the oracle's time scale
+MAX_CHANGES = 4  # budgets where the best choice changes, at most (the longest-lasting changes first)
+SE_MEDIAN = 1.2533  # sqrt(pi / 2): a normal sample's median has this many times the mean's standard error
+IQR_SIGMA = 1.349  # a normal distribution's IQR in standard deviations
+
+
+def scale_budgets(cheapest: float, exhaustive: float) -> list[float]:
+    """Every round duration between ``cheapest`` and ``exhaustive`` seconds (``[exhaustive]`` when none
+    is): the candidates; :func:`thin` keeps a few of those that have an answer."""
+    lo, hi = max(float(cheapest), 1e-9), max(float(exhaustive), float(cheapest))
+    return [x for x in NICE if lo <= x <= hi] or [hi]
+
+
+def thin(values: list[float], n: int = SCALE_POINTS) -> list[float]:
+    """At most ``n`` of the sorted ``values``, evenly spaced in log time, both ends kept."""
+    if len(values) <= n:
+        return list(values)
+    logs = np.log(values)
+    picks = {int(np.argmin(np.abs(logs - t))) for t in np.linspace(logs[0], logs[-1], n)}
+    return [values[i] for i in sorted(picks)]
+
+
+def median_se(q25: float, q75: float, n_runs: int) -> float:
+    """Standard error of a median over ``n_runs`` runs whose IQR is ``q75 - q25``."""
+    return SE_MEDIAN * (q75 - q25) / IQR_SIGMA / math.sqrt(max(n_runs, 1))
+
+
+def tied(a: tuple[float, float, float], b: tuple[float, float, float], n_runs: int) -> bool:
+    """(median, q25, q75) of two choices: medians within twice the standard error of their difference."""
+    if not (math.isfinite(a[0]) and math.isfinite(b[0])):
+        return False
+    se = [median_se(x[1], x[2], n_runs) if math.isfinite(x[1]) and math.isfinite(x[2]) else 0.0 for x in (a, b)]
+    return abs(a[0] - b[0]) <= 2.0 * math.hypot(*se) + 1e-12
+
+
+def _key(med: float, q25: float) -> tuple[float, float]:
+    return (med, q25 if math.isfinite(q25) else -math.inf)
+
+
+def best_and_tied(points: list[tuple[float, float, float]], n_runs: int) -> tuple[int | None, list[int]]:
+    """Index of the best (highest median, then q25, then the first) and every index tied with it."""
+    best = None
+    for i, p in enumerate(points):
+        if math.isfinite(p[0]) and (best is None or _key(p[0], p[1]) > _key(*points[best][:2])):
+            best = i
+    if best is None:
+        return None, []
+    return best, [i for i, p in enumerate(points) if i == best or tied(points[best], p, n_runs)]
+
+
+def change_budgets(budgets: np.ndarray, stats: list[dict], n_runs: int, limit: int = MAX_CHANGES) -> list[float]:
+    """Budgets of the grid where the best choice changes: the set tied with the best shares no choice
+    with the set of the grid budget before.  At most ``limit``, those whose choice lasts longest."""
+    groups = []
+    for j in range(len(budgets)):
+        pts = [(float(s["median"][j]), float(s["q25"][j]), float(s["q75"][j])) for s in stats]
+        best, group = best_and_tied(pts, n_runs)
+        # only where the best selects in three runs of four at least (a finite q25): before, the
+        # medians move with the share of runs that have selected anything, not with the choice
+        groups.append(set(group) if best is not None and math.isfinite(pts[best][1]) else set())
+    starts = [j for j in range(1, len(budgets)) if groups[j] and groups[j - 1] and not groups[j] & groups[j - 1]]
+    ends = starts[1:] + [len(budgets)]
+    lasting = sorted(zip(starts, ends), key=lambda se: (-(se[1] - se[0]), se[0]))[:limit]
+    return sorted(float(budgets[j]) for j, _ in lasting)
+
+
+def recommend(stats: list[dict], budgets: list[float], n_runs: int, sources: list[str] | None = None) -> list[dict]:
+    """One row per budget (ascending): the choice to run, its median, IQR and most-selected backbone,
+    and the choices tied with the best (``tied``).  ``stats``: per choice, ``strategy``,
+    ``evaluator`` and arrays over ``budgets`` (``median``, ``q25``, ``q75``, ``n_selected``,
+    ``backbone``, ``share``); ``sources``: why each budget is there (scale, change, asked).  A
+    budget where no choice has a finite median (most runs select nothing) recommends nothing."""
+    out, lead = [], None
+    for j, t_max in enumerate(budgets):
+        pts = [(float(s["median"][j]), float(s["q25"][j]), float(s["q75"][j])) for s in stats]
+        best, group = best_and_tied(pts, n_runs)
+        row = {"budget_s": float(t_max), "label": format_duration(t_max)}
+        if sources is not None:
+            row["source"] = sources[j]
+        if best is None:
+            row.update(strategy=None, evaluator=None, median=None, q25=None, q75=None, backbone=None,
+                       backbone_share=None, tied=[], reason="no strategy selects a backbone in most runs by then")
+            out.append(row)
+            lead = None
+            continue
+        first = lead if lead in group else best  # a tie is not a flip: keep leading with the last choice
+        others = sorted((i for i in group if i != first), key=lambda i: _key(*pts[i][:2]), reverse=True)
+        lead = first
+
+        row.update(_entry(stats[first], j), n_selected=int(stats[first]["n_selected"][j]), n_runs=int(n_runs),
+                   best={"strategy": stats[best]["strategy"], "evaluator": stats[best]["evaluator"]},
+                   tied=[_entry(stats[i], j) for i in others])
+        out.append(row)
+    return out
+
+
+def iqr_text(q25: float | None, q75: float | None) -> str:
+    """``IQR 0.41–0.43``; with a null q25 (a quarter of the runs or more have selected nothing yet)
+    says so instead of printing a dash for it."""
+    if q25 is None:
+        return "q75 —" if q75 is None else f"q75 {q75:.4f}; a quarter of the runs or more select nothing yet"
+    return f"IQR {q25:.4f}–{q75:.4f}"
+
+
+def _entry(s: dict, j: int) -> dict:
+    """One choice at budget ``j``: its name, median, IQR and most-selected backbone."""
+    return {"strategy": s["strategy"], "evaluator": s["evaluator"], "median": _num(s["median"][j]),
+            "q25": _num(s["q25"][j]), "q75": _num(s["q75"][j]), "backbone": s["backbone"][j],
+            "backbone_share": float(s["share"][j])}
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+__all__ = ["NICE", "SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
+           "change_budgets", "recommend", "iqr_text"]

@@ -1,0 +1,85 @@
+"""The recommendation (issue 17): budgets from the oracle's time scale, ties within the noise shown as
+ties (not flips), and the budgets where the best choice changes.  References: hand-computed cases,
+and numpy's bootstrap for the noise of a median."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simulate.recommend import change_budgets, median_se, recommend, scale_budgets, thin, tied
+from simulate.simulation import run_simulation
+from tests.conftest import random_oracle
+
+
+def choice(name, medians, iqr=0.0, backbone="x"):
+    m = np.asarray(medians, dtype=float)
+    return dict(strategy=name, evaluator="e", median=m, q25=m - iqr / 2, q75=m + iqr / 2,
+                backbone=[backbone] * len(m), share=np.full(len(m), 1.0), n_selected=np.full(len(m), 10))
+
+
+def test_scale_budgets_are_round_and_log_spaced():
+    # cheapest 0.5 s, exhaustive 150 s: the round durations in between ...
+    assert scale_budgets(0.5, 150.0) == [1, 2, 5, 10, 15, 30, 60, 120]
+    # ... five of them, log-evenly: targets 1, 3.3, 11, 36, 120 s -> nearest in log time
+    assert thin([1, 2, 5, 10, 15, 30, 60, 120], 5) == [1, 5, 10, 30, 120]
+    assert thin([1, 2], 5) == [1, 2]
+    assert scale_budgets(0.2, 0.8) == [0.8]  # nothing round in between: the exhaustive time
+    assert scale_budgets(3000.0, 90000.0) == [3600, 7200, 14400, 28800, 43200, 86400]
+
+
+def test_median_standard_error_against_a_bootstrap():
+    rng = np.random.default_rng(0)
+    for n, sigma in ((100, 0.05), (400, 0.2)):
+        x = rng.normal(0.7, sigma, n)
+        q25, q75 = np.percentile(x, [25, 75])
+        boot = np.median(rng.choice(x, size=(4000, n), replace=True), axis=1).std()
+        assert median_se(q25, q75, n) == pytest.approx(boot, rel=0.25)
+
+
+def test_tied_hand_computed():
+    # IQR 0.1, 100 runs: se = 1.2533 * 0.1 / 1.349 / 10 = 0.009291; tied within 2 * sqrt(2) * se = 0.02628
+    a = (0.80, 0.75, 0.85)
+    assert tied(a, (0.78, 0.73, 0.83), 100)
+    assert not tied(a, (0.77, 0.72, 0.82), 100)
+    assert tied((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 100)  # deterministic and equal
+    assert not tied((0.5, 0.5, 0.5), (0.5001, 0.5001, 0.5001), 100)  # deterministic: only when equal
+    assert not tied((math.nan, math.nan, math.nan), a, 100)
+
+
+def test_a_tie_is_not_a_flip():
+    # A and B swap the higher median at every budget but stay within the noise: A leads throughout
+    # (it was best first), B is listed as tied; C is clearly ahead at the last budget: it leads there
+    stats = [choice("A", [0.80, 0.79, 0.80, 0.80], iqr=0.1), choice("B", [0.79, 0.80, 0.795, 0.79], iqr=0.1),
+             choice("C", [0.50, 0.50, 0.50, 0.95], iqr=0.0)]
+    rows = recommend(stats, [1.0, 10.0, 100.0, 1000.0], n_runs=100)
+    assert [r["strategy"] for r in rows] == ["A", "A", "A", "C"]
+    assert [[t["strategy"] for t in r["tied"]] for r in rows] == [["B"], ["B"], ["B"], []]
+    assert rows[1]["best"]["strategy"] == "B"  # B's median is the higher there, within the noise
+
+
+def test_change_budgets_hand_computed():
+    budgets = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    stats = [choice("A", [0.5, 0.6, 0.7, 0.7, 0.7, 0.7]), choice("B", [0.4, 0.5, 0.6, 0.8, 0.8, 0.9])]
+    assert change_budgets(budgets, stats, n_runs=50) == [8.0]  # B leads from the 4th budget on
+    # A blip that lasts one budget is still a change, but the longest-lasting come first under a limit
+    stats = [choice("A", [0.5, 0.9, 0.5, 0.5, 0.5, 0.5]), choice("B", [0.6, 0.6, 0.6, 0.6, 0.6, 0.6])]
+    assert change_budgets(budgets, stats, n_runs=50) == [2.0, 4.0]
+    assert change_budgets(budgets, stats, n_runs=50, limit=1) == [4.0]
+
+
+def test_simulation_rows_scale_change_and_asked():
+    oracle = random_oracle(n_backbones=25, seeds=2, rng_seed=11)
+    sim = run_simulation(oracle, ["random", "cycling", "complexity-up"], ["mlp", "mlp@0.1"], n_runs=60, seed=1,
+                         baseline=None, recommend_at=[7.0])
+    rec = sim.summary["recommendation"]
+    budgets = [r["budget_s"] for r in rec]
+    assert budgets == sorted(budgets) and len(set(budgets)) == len(budgets)
+    scale = [r for r in rec if r["source"] == "scale"]
+    assert 1 <= len(scale) <= 5 and all(r["strategy"] is not None for r in scale)
+    assert [r["budget_s"] for r in rec if r["source"] == "asked"] == [7.0]
+    grid = set(sim.budgets.tolist())
+    assert all(r["budget_s"] in grid for r in rec if r["source"] == "change")
+    lo, hi = float(sim.budgets[0]), float(sim.budgets[-1])
+    assert all(lo <= r["budget_s"] <= hi for r in scale)
