@@ -59,6 +59,16 @@ def test_non_editable_install_loads_committed_splits(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-3000:]
     assert not (target / "precompute" / "__init__.py").is_symlink()
+    # every module of the source tree travels, subpackages too (precompute.cli, precompute.search)
+    sources = {p.relative_to(src).as_posix() for pkg in ("shared", "simulate", "precompute")
+               for p in (src / pkg).rglob("*.py")}
+    installed = {p.relative_to(target).as_posix() for pkg in ("shared", "simulate", "precompute")
+                 for p in (target / pkg).rglob("*.py")}
+    assert sources - installed == set() and "precompute/cli/__main__.py" in installed
+    cli = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                          "from precompute.cli import main; sys.exit(main(['search', '--help']))", str(target)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0 and "Examples:" in cli.stdout, cli.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run([sys.executable, "-c", PROBE, str(target), str(REPO), str(elsewhere / "cache")],
