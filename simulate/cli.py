@@ -263,24 +263,25 @@ def recommendation_lines(rows) -> list[str]:
     pick, the choices tied with it within the noise, and where the best choice changes."""
     if not rows:
         return []
-    from simulate.recommend import iqr_text  # lazy: `simulate --help` answers without numpy
+    from simulate.recommend import iqr_text, kept_note  # lazy: `simulate --help` answers without numpy
 
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
     lines = [f"recommendation (what to run at each budget: median true score of its selection over {n} runs, "
              f"IQR; ties within the noise listed; ← the best choice changes):"]
     width = max(len(_rec_label(r)) for r in rows)
-    for r in rows:
+    for i, r in enumerate(rows):
         label = _rec_label(r)
         if r["strategy"] is None:
             lines.append(f"  {label:>{width}}: none — {r.get('reason', 'no selection')}")
             continue
         mark = " ←" if r.get("source") == "change" else "  "
+        kept = kept_note(r, rows[i - 1] if i else None)
         tie = ("; tied: " + ", ".join(f"{t['strategy']} × {t['evaluator']} ({f(t['median'])})" for t in r["tied"][:3])
                + (f" and {len(r['tied']) - 3} more" if len(r["tied"]) > 3 else "")) if r.get("tied") else ""
         lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
                      f"({iqr_text(r['q25'], r['q75'])}), selects {r['backbone']} most often "
-                     f"({100 * r['backbone_share']:.0f}% of runs){tie}")
+                     f"({100 * r['backbone_share']:.0f}% of runs){'; ' + kept if kept else ''}{tie}")
     return lines
 
 

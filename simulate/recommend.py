@@ -128,6 +128,23 @@ def recommend(stats: list[dict], budgets: list[float], n_runs: int, sources: lis
     return out
 
 
+def kept_note(row: dict, before: dict | None) -> str | None:
+    """When a row leads with the choice of the budget before although another tied choice has a
+    higher median: ``kept from 1 s (within the noise of the highest median: A × e 0.9721, IQR …)``;
+    otherwise None.  ``before``: the row of the budget before (its label is named)."""
+    best = row.get("best")
+    if row.get("strategy") is None or not best or (best["strategy"], best["evaluator"]) == \
+            (row["strategy"], row["evaluator"]):
+        return None
+    top = next((t for t in row.get("tied") or () if (t["strategy"], t["evaluator"]) ==
+                (best["strategy"], best["evaluator"])), None)
+    if top is None or top["median"] is None or row["median"] is None or top["median"] <= row["median"] + 1e-12:
+        return None  # the same median (the best won on q25): nothing to explain
+    since = f"kept from {before['label']}" if before and before.get("label") else "kept from the budget before"
+    return (f"{since} (within the noise of the highest median: {top['strategy']} × {top['evaluator']} "
+            f"{top['median']:.4f}, {iqr_text(top['q25'], top['q75'])})")
+
+
 def iqr_text(q25: float | None, q75: float | None) -> str:
     """``IQR 0.41–0.43``; with a null q25 (a quarter of the runs or more have selected nothing yet)
     says so instead of printing a dash for it."""
@@ -149,4 +166,4 @@ def _num(x) -> float | None:
 
 
 __all__ = ["NICE", "SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
-           "change_budgets", "recommend", "iqr_text"]
+           "change_budgets", "recommend", "kept_note", "iqr_text"]

@@ -21,7 +21,7 @@ import polars as pl
 
 from shared.durations import format_duration
 from simulate.pareto import Deployment, pareto_front
-from simulate.recommend import iqr_text
+from simulate.recommend import iqr_text, kept_note
 from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -434,7 +434,7 @@ def recommendation_html(rows) -> str:
     if not rows:
         return ""
     body = []
-    for r in rows:
+    for i, r in enumerate(rows):
         label = r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
         change = r.get("source") == "change"
         cls = " class='change'" if change else ""
@@ -444,7 +444,9 @@ def recommendation_html(rows) -> str:
                         f"{html.escape(r.get('reason', 'no selection'))}</td></tr>")
             continue
         ties = r.get("tied") or []
-        tie = ("<tr class='tied'><td></td><td colspan='3'>tied within the noise: " + "; ".join(
+        kept = kept_note(r, rows[i - 1] if i else None)
+        tie = ("<tr class='tied'><td></td><td colspan='3'>" + (html.escape(kept) + "; " if kept else "")
+               + "tied within the noise: " + "; ".join(
             f"{html.escape(t['strategy'])} × {html.escape(t['evaluator'])} {_fmt(t['median'])}" for t in ties[:4])
             + (f"; and {len(ties) - 4} more" if len(ties) > 4 else "") + "</td></tr>") if ties else ""
         body.append(f"<tr{cls}><td>{when}</td><td>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}"
@@ -458,7 +460,7 @@ def recommendation_html(rows) -> str:
             f"the highest median true score over the {n} runs, its IQR (25th–75th percentile) and the backbone it "
             "selects most often. Choices whose medians differ by less than twice the standard error of the "
             "difference are listed as tied; the row keeps leading with the choice of the budget before while it "
-            "is still tied.</p><table id='recommendation-table'><tr>"
+            "is still tied (a tie is not a flip; the row then names the higher median it is tied with).</p><table id='recommendation-table'><tr>"
             "<th>budget</th><th>strategy π × evaluator ε̃</th><th>median (IQR)</th>"
             "<th>selected most often</th></tr>" + "".join(body) + "</table>")
 

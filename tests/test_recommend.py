@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from simulate.recommend import change_budgets, median_se, recommend, scale_budgets, thin, tied
+from simulate.recommend import change_budgets, kept_note, median_se, recommend, scale_budgets, thin, tied
 from simulate.simulation import run_simulation
 from tests.conftest import random_oracle
 
@@ -57,6 +57,14 @@ def test_a_tie_is_not_a_flip():
     assert [r["strategy"] for r in rows] == ["A", "A", "A", "C"]
     assert [[t["strategy"] for t in r["tied"]] for r in rows] == [["B"], ["B"], ["B"], []]
     assert rows[1]["best"]["strategy"] == "B"  # B's median is the higher there, within the noise
+    # the row says why it leads with A: kept from the budget before, B's median the higher (hand-written)
+    assert kept_note(rows[0], None) is None and kept_note(rows[3], rows[2]) is None
+    assert kept_note(rows[1], rows[0]) == ("kept from 1 s (within the noise of the highest median: B × e 0.8000, "
+                                           "IQR 0.7500–0.8500)")
+    # the same median, the best ahead on q25 only: nothing to explain
+    same = recommend([choice("A", [0.81, 0.8], iqr=0.1), choice("B", [0.80, 0.8], iqr=0.02)], [1.0, 2.0], n_runs=100)
+    assert [r["strategy"] for r in same] == ["A", "A"] and same[1]["best"]["strategy"] == "B"
+    assert kept_note(same[1], same[0]) is None
 
 
 def test_change_budgets_hand_computed():
