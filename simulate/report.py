@@ -460,7 +460,8 @@ def recommendation_html(rows) -> str:
             f"the highest median true score over the {n} runs, its IQR (25th–75th percentile) and the backbone it "
             "selects most often. Choices whose medians differ by less than twice the standard error of the "
             "difference are listed as tied; the row keeps leading with the choice of the budget before while it "
-            "is still tied (a tie is not a flip; the row then names the higher median it is tied with).</p><table id='recommendation-table'><tr>"
+            "is still tied (a tie is not a flip; the row then names the higher median it is tied with).</p>"
+            "<table id='recommendation-table'><tr>"
             "<th>budget</th><th>strategy π × evaluator ε̃</th><th>median (IQR)</th>"
             "<th>selected most often</th></tr>" + "".join(body) + "</table>")
 
