@@ -11,6 +11,7 @@ import click
 
 from shared.durations import format_duration, parse_durations
 from shared.errors import VibesError
+from shared.limit_options import limit_options, limits_of
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
 from simulate.workers import worker_label
 
@@ -133,16 +134,7 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
 @click.option("--workers", default=None, metavar="K[,K...]",
               help="Replay each run on K identical workers (e.g. 1,4,8): each K gets its own curves and "
                    "recommendation; the outputs gain a workers column. Default: one worker, no column.")
-@click.option("--max-params", type=float, default=None, metavar="M",
-              help="Deployment limit: at most M million parameters (backbones above never evaluated).")
-@click.option("--max-gmacs", type=float, default=None, metavar="G", help="Deployment limit: at most G GMACs per image.")
-@click.option("--max-latency-ms", type=float, default=None, metavar="L",
-              help="Deployment limit: at most L ms per image on --latency-device.")
-@click.option("--latency-device", default=None, metavar="DEV|FILE",
-              help="Latency table: a file `precompute latency --out` wrote on your device, or a device of "
-                   "timm's published inference benchmarks (rtx4090, rtx3090; read like --timm-results).")
-@click.option("--max-memory-mb", type=float, default=None, metavar="MB",
-              help="Deployment limit: inference memory (the latency table's, else fp32 weights).")
+@limit_options
 @click.option("--costs-from", "costs_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Replay with costs for your hardware: FILE holds backbone, seconds timed on the target device "
                    "for a sample (`precompute estimate --out FILE`); every backbone's cost there is predicted "
@@ -188,10 +180,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     grid = parse_budgets(budgets)
     sh = SHConfig(eta, sh_chunk, promotion_cost)
     ks = None if workers is None else check_workers(str(workers).split(","))
-    from shared.limits import Limits, latency_table  # lazy: `simulate --help` answers without polars and plotly
-
-    limits = Limits(max_params, max_gmacs, max_latency_ms, max_memory_mb, latency_device)
-    latency = latency_table(latency_device, timm_results) if latency_device else None
+    limits, latency = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb, timm_results)
     rec_at = parse_durations(recommend_at, "--recommend-at") if recommend_at is not None else None
     priors = _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark)
     out_dir = Path(out) if out else _new_out_dir()

@@ -6,10 +6,11 @@ import math
 import click
 
 from shared.durations import parse_duration
+from shared.limit_options import limit_options, limits_of
 from shared.protocol import DEFAULT_FRACTIONS, fractions_text
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
 
-from .options import limit_options, limits_of, stderr_echo
+from .options import stderr_echo
 from .sweep import DATASET_HELP
 
 SEARCH_EPILOG = """\b

@@ -10,9 +10,10 @@ import polars as pl
 from precompute.datasets import dataset_names
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
+from shared.limit_options import limit_options, limits_of
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, HEADS, TRUTH, fractions_text
 
-from .options import limit_options, limits_of, parse_floats, parse_names, stderr_echo
+from .options import parse_floats, parse_names, stderr_echo
 
 DATASET_HELP = (f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree; synthetic:N@SIZE: "
                 f"N random images at SIZE px, for timing).")
