@@ -96,7 +96,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
     from precompute.search import SearchConfig, SlurmOptions, parse_fractions, run_search, summary_lines
 
     # every cheap check, once, before the pool is built (SearchConfig validates when it is made)
-    limits, _ = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb)  # reads the table
+    limits, latency = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb)
     cfg = SearchConfig(dataset=dataset, budget=budget, strategy=strategy, evaluator=evaluator, out=out,
                        seed=seed, weights=weights, device=device, batch_size=batch_size, input_size=input_size,
                        data_root=data_root, download=download, cache_dir=cache_dir, final=final, eta=eta,
@@ -106,7 +106,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                                           cpus_per_worker, mem_gb, gpus_per_worker, tuple(slurm_args))
                        if cluster == "slurm" else None, limits=limits)
     pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo, include_test_models=include_test_models)
-    res = run_search(cfg, pool, show_progress=not no_progress, echo=None)
+    res = run_search(cfg, pool, show_progress=not no_progress, echo=None, latency=latency)
     for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,
                               loop_wall=res.evaluation_wall_seconds, changed=res.changed):
         click.echo(line)

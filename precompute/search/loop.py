@@ -250,11 +250,13 @@ class Slot:
 
 
 def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True,
-               echo: Callable[[str], None] | None = print, workers=None) -> SearchResult:
+               echo: Callable[[str], None] | None = print, workers=None,
+               latency: pl.DataFrame | None = None) -> SearchResult:
     """Run (or resume) the search; write parts, ``search.json`` and ``report.html`` under ``cfg.out``.
 
     ``workers``: where the evaluations run (:mod:`precompute.search.workers`; default: this
-    process, or a local Dask cluster of ``cfg.workers`` processes).  Every input problem is a
+    process, or a local Dask cluster of ``cfg.workers`` processes); ``latency``: the latency table of
+    ``cfg.limits`` when the caller has read it (else it is read here).  Every input problem is a
     :class:`SearchError` (or another ``VibesError``) raised before anything is written under
     ``cfg.out`` (``SearchConfig`` checked the cheap ones when it was made); a budget below one
     evaluation is known after the first evaluation is stopped, and is an error too (nothing written)."""
@@ -263,7 +265,7 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
     if pool.height == 0:
         raise SearchError("the pool is empty; give --pool names, globs or a pool file with backbones")
     B.resolve_device(cfg.device)  # a bad --device fails here, before anything is written
-    pool, limits_doc = _within_limits(pool, cfg.limits)
+    pool, limits_doc = _within_limits(pool, cfg.limits, latency)
     order = search_order(pool, cfg.strategy, spec, cfg.seed)
     rows = {r["backbone"]: r for r in pool.unique("backbone", keep="first").iter_rows(named=True)}
     dataset = D.resolve(cfg.dataset)[0]
@@ -475,12 +477,15 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         lock.release()
 
 
-def _within_limits(pool: pl.DataFrame, limits: Limits | None) -> tuple[pl.DataFrame, dict | None]:
+def _within_limits(pool: pl.DataFrame, limits: Limits | None,
+                   table: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict | None]:
     """The pool within the deployment limits (backbones outside are never evaluated) and what
-    ``search.json`` records of them: the limits, the pool before, and each backbone left out, with why."""
+    ``search.json`` records of them: the limits, the pool before, and each backbone left out, with why.
+    ``table``: the limits' latency table when the caller has read it already."""
     if limits is None or not limits.active:
         return pool, None
-    table = latency_table(limits.latency_device) if limits.latency_device else None
+    if table is None and limits.latency_device:
+        table = latency_table(limits.latency_device)
     try:
         kept, dropped = apply_limits(pool, limits, table)
     except VibesError as exc:
