@@ -70,6 +70,12 @@ class Limits:
                 parts.append(f"≤ {v:g} {unit}{where}")
         return ", ".join(parts) or "none"
 
+    def record(self, pool_before: int, pool_within: int) -> dict:
+        """What ``summary.json`` and ``search.json`` say of the limits: their values, ``described``,
+        ``pool_before`` and ``pool_within`` (each caller adds its ``left_out``)."""
+        return {**self.as_dict(), "described": self.describe(), "pool_before": int(pool_before),
+                "pool_within": int(pool_within)}
+
 
 def latency_table(device: str, timm_results: str | os.PathLike | None = None) -> pl.DataFrame:
     """``backbone`` or ``architecture``, ``latency_ms``, ``memory_mb`` (null where unknown) from a

@@ -143,9 +143,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     if limits is not None and limits.active:
         before = pool.height
         pool, dropped = apply_limits(pool, limits, latency, what="oracle's pool")
-        limits_info = {**limits.as_dict(), "described": limits.describe(), "pool_before": before,
-                       "pool_within": pool.height,
-                       "left_out": dropped.height}
+        limits_info = {**limits.record(before, pool.height), "left_out": dropped.height}
         notes.append(f"deployment limits {limits.describe()}: {dropped.height} of {before} backbones leave the "
                      f"pool ({summarise_limits(dropped)})" if dropped.height else
                      f"deployment limits {limits.describe()}: every backbone meets them")

@@ -490,8 +490,8 @@ def _within_limits(pool: pl.DataFrame, limits: Limits | None,
         kept, dropped = apply_limits(pool, limits, table)
     except VibesError as exc:
         raise SearchError(str(exc)) from None
-    doc = {**limits.as_dict(), "described": limits.describe(), "pool_before": pool.height,
-           "pool_within": kept.height, "left_out": dropped.select("backbone", "limit_reason").to_dicts()}
+    doc = {**limits.record(pool.height, kept.height),
+           "left_out": dropped.select("backbone", "limit_reason").to_dicts()}
     return kept, doc
 
 
