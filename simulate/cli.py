@@ -13,7 +13,6 @@ from shared.durations import format_duration, parse_durations
 from shared.errors import VibesError
 from shared.limit_options import limit_options, limits_of
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
-from simulate.workers import worker_label
 
 EPILOG = """\b
 Examples:
@@ -252,15 +251,15 @@ def recommendation_lines(rows) -> list[str]:
     pick, the choices tied with it within the noise, and where the best choice changes."""
     if not rows:
         return []
-    from simulate.recommend import iqr_text, kept_note  # lazy: `simulate --help` answers without numpy
+    from simulate.recommend import iqr_text, kept_note, row_label  # lazy: `simulate --help` answers without numpy
 
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
     lines = [f"recommendation (what to run at each budget: median true score of its selection over {n} runs, "
              f"IQR; ties within the noise listed; ← the best choice changes):"]
-    width = max(len(_rec_label(r)) for r in rows)
+    width = max(len(row_label(r)) for r in rows)
     for i, r in enumerate(rows):
-        label = _rec_label(r)
+        label = row_label(r)
         if r["strategy"] is None:
             lines.append(f"  {label:>{width}}: none — {r.get('reason', 'no selection')}")
             continue
@@ -272,10 +271,6 @@ def recommendation_lines(rows) -> list[str]:
                      f"({iqr_text(r['q25'], r['q75'])}), selects {r['backbone']} most often "
                      f"({100 * r['backbone_share']:.0f}% of runs){'; ' + kept if kept else ''}{tie}")
     return lines
-
-
-def _rec_label(r) -> str:
-    return r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
 
 
 def _quality_only(oracle, out) -> None:

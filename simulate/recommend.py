@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from shared.durations import format_duration
+from simulate.workers import worker_label
 
 #: round durations a recommendation is given at (seconds)
 NICE = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
@@ -128,6 +129,11 @@ def recommend(stats: list[dict], budgets: list[float], n_runs: int, sources: lis
     return out
 
 
+def row_label(row: dict) -> str:
+    """A row's budget as people read it: ``10 min``, or with workers ``8 workers × 10 min``."""
+    return row["label"] if "workers" not in row else worker_label(row["workers"], row["budget_s"])
+
+
 def kept_note(row: dict, before: dict | None) -> str | None:
     """When a row leads with the choice of the budget before although another tied choice has a
     higher median: ``kept from 1 s (within the noise of the highest median: A × e 0.9721, IQR …)``;
@@ -166,4 +172,4 @@ def _num(x) -> float | None:
 
 
 __all__ = ["NICE", "SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
-           "change_budgets", "recommend", "kept_note", "iqr_text"]
+           "change_budgets", "recommend", "row_label", "kept_note", "iqr_text"]

@@ -21,7 +21,7 @@ import polars as pl
 
 from shared.durations import format_duration
 from simulate.pareto import Deployment, pareto_front
-from simulate.recommend import iqr_text, kept_note
+from simulate.recommend import iqr_text, kept_note, row_label
 from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -435,7 +435,7 @@ def recommendation_html(rows) -> str:
         return ""
     body = []
     for i, r in enumerate(rows):
-        label = r["label"] if "workers" not in r else worker_label(r["workers"], r["budget_s"])
+        label = row_label(r)
         change = r.get("source") == "change"
         cls = " class='change'" if change else ""
         when = html.escape(label) + (" ← the best choice changes" if change else "")
