@@ -47,14 +47,12 @@ def pareto_front(points: pl.DataFrame, cost: str, score: str = "true_score") -> 
     Rows with a null cost are never on it."""
     c = points.get_column(cost).cast(pl.Float64).to_numpy()
     s = points.get_column(score).cast(pl.Float64).to_numpy()
-    known = ~np.isnan(c)
     order = np.lexsort((-s, c))  # by cost ascending, the better score first among equal costs
+    known = ~np.isnan(c[order])
+    ss = np.where(known, s[order], -np.inf)
+    before = np.maximum.accumulate(np.concatenate(([-np.inf], ss[:-1])))  # the best score of every cheaper row
     on = np.zeros(len(c), dtype=bool)
-    best = -math.inf
-    for i in order:
-        if known[i] and s[i] > best:
-            on[i] = True
-            best = s[i]
+    on[order] = known & (ss > before)
     return pl.Series("on_front", on)
 
 
