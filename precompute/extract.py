@@ -95,6 +95,14 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The precision the forward passes autocast to on ``device`` (extraction, latency, the warm-up):
+    bfloat16 on a GPU that has it, else float16; on a CPU autocast stays off (the dtype is unused)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
 def extract_features(
     backbone: Backbone,
     images: np.ndarray,
@@ -128,7 +136,7 @@ def extract_features(
     out: torch.Tensor | None = None  # allocated at the first batch, at the width the model really gives
     seconds: list[float] = []
     bs = batch_size
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.bfloat16
+    amp_dtype = autocast_dtype(dev)
 
     def run(idx: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(images[idx]).to(dev, non_blocking=True)

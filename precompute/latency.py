@@ -24,6 +24,7 @@ import polars as pl
 import torch
 
 from precompute import backbone as B
+from precompute import extract as X
 from precompute import sweep
 
 COLUMNS = {"backbone": pl.String, "latency_ms": pl.Float64, "memory_mb": pl.Float64, "batch_size": pl.Int32,
@@ -47,7 +48,7 @@ def measure(name: str, device: torch.device, batch_size: int = 1, warmup: int = 
         size = tuple(int(s) for s in bb.data_config["input_size"][-2:])
         row["input_size"] = size[-1]
         x = torch.randn((batch_size, 3, *size), device=device).contiguous(memory_format=torch.channels_last)
-        amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.bfloat16
+        amp = X.autocast_dtype(device)
         times = []
         with torch.inference_mode(), torch.autocast("cuda", dtype=amp, enabled=cuda):
             for i in range(warmup + repeats):

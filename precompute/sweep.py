@@ -470,7 +470,7 @@ def warm_up(device) -> float:
     cuda = dev.type == "cuda"
     with torch.random.fork_rng(devices=[dev] if cuda else []):  # module inits draw from it
         gen = torch.Generator(device=dev).manual_seed(0)
-        amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.bfloat16
+        amp = X.autocast_dtype(dev)
         img = torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8, generator=gen, device=dev)
         x = img.permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(36, 36), mode="bicubic", antialias=True, align_corners=False)
