@@ -385,3 +385,15 @@ def test_real_mlp_batched_rows_match_single_heads(monkeypatch, tmp_path, data_ca
                           torch.as_tensor(ds.test_labels[te]), n_classes=10, seed=s)
         alone = alone.score if isinstance(alone, EvalResult) else alone
         assert abs(f["score"][s] - alone) <= 1 / len(te) + 1e-12, (s, f["score"][s], alone)
+
+
+def test_a_seed_with_seed_0s_epochs_pays_exactly_seed_0s_fit_seconds():
+    """Hand cases of the derivation, and the one that failed CI: equal epochs must give seed 0's
+    float exactly (0.1 / 3 * 3 == 0.1 is false in IEEE doubles), else a part lists two costs for one."""
+    rng = np.random.default_rng(0)
+    for fit0, e in zip(rng.uniform(1e-3, 100.0, 2000), rng.integers(1, 400, 2000)):
+        assert sweep_mod.derived_fit_seconds(float(fit0), int(e), int(e)) == float(fit0)
+    assert sweep_mod.derived_fit_seconds(0.3, 10, 20) == pytest.approx(0.6, rel=1e-15)
+    assert sweep_mod.derived_fit_seconds(1.2, 12, 7) == pytest.approx(0.7, rel=1e-15)
+    assert sweep_mod.derived_fit_seconds(1.2, None, 7) == 1.2  # seed 0's epochs unknown
+    assert sweep_mod.derived_fit_seconds(1.2, 12, None) == 1.2
