@@ -250,3 +250,25 @@ def test_estimate_cli_fails_fast_one_line(capsys):
         assert main(["estimate", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and needle in err and "\n" not in err
+
+
+def test_estimate_refuses_the_fractions_a_run_would_refuse(tmp_path, capsys):
+    """digits keeps floor(0.01 * 359 + 0.5) = 4 test images at 1 % for 10 classes: `run` refuses it
+    (precompute.datasets.check_fractions), so `estimate` must not time a sample and project the hours of
+    that run: one line naming the smallest fraction (0.0265, tests/test_first_minutes.py), exit 2,
+    nothing written, nothing timed."""
+    from precompute.cli import main
+    from precompute.pool import build_pool
+
+    pool_file = tmp_path / "pool.parquet"
+    build_pool(list(TINY), cache=tmp_path / "pool-cache.parquet", progress=False).write_parquet(pool_file)
+    out, js = tmp_path / "sample.csv", tmp_path / "est.json"
+    rc = main(["estimate", "--dataset", "digits", "--sample", "3", "--input-size", "32", "--pool", str(pool_file),
+               "--seeds", "1", "--fractions", "1.0,0.01", "--cache-dir", str(tmp_path / "cache"),
+               "--out", str(out), "--json", str(js)])
+    cap = capsys.readouterr()
+    assert rc == 2
+    err = cap.err.strip().splitlines()
+    assert err[-1].startswith("error: fraction 0.01 of digits keeps 4 of its 359 test images for 10 classes")
+    assert "is 0.0265" in err[-1] and not any(line.startswith("timing ") for line in err)
+    assert not out.exists() and not js.exists() and "device-hours" not in cap.out

@@ -68,7 +68,7 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
     from precompute.backbone import resolve_device
     from precompute.datasets import resolve
     from precompute.pool import resolve_pool
-    from precompute.sweep import SweepConfig, check_evaluators
+    from precompute.sweep import SweepConfig, check_evaluators, check_subsets
 
     # everything cheap first (fail fast), then the pool, then the dataset, then the clock
     within_h = parse_duration(within, "--within") / 3600
@@ -100,6 +100,7 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
     chosen = est.stratified_sample(runnable, sample, seed, max_params_m=max_params)
     above = runnable.filter(pl.col("params_m").fill_null(float("inf")) > max_params).height
     ds, ds_text = est.dataset_for_estimate(canonical, data_root, cache_dir, synthetic)
+    check_subsets(cfg, ds)  # the sweep's own refusal: never project the hours of a run it would refuse
     click.echo(f"timing {chosen.height} backbones on {dev} ({ds_text}) ...", err=True)
     t0 = time.perf_counter()
     measured = est.measure_sample(cfg, chosen, ds, echo=lambda s: click.echo(s, err=True))
