@@ -85,7 +85,9 @@ def test_estimate_within_600_is_600_seconds(monkeypatch, capsys):
 
     pool = pl.DataFrame({"backbone": ["a.x", "b.x"], "gmacs": [1.0, 2.0], "params_m": [1.0, 2.0]})
     monkeypatch.setattr(pool_mod, "resolve_pool", lambda *a, **k: pool)
-    monkeypatch.setattr(est, "dataset_for_estimate", lambda *a, **k: (None, "stand-in"))
+    # 1,000 test images for 10 classes: every default fraction keeps one per class (estimate checks it)
+    monkeypatch.setattr(est, "dataset_for_estimate", lambda *a, **k: (est.stand_in("digits", 20, 1000, 10, 8),
+                                                                      "stand-in"))
     monkeypatch.setattr(est, "measure_sample", lambda *a, **k: pl.DataFrame())
     monkeypatch.setattr(est, "project", fake_project)
     assert main(["estimate", "--dataset", "digits", "--within", "600", "--sample", "2", "--device", "cpu"]) == 2
