@@ -54,10 +54,9 @@ from precompute import backbone as B
 from precompute import datasets as D
 from precompute import sweep
 from precompute import weights as W
-from precompute.parts import shard_assignment
+from precompute.parts import shard_assignment, write_frame
 from shared.durations import format_duration
 from shared.errors import VibesError
-from shared.oracle import temp_beside
 
 BOOTSTRAP = 2000
 LEVEL = 0.9
@@ -288,18 +287,7 @@ def write_sample(table: pl.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``table`` (:func:`sample_table`) as CSV or Parquet by the suffix, atomically (a temporary
     file beside it, then renamed): ``simulate --costs-from FILE`` predicts an oracle's costs on this
     device from it."""
-    p = check_sample_path(path)
-    tmp = temp_beside(p)
-    try:
-        if p.suffix.lower() == ".csv":
-            table.write_csv(tmp)
-        else:
-            table.write_parquet(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_frame(table, check_sample_path(path))
 
 
 # -------------------------------------------------------------------------------- projection

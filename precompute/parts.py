@@ -95,6 +95,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_frame(frame: pl.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` as CSV (a ``.csv`` path) or Parquet (any other), atomically (:func:`atomic_path`):
+    the tables a user asks for with ``--out`` (a pool, a latency table, an estimate's sample)."""
+    with atomic_path(path) as tmp:
+        if Path(path).suffix.lower() == ".csv":
+            frame.write_csv(tmp)
+        else:
+            frame.write_parquet(tmp)
+    return Path(path)
+
+
 def _owner() -> str:
     """``host-pid`` of this process as it appears in temporary file names."""
     return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
@@ -508,7 +519,7 @@ def merge(dataset: str, parts_dir: str | os.PathLike = DEFAULT_PARTS_DIR,
                        missing=missing, failed=failed)
 
 
-__all__ = ["BackboneLock", "MergeReport", "ShardError", "MergeError", "atomic_path", "merge",
+__all__ = ["BackboneLock", "MergeReport", "ShardError", "MergeError", "atomic_path", "write_frame", "merge",
            "parse_shard", "part_path", "part_status", "read_part", "write_part",
            "select_shard", "shard_assignment", "save_features", "load_features",
            "features_path", "lock_for", "remove_stale_tmp", "write_manifest", "read_manifest", "read_part_meta"]

@@ -41,14 +41,14 @@ def latency_cmd(pools, device, batch_size, input_size, warmup, repeats, weights,
             raise VibesError(f"{name} must be an integer >= {low}; got {v}")
     from precompute.backbone import resolve_device  # lazy, as every command here: `--help` stays light
     from precompute.latency import measure_all
+    from precompute.parts import write_frame
     from precompute.pool import pool_names
 
     dev = str(resolve_device(device))
     names = pool_names(pools)
     table = measure_all(names, dev, batch_size, warmup, repeats, weights, input_size,
                         echo=None if quiet else stderr_echo)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    (table.write_parquet if out.lower().endswith(".parquet") else table.write_csv)(out)
+    write_frame(table, out)  # atomically: an interrupted write never leaves half a table
     ok = table.filter(table["error"].is_null())
     click.echo(f"latency: {ok.height} of {table.height} backbones measured on {dev} "
                f"(batch {batch_size}) -> {out}")

@@ -70,7 +70,8 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, late
              refresh, include_excluded, include_test_models, timm_results, no_progress) -> None:
     """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts;
     published ImageNet top-1 joined from timm's results files)."""
-    from precompute.pool import (  # lazy, as every command here: `precompute --help` stays light
+    from precompute.parts import write_frame  # lazy, as every command here: `precompute --help` stays light
+    from precompute.pool import (
         _TOP1_NOTE,
         build_pool,
         drop_excluded,
@@ -107,8 +108,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, late
         pool = drop_excluded(pool, echo=stderr_echo)
     pool = filter_pool(pool, globs=globs, names_file=names_file, limits=limits, latency=latency)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        (pool.write_parquet if out.lower().endswith(".parquet") else pool.write_csv)(out)
+        write_frame(pool, out)
         click.echo(f"pool: {pool.height} backbones -> {out}")
     else:
         click.echo(f"pool: {pool.height} backbones "
