@@ -261,9 +261,9 @@ def recommendation_lines(rows) -> list[str]:
     for i, r in enumerate(rows):
         label = row_label(r)
         if r["strategy"] is None:
-            lines.append(f"  {label:>{width}}: none — {r.get('reason', 'no selection')}")
+            lines.append(f"   {label:>{width}}: none — {r.get('reason', 'no selection')}")
             continue
-        mark = " ←" if r.get("source") == "change" else "  "
+        mark = " ← " if r.get("source") == "change" else "   "  # a space before the widest label too
         kept = kept_note(r, rows[i - 1] if i else None)
         tie = ("; tied: " + ", ".join(f"{t['strategy']} × {t['evaluator']} ({f(t['median'])})" for t in r["tied"][:3])
                + (f" and {len(r['tied']) - 3} more" if len(r["tied"]) > 3 else "")) if r.get("tied") else ""
