@@ -12,7 +12,7 @@ SEEDS     ?=
 EVALUATORS ?=
 PRECOMPUTE_ARGS ?=
 
-.PHONY: install test demo bench bench-evaluators bench-precompute bench-gpu lint precompute clean
+.PHONY: install test test-cpu-paths demo bench bench-evaluators bench-precompute bench-gpu lint precompute clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	@$(PY) -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# the outputs promised byte-identical on every CPU, checked again with numpy's AVX-512 paths switched
+# off (a CPU without them takes other SIMD paths; CI runs both ways)
+test-cpu-paths: install
+	NPY_DISABLE_CPU_FEATURES="AVX512_ICL X86_V4" $(PY) -m pytest -q \
+	  tests/test_exactmath.py tests/test_strategies.py -k "exact or log or grid or outputs_they_gave_before"
 
 demo: install
 	$(PY) -m precompute.demo

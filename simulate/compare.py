@@ -34,6 +34,7 @@ import polars as pl
 
 from shared.durations import format_duration
 from shared.errors import VibesError
+from shared.exactmath import logs
 from simulate.report import PALETTE, _fmt, time_ticks
 
 TOP = 3  # pairs drawn per output by default; the rest are a legend click away
@@ -115,7 +116,7 @@ def ranked_pairs(o: dict) -> list[tuple[str, str]]:
         a = auc.get((st, ev))
         if a is None:
             part = part.sort("budget_s")
-            x = np.log(part.get_column("budget_s").to_numpy())
+            x = logs(part.get_column("budget_s").to_numpy())  # the same ranking on every CPU
             y = part.get_column("median").fill_null(0.0).fill_nan(0.0).to_numpy()
             a = float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 and x[-1] > x[0] else float(y.mean())
         scored.append((-float(a), st, ev))

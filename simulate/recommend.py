@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from shared.durations import format_duration
+from shared.exactmath import logs as exact_logs
 from simulate.workers import worker_label
 
 #: round durations a recommendation is given at (seconds)
@@ -50,7 +51,7 @@ def thin(values: list[float], n: int = SCALE_POINTS) -> list[float]:
     """At most ``n`` of the sorted ``values``, evenly spaced in log time, both ends kept."""
     if len(values) <= n:
         return list(values)
-    logs = np.log(values)
+    logs = exact_logs(values)  # correctly rounded: the same picks on every CPU
     picks = {int(np.argmin(np.abs(logs - t))) for t in np.linspace(logs[0], logs[-1], n)}
     return [values[i] for i in sorted(picks)]
 

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from shared.durations import parse_duration, parse_durations
 from shared.errors import VibesError
+from shared.exactmath import log_spaced
 from shared.limits import Limits
 from shared.limits import apply as apply_limits
 from shared.limits import summarise as summarise_limits
@@ -96,8 +97,7 @@ def parse_budgets(text: str | None) -> np.ndarray | None:
             n = int(n)
             if not (0 < lo <= hi) or n < 1:
                 raise ValueError
-            values = np.geomspace(lo, hi, n) if n > 1 else np.array([lo])
-            values[0], values[-1] = lo, hi  # exact ends
+            values = log_spaced(lo, hi, n)  # the same bits on every CPU (not numpy's SIMD geomspace)
         else:
             values = np.array(parse_durations(text, "--budgets"))
     except (ValueError, VibesError):
