@@ -62,6 +62,7 @@ class Sampler:
     deterministic: bool  # same order for every run
     description: str
     _fn: Callable[[pl.DataFrame, int, Draw], np.ndarray]
+    any_of: bool = False  # True: one known column of ``requires`` is enough (keys in that order)
 
     def check(self, pool: pl.DataFrame) -> None:
         """Raise a one-line error when the pool lacks the columns this sampler reads."""
@@ -69,10 +70,22 @@ class Sampler:
         if missing:
             raise VibesError(f"sampler {self.name!r} needs column(s) {', '.join(missing)}, "
                              f"which the oracle does not have")
-        all_null = [c for c in self.requires if pool.get_column(c).null_count() == pool.height]
-        if pool.height and all_null:
+        all_null = self.empty_columns(pool)
+        if pool.height and all_null and (not self.any_of or len(all_null) == len(self.requires)):
             raise VibesError(f"sampler {self.name!r} needs column(s) {', '.join(all_null)}, "
                              f"which are empty (all null) in the oracle")
+
+    def empty_columns(self, pool: pl.DataFrame) -> list[str]:
+        return [c for c in self.requires if c in pool.columns and pool.get_column(c).null_count() == pool.height]
+
+    def fallback_note(self, pool: pl.DataFrame) -> str | None:
+        """What the sampler orders by when a key it prefers is empty (``complexity-up orders by
+        params_m: gmacs is empty in the oracle``); None when every key is known."""
+        empty = self.empty_columns(pool) if self.any_of and pool.height else []
+        if not empty:
+            return None
+        rest = [c for c in self.requires if c not in empty]
+        return f"{self.name} orders by {', then '.join(rest)}: {', '.join(empty)} is empty in the oracle"
 
     def orders(self, pool: pl.DataFrame, n_runs: int, rng: np.random.Generator) -> np.ndarray:
         """``(n_runs, len(pool))`` int32 permutations of ``range(len(pool))``."""
@@ -148,10 +161,10 @@ PAPER_SAMPLERS = ("random", "complexity-up", "complexity-down", "dataset-size-do
 PRIOR_SAMPLERS = ("imagenet-top1", "meta")
 
 
-def register(name: str, requires: tuple[str, ...] = (), deterministic: bool = False):
+def register(name: str, requires: tuple[str, ...] = (), deterministic: bool = False, any_of: bool = False):
     def deco(fn):
         SAMPLERS[name] = Sampler(name, requires, deterministic,
-                                 (fn.__doc__ or "").strip().splitlines()[0], fn)
+                                 (fn.__doc__ or "").strip().splitlines()[0], fn, any_of)
         return fn
     return deco
 
@@ -231,15 +244,17 @@ def _random(pool, n_runs, draw):
     return draw(pool.height).astype(np.int32)
 
 
-@register("complexity-up", requires=("gmacs", "params_m"), deterministic=True)
+@register("complexity-up", requires=("gmacs", "params_m"), deterministic=True, any_of=True)
 def _complexity_up(pool, n_runs, draw):
-    """Increasing complexity: ascending GMACs, ties by params, then name (small backbones first)."""
+    """Increasing complexity: ascending GMACs, ties by params, then name (small backbones first); by
+    params where the oracle has no GMACs."""
     return _tile(_complexity_key(pool), n_runs).astype(np.int32)
 
 
-@register("complexity-down", requires=("gmacs", "params_m"), deterministic=True)
+@register("complexity-down", requires=("gmacs", "params_m"), deterministic=True, any_of=True)
 def _complexity_down(pool, n_runs, draw):
-    """Decreasing complexity: descending GMACs, ties by params, then name; unknown GMACs last."""
+    """Decreasing complexity: descending GMACs, ties by params, then name; unknown GMACs last; by
+    params where the oracle has no GMACs."""
     return _tile(_complexity_key(pool, descending=True), n_runs).astype(np.int32)
 
 

@@ -91,9 +91,29 @@ def test_missing_key_column_and_unknown_name():
     pool = _pool().drop("pretrain_dataset")
     with pytest.raises(VibesError, match="needs column.*pretrain_dataset"):
         get_sampler("cycling").orders(pool, 2, np.random.default_rng(0))
-    empty = _pool().with_columns(pl.lit(None, dtype=pl.Float64).alias("gmacs"))
+    # empty GMACs alone is not refused any more (complexity by params, issue 22); both empty is
+    empty = _pool().with_columns(pl.lit(None, dtype=pl.Float64).alias("gmacs"),
+                                 pl.lit(None, dtype=pl.Float64).alias("params_m"))
     with pytest.raises(VibesError, match="all null"):
         get_sampler("complexity-up").orders(empty, 2, np.random.default_rng(0))
     with pytest.raises(VibesError, match="unknown strategy 'fastest'; valid: complexity-down"):
         get_sampler("fastest")
     assert set(PAPER_SAMPLERS) <= set(SAMPLERS)
+
+
+def test_complexity_orders_by_params_where_gmacs_are_missing():
+    # a published table with parameters but no GMACs (issue 22 item 3): hand-sorted by params, then name
+    pool = pl.DataFrame({"backbone": ["c", "a", "b", "d"], "gmacs": [None, None, None, None],
+                         "params_m": [30.0, 10.0, 30.0, None]}, schema_overrides={"gmacs": pl.Float64})
+    up = get_sampler("complexity-up")
+    assert up.orders(pool, 2, np.random.default_rng(0)).tolist() == [[1, 2, 0, 3]] * 2  # a 10, b 30, c 30, d ?
+    assert get_sampler("complexity-down").orders(pool, 1, np.random.default_rng(0)).tolist() == [[0, 2, 1, 3]]
+    assert up.fallback_note(pool) == "complexity-up orders by params_m: gmacs is empty in the oracle"
+    assert up.fallback_note(pool.with_columns(pl.lit(1.0).alias("gmacs"))) is None
+
+
+def test_complexity_refuses_a_pool_with_neither_gmacs_nor_params():
+    pool = pl.DataFrame({"backbone": ["a", "b"], "gmacs": [None, None], "params_m": [None, None]},
+                        schema_overrides={"gmacs": pl.Float64, "params_m": pl.Float64})
+    with pytest.raises(VibesError, match="needs column\\(s\\) gmacs, params_m, which are empty"):
+        get_sampler("complexity-up").check(pool)
