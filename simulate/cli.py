@@ -28,6 +28,9 @@ Examples:
   simulate --oracle timm:sketch --strategy imagenet-top1 --strategy meta \\
            --prior-oracle timm:imagenet-r --prior-oracle timm:imagenetv2-matched-frequency
   simulate compare out/digits out/digits-sk --out out/compare.html
+  simulate --oracle openclip:cifar-10 --strategy cycling --runs 100   # $VIBES_OPENCLIP_RESULTS or ../shared
+  simulate import results.csv --out oracles/ --dataset-col dataset --score-col top1 --seconds-col seconds
+  simulate import --help
   simulate --oracle timm:sketch --max-params 25 --max-latency-ms 1 --latency-device rtx4090
   simulate --oracle data/oracles/digits.parquet --costs-from my-gpu.csv   # precompute estimate --out my-gpu.csv
 (data/oracles/resnet18/digits.parquet: the README's `precompute run --dataset digits --pool 'resnet18.*' ...`,
@@ -38,6 +41,10 @@ which runs mlp-sklearn too.)
 def _load_oracle(spec: str, timm_results, timm_benchmark):
     from shared.oracle import read_oracle  # lazy: `simulate --help` answers without polars and plotly
 
+    if spec.startswith("openclip:"):
+        from simulate.openclip_oracle import openclip_oracle  # lazy: `simulate --help` answers without polars
+
+        return openclip_oracle(spec.removeprefix("openclip:"))
     if spec.startswith("timm:"):
         from simulate.timm_oracle import timm_oracle  # lazy: `simulate --help` answers without polars and plotly
 
@@ -73,6 +80,8 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
                f"{format_duration(s['budgets']['min_s'])} … {format_duration(s['budgets']['max_s'])}; best possible "
                f"{s['best_possible']['true_score']:.4f}; baseline "
                + (f"{s['baseline']['true_score']:.4f}" if s['baseline']['true_score'] is not None else "—"))
+    if s.get("cost_model"):  # an oracle whose costs are a declared model says so wherever it is used
+        click.echo(f"costs {s['cost_model']}")
     k = "workers" in s
     head = (f"{'strategy':<18} {'evaluator':<14} " + (f"{'workers':>7} " if k else "")
             + f"{'@1h':>7} {'@1day':>7} {'beat base':>10} {'AUC':>7}")
@@ -251,12 +260,13 @@ def recommendation_lines(rows) -> list[str]:
     pick, the choices tied with it within the noise, and where the best choice changes."""
     if not rows:
         return []
-    from simulate.recommend import iqr_text, kept_note, row_label  # lazy: `simulate --help` answers without numpy
+    from simulate.recommend import iqr_text, kept_note, row_label, stop_text  # lazy: `simulate --help` answers without numpy
 
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
     lines = [f"recommendation (what to run at each budget: median true score of its selection over {n} runs, "
-             f"IQR; ties within the noise listed; ← the best choice changes):"]
+             f"IQR; ties within the noise listed; ← the best choice changes; 'stop at': the search is at its best "
+             f"by then, stop it there):"]
     width = max(len(row_label(r)) for r in rows)
     for i, r in enumerate(rows):
         label = row_label(r)
@@ -267,7 +277,7 @@ def recommendation_lines(rows) -> list[str]:
         kept = kept_note(r, rows[i - 1] if i else None)
         tie = ("; tied: " + ", ".join(f"{t['strategy']} × {t['evaluator']} ({f(t['median'])})" for t in r["tied"][:3])
                + (f" and {len(r['tied']) - 3} more" if len(r["tied"]) > 3 else "")) if r.get("tied") else ""
-        lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}  median {f(r['median'])} "
+        lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}{stop_text(r)}  median {f(r['median'])} "
                      f"({iqr_text(r['q25'], r['q75'])}), selects {r['backbone']} most often "
                      f"({100 * r['backbone_share']:.0f}% of runs){'; ' + kept if kept else ''}{tie}")
     return lines
@@ -304,6 +314,10 @@ def main(argv=None) -> int:
             from simulate.compare import compare  # lazy: `simulate --help` answers without polars and plotly
 
             compare.main(args=argv[1:], prog_name="simulate compare", standalone_mode=False)
+        elif argv[:1] == ["import"]:  # `simulate import TABLE --out DIR`
+            from simulate.importer import import_command  # lazy: `simulate --help` answers without polars
+
+            import_command.main(args=argv[1:], prog_name="simulate import", standalone_mode=False)
         else:
             simulate.main(args=argv, standalone_mode=False)
     except VibesError as exc:

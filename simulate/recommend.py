@@ -20,6 +20,12 @@ standard error of the difference, each median's standard error taken as that of 
 tie only when equal.  The best is the highest median (ties broken by the higher q25, then the first
 listed), the row names every choice tied with it, and the choice the row leads with stays the one
 of the budget before while it is still among the tied — a tie is shown as a tie, not as a flip.
+
+Stopping early (:func:`stop_early`): a search run for a budget B can stop at any b ≤ B and keep its
+incumbent, so each choice is valued at B by its best budget b ≤ B (highest median, then q25, then
+the earlier b), and the row says when to stop.  The recommended median never falls as B grows.
+With a proxy evaluator a choice's own median can fall as its budget grows (more backbones
+evaluated, and the proxy's favourite is not the best): :func:`worse_with_budget` names those.
 """
 from __future__ import annotations
 
@@ -82,6 +88,52 @@ def best_and_tied(points: list[tuple[float, float, float]], n_runs: int) -> tupl
     if best is None:
         return None, []
     return best, [i for i, p in enumerate(points) if i == best or tied(points[best], p, n_runs)]
+
+
+def stop_early(stats: dict, budgets: list[float]) -> dict:
+    """One choice's statistics (arrays over the ascending ``budgets``) when a search for budget B may
+    stop at any b ≤ B: at each B, the statistics at the best b ≤ B so far (highest median, then q25;
+    the earlier b on a tie), and ``stop_s``, that b.  Before any finite median, a budget keeps its own."""
+    keys = ("median", "q25", "q75", "n_selected", "backbone", "share")
+    out = {k: list(stats[k]) for k in keys}
+    out["stop_s"] = [float(b) for b in budgets]
+    best = None
+    for j in range(len(budgets)):
+        med = float(stats["median"][j])
+        if math.isfinite(med) and (best is None or _key(med, float(stats["q25"][j])) >
+                                   _key(float(stats["median"][best]), float(stats["q25"][best]))):
+            best = j
+        if best is not None:
+            for k in keys:
+                out[k][j] = stats[k][best]
+            out["stop_s"][j] = float(budgets[best])
+    return {**stats, **out}
+
+
+def worse_with_budget(stats: dict, budgets: list[float], n_runs: int) -> dict | None:
+    """When one choice's median at its largest budget (with a finite median) is below its peak by
+    more than the noise (:func:`tied` false): ``{peak, peak_s, final, final_s}``; else None."""
+    med = np.asarray(stats["median"], dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(med))
+    if finite.size < 2:
+        return None
+    peak = max(finite, key=lambda j: (_key(float(med[j]), float(stats["q25"][j])), -j))
+    last = int(finite[-1])
+    point = lambda j: (float(med[j]), float(stats["q25"][j]), float(stats["q75"][j]))  # noqa: E731
+    if med[last] >= med[peak] or tied(point(peak), point(last), n_runs):
+        return None
+    return {"peak": float(med[peak]), "peak_s": float(budgets[peak]), "final": float(med[last]),
+            "final_s": float(budgets[last])}
+
+
+def worse_text(w: dict) -> str:
+    """``random × logme gets worse with more budget: 0.9540 at 1.4 min → 0.7150 at 36 min; its
+    evaluator's favourite scores 0.7150`` (the last clause where the favourite is known)."""
+    k = f" on {w['workers']} workers" if w.get("workers", 1) != 1 else ""
+    fav = ("" if w.get("favourite_score") is None else
+           f"; its evaluator's favourite ({w['favourite']}) scores {w['favourite_score']:.4f}")
+    return (f"{w['strategy']} × {w['evaluator']}{k} gets worse with more budget: {w['peak']:.4f} at "
+            f"{format_duration(w['peak_s'])} → {w['final']:.4f} at {format_duration(w['final_s'])}{fav}")
 
 
 def change_budgets(budgets: np.ndarray, stats: list[dict], n_runs: int, limit: int = MAX_CHANGES) -> list[float]:
@@ -152,6 +204,14 @@ def kept_note(row: dict, before: dict | None) -> str | None:
             f"{top['median']:.4f}, {iqr_text(top['q25'], top['q75'])})")
 
 
+def stop_text(row: dict) -> str:
+    """``, stop at 1.4 min`` when the row's choice is at its best before the row's budget; else ``""``."""
+    stop = row.get("stop_s")
+    if stop is None or row.get("budget_s") is None or stop >= row["budget_s"] * (1 - 1e-9):
+        return ""
+    return f", stop at {row.get('stop_label') or format_duration(stop)}"
+
+
 def iqr_text(q25: float | None, q75: float | None) -> str:
     """``IQR 0.41–0.43``; with a null q25 (a quarter of the runs or more have selected nothing yet)
     says so instead of printing a dash for it."""
@@ -162,9 +222,12 @@ def iqr_text(q25: float | None, q75: float | None) -> str:
 
 def _entry(s: dict, j: int) -> dict:
     """One choice at budget ``j``: its name, median, IQR and most-selected backbone."""
-    return {"strategy": s["strategy"], "evaluator": s["evaluator"], "median": _num(s["median"][j]),
-            "q25": _num(s["q25"][j]), "q75": _num(s["q75"][j]), "backbone": s["backbone"][j],
-            "backbone_share": float(s["share"][j])}
+    entry = {"strategy": s["strategy"], "evaluator": s["evaluator"], "median": _num(s["median"][j]),
+             "q25": _num(s["q25"][j]), "q75": _num(s["q75"][j]), "backbone": s["backbone"][j],
+             "backbone_share": float(s["share"][j])}
+    if "stop_s" in s:
+        entry.update(stop_s=float(s["stop_s"][j]), stop_label=format_duration(float(s["stop_s"][j])))
+    return entry
 
 
 def _num(x) -> float | None:
@@ -173,4 +236,5 @@ def _num(x) -> float | None:
 
 
 __all__ = ["NICE", "SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
-           "change_budgets", "recommend", "row_label", "kept_note", "iqr_text"]
+           "change_budgets", "recommend", "row_label", "kept_note", "iqr_text", "stop_early", "worse_with_budget",
+           "worse_text", "stop_text"]

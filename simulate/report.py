@@ -21,7 +21,7 @@ import polars as pl
 
 from shared.durations import format_duration
 from simulate.pareto import Deployment, pareto_front
-from simulate.recommend import iqr_text, kept_note, row_label
+from simulate.recommend import iqr_text, kept_note, row_label, stop_text
 from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -173,6 +173,8 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
         f"Baseline: {html.escape(str(base['backbone']))} "
         f"({_fmt(base['true_score']) if base['true_score'] is not None else 'not in the pool'}).</p>",
     ]
+    if s.get("cost_model"):  # a declared cost model is said wherever its oracle is used
+        parts.append(f"<p class='cost-model warn'>Costs {html.escape(str(s['cost_model']))}</p>")
     if s.get("limits"):
         lim = s["limits"]
         parts.append(f"<p class='limits'>Deployment limits: <b>{html.escape(lim['described'])}</b> — "
@@ -450,7 +452,7 @@ def recommendation_html(rows) -> str:
             f"{html.escape(t['strategy'])} × {html.escape(t['evaluator'])} {_fmt(t['median'])}" for t in ties[:4])
             + (f"; and {len(ties) - 4} more" if len(ties) > 4 else "") + "</td></tr>") if ties else ""
         body.append(f"<tr{cls}><td>{when}</td><td>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}"
-                    f"</td><td class='num'>{_fmt(r['median'])} ({html.escape(iqr_text(r['q25'], r['q75']))})</td>"
+                    f"{html.escape(stop_text(r))}</td><td class='num'>{_fmt(r['median'])} ({html.escape(iqr_text(r['q25'], r['q75']))})</td>"
                     f"<td>{html.escape(str(r['backbone']))} ({100 * r['backbone_share']:.0f}% of runs)</td></tr>"
                     + tie)
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
@@ -460,7 +462,9 @@ def recommendation_html(rows) -> str:
             f"the highest median true score over the {n} runs, its IQR (25th–75th percentile) and the backbone it "
             "selects most often. Choices whose medians differ by less than twice the standard error of the "
             "difference are listed as tied; the row keeps leading with the choice of the budget before while it "
-            "is still tied (a tie is not a flip; the row then names the higher median it is tied with).</p>"
+            "is still tied (a tie is not a flip; the row then names the higher median it is tied with). A search "
+            "run for a budget can stop earlier and keep what it has found: each choice is valued at its best "
+            "budget so far, and 'stop at' says when that was, so the answer never gets worse with more budget.</p>"
             "<table id='recommendation-table'><tr>"
             "<th>budget</th><th>strategy π × evaluator ε̃</th><th>median (IQR)</th>"
             "<th>selected most often</th></tr>" + "".join(body) + "</table>")

@@ -50,7 +50,7 @@ from shared.successive_halving import SHConfig, is_sh
 from simulate import bsec
 from simulate.engine import NO_SELECTION
 from simulate.evaluator import EvaluatorView, build_view
-from simulate.recommend import change_budgets, recommend, scale_budgets, thin
+from simulate.recommend import change_budgets, recommend, scale_budgets, stop_early, thin, worse_text, worse_with_budget
 from simulate.strategies import make_pair
 from simulate.workers import check_workers
 
@@ -161,6 +161,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
               f"never selected" for v in views if v.missing]
     for sampler in samplers:  # key columns present? (fail before any work)
         sampler.check(pool)
+    notes += list(dict.fromkeys(n for n in (s.fallback_note(pool) for s in samplers) if n))
     pairs = [[make_pair(s, oracle, pool, spec, sh, cache) for spec in evaluators] for s in strategies]
     sh_views = {v.spec: v for row in pairs for p in row for v in p.views if v.spec not in evaluators}
     notes += [f"evaluator {v.spec} (a successive-halving rung): {v.missing} pool backbone(s) have no row; "
@@ -264,6 +265,9 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         raise
     runs = pa.concat_tables(tables) if runs_path is None else None
     bsec_frame = pl.concat(curves)
+    worse = worse_with_more_budget(rec_stats, budgets, n_runs,
+                                   {v.spec: favourite(v, truth, names) for v in views})
+    notes += [worse_text(w) for w in worse]
     recommendation = []
     for k in ks:
         rows = _recommendation([s for s in rec_stats if s["workers"] == k], rec_budgets, rec_sources, budgets,
@@ -273,6 +277,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         "dataset": oracle.dataset,
         "truth": oracle.truth,
         "weights": oracle.meta.get("weights", "pretrained"),
+        "cost_model": oracle.meta.get("cost_model"),  # "modelled: ..." when the oracle's costs are a declared model
         "pool_size": pool.height,
         "n_runs": n_runs,
         "seed": seed,
@@ -291,6 +296,7 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     if prior_info is not None:
         summary["priors"] = prior_info
     summary["recommendation"] = recommendation
+    summary["worse_with_budget"] = worse
     return Simulation(pool, budgets, strategies, evaluators, n_runs, seed, baseline, base_score,
                       runs, bsec_frame, summary, engine_seconds, recommendation)
 
@@ -331,25 +337,54 @@ def with_meta_rank(oracle: Oracle, pool: pl.DataFrame, priors) -> tuple[pl.DataF
 def _recommendation(stats: list[dict], rec_budgets: list[float], rec_sources: list[str], grid: np.ndarray,
                     n_runs: int) -> list[dict]:
     """:func:`simulate.recommend.recommend` at the scale and asked budgets (replayed exactly) and at the
-    grid budgets where the best choice changes (the BSEC's own statistics there); of the scale
-    budgets, a few of those with an answer (some choice selects in most runs) are kept."""
-    changes = [t for t in change_budgets(grid, [s["grid"] for s in stats], n_runs) if t not in rec_budgets]
-    at = sorted([(t, "rec", i) for i, t in enumerate(rec_budgets)]
-                + [(t, "grid", int(np.searchsorted(grid, t))) for t in changes])
-    merged = []
-    for s in stats:
-        m = {"strategy": s["strategy"], "evaluator": s["evaluator"]}
-        for key in ("median", "q25", "q75", "n_selected", "backbone", "share"):
-            m[key] = [(s if where == "rec" else s["grid"])[key][i] for _, where, i in at]
-        merged.append(m)
-    sources = [rec_sources[i] if where == "rec" else "change" for _, where, i in at]
-    answered = [j for j, src in enumerate(sources) if src == "scale"
-                and any(math.isfinite(float(m["median"][j])) for m in merged)]
-    keep = set(thin([at[j][0] for j in answered]))
-    cols = [j for j, src in enumerate(sources) if src != "scale" or (j in answered and at[j][0] in keep)]
-    merged = [{**m, **{key: [m[key][j] for j in cols] for key in ("median", "q25", "q75", "n_selected",
-                                                                   "backbone", "share")}} for m in merged]
-    return recommend(merged, [at[j][0] for j in cols], n_runs, [sources[j] for j in cols])
+    grid budgets where the best choice changes, each choice valued at its best budget b ≤ B (a search
+    may stop early: :func:`simulate.recommend.stop_early`, over every grid and recommendation budget);
+    of the scale budgets, a few of those with an answer (some choice selects in most runs) are kept."""
+    at = sorted([(float(t), "rec", i) for i, t in enumerate(rec_budgets)]
+                + [(float(t), "grid", j) for j, t in enumerate(grid)])
+    keys = ("median", "q25", "q75", "n_selected", "backbone", "share")
+    merged = [stop_early({"strategy": s["strategy"], "evaluator": s["evaluator"],
+                          **{k: [(s if where == "rec" else s["grid"])[k][i] for _, where, i in at] for k in keys}},
+                         [t for t, _, _ in at]) for s in stats]
+    on_grid = [p for p, (_, where, _) in enumerate(at) if where == "grid"]
+    changes = set(change_budgets(np.array([at[p][0] for p in on_grid]),
+                                 [{k: [m[k][p] for p in on_grid] for k in keys} for m in merged], n_runs))
+    changes -= {float(t) for t in rec_budgets}
+    rows = [p for p, (t, where, _) in enumerate(at) if where == "rec" or t in changes]
+    sources = {p: rec_sources[at[p][2]] if at[p][1] == "rec" else "change" for p in rows}
+    answered = [p for p in rows if sources[p] == "scale" and any(math.isfinite(float(m["median"][p])) for m in merged)]
+    keep = set(thin([at[p][0] for p in answered]))
+    cols = [p for p in rows if sources[p] != "scale" or (p in answered and at[p][0] in keep)]
+    merged = [{**m, **{k: [m[k][p] for p in cols] for k in (*keys, "stop_s")}} for m in merged]
+    return recommend(merged, [at[p][0] for p in cols], n_runs, [sources[p] for p in cols])
+
+
+def worse_with_more_budget(rec_stats: list[dict], budgets: np.ndarray, n_runs: int, favourites: dict) -> list[dict]:
+    """Each strategy × evaluator (first worker count) whose median falls by more than the noise as its
+    budget grows (:func:`simulate.recommend.worse_with_budget`), with its evaluator's favourite
+    backbone and that backbone's true score where the strategy is a plain sampler."""
+    out, seen = [], set()
+    for s in rec_stats:
+        if (s["strategy"], s["evaluator"]) in seen:
+            continue
+        seen.add((s["strategy"], s["evaluator"]))
+        w = worse_with_budget(s["grid"], budgets.tolist(), n_runs)
+        if w is not None:
+            fav = favourites.get(s["evaluator"]) if not is_sh(s["strategy"]) else None
+            out.append({"strategy": s["strategy"], "evaluator": s["evaluator"], **w,
+                        "favourite": fav[0] if fav else None, "favourite_score": fav[1] if fav else None})
+    return out
+
+
+def favourite(view: EvaluatorView, truth: np.ndarray, names: list[str]) -> tuple[str, float] | None:
+    """The backbone an evaluator scores highest (mean ε̃ over its seeds; failed rows never) and its true score."""
+    valid = (np.arange(view.score.shape[1])[None, :] < view.n_rows[:, None]) & np.isfinite(view.score)
+    n = valid.sum(axis=1)
+    mean = np.where(n > 0, np.where(valid, view.score, 0.0).sum(axis=1) / np.maximum(n, 1), -np.inf)
+    if not np.isfinite(mean).any():
+        return None
+    i = int(np.argmax(mean))
+    return names[i], float(truth[i])
 
 
 def draw_runs(sampler, view: EvaluatorView, pool: pl.DataFrame, n_runs: int,

@@ -134,6 +134,10 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
         "protocol": "published ImageNet-family top-1; seconds = images / published inference "
                     "throughput, scaled by (img_size / infer_img_size)^2",
         "n_test": images,
+        "costs": "modelled",
+        "cost_model": f"modelled: {images:,} images ÷ timm's published inference throughput "
+                      f"({benchmark.removeprefix('benchmark-infer-').removesuffix('.csv')}), scaled by "
+                      f"(img_size / infer_img_size)² (not measured)",
         "weights": "pretrained",
         "hardware": benchmark.removeprefix("benchmark-infer-").removesuffix(".csv"),
         "models_in_results": results.height,

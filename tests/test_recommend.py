@@ -91,3 +91,51 @@ def test_simulation_rows_scale_change_and_asked():
     assert all(r["budget_s"] in grid for r in rec if r["source"] == "change")
     lo, hi = float(sim.budgets[0]), float(sim.budgets[-1])
     assert all(lo <= r["budget_s"] <= hi for r in scale)
+
+
+# ------------------------------------------------------------------------------------------------
+# An answer that never gets worse (issue 22 item 4): a search for budget B may stop at any b <= B.
+
+def misleading_oracle():
+    """Four backbones, one seed.  Truth ``mlp`` (10 s each); proxy ``logme`` (1 s each) ranks them
+    backwards: its favourite, the costliest (gmacs 4), is the worst by the truth.  complexity-up
+    evaluates a (gmacs 1), b, c, d in that order."""
+    from shared.oracle import Oracle
+    import polars as pl
+
+    truth = {"a.t": 0.96, "b.t": 0.90, "c.t": 0.80, "d.t": 0.71}
+    proxy = {"a.t": 0.50, "b.t": 0.60, "c.t": 0.70, "d.t": 0.90}
+    rows = []
+    for g, name in enumerate(truth, start=1):
+        for ev, score, sec in (("mlp", truth[name], 10.0), ("logme", proxy[name], 1.0)):
+            rows.append(dict(dataset="m", backbone=name, evaluator=ev, fraction=1.0, seed=0, score=score,
+                             seconds=sec, status="ok", gmacs=float(g), params_m=float(g)))
+    return Oracle(pl.DataFrame(rows), {"dataset": "m", "truth": "mlp"})
+
+
+def test_the_recommendation_never_falls_and_says_when_to_stop():
+    sim = run_simulation(misleading_oracle(), ["complexity-up"], ["logme", "mlp"], n_runs=20,
+                         budgets=np.array([1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 40.0]), baseline=None,
+                         recommend_at=[1.0, 4.0, 40.0])
+    rows = {r["budget_s"]: r for r in sim.recommendation}
+    medians = [r["median"] for r in sim.recommendation if r["median"] is not None]
+    assert medians == sorted(medians)
+    # at 1 s logme has seen a alone (0.96); at 4 s it has seen all four and picks d (0.71): stop at 1 s
+    assert (rows[1.0]["strategy"], rows[1.0]["evaluator"], rows[1.0]["median"]) == ("complexity-up", "logme", 0.96)
+    assert (rows[4.0]["evaluator"], rows[4.0]["median"], rows[4.0]["stop_s"]) == ("logme", 0.96, 1.0)
+    assert rows[4.0]["backbone"] == "a.t"
+    # at 40 s mlp has seen all four and holds a (0.96) too: tied with logme stopped at 1 s, logme kept
+    assert rows[40.0]["median"] == 0.96
+    assert {(t["evaluator"], t["median"]) for t in rows[40.0]["tied"]} == {("mlp", 0.96)}
+
+
+def test_a_choice_that_gets_worse_with_budget_is_named():
+    sim = run_simulation(misleading_oracle(), ["complexity-up"], ["logme", "mlp"], n_runs=20,
+                         budgets=np.array([1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 40.0]), baseline=None)
+    worse = sim.summary["worse_with_budget"]
+    assert [(w["strategy"], w["evaluator"]) for w in worse] == [("complexity-up", "logme")]
+    w = worse[0]
+    assert (w["peak"], w["peak_s"], w["final"], w["final_s"]) == (0.96, 1.0, 0.71, 40.0)
+    assert (w["favourite"], w["favourite_score"]) == ("d.t", 0.71)
+    assert any(n.startswith("complexity-up × logme gets worse with more budget: 0.9600 at 1 s → 0.7100 at "
+                            "40 s; its evaluator's favourite (d.t) scores 0.7100") for n in sim.summary["notes"])
