@@ -12,7 +12,7 @@ SEEDS     ?=
 EVALUATORS ?=
 PRECOMPUTE_ARGS ?=
 
-.PHONY: install test test-cpu-paths demo bench bench-evaluators bench-precompute bench-gpu lint precompute clean
+.PHONY: install test test-cpu-paths demo bench bench-league bench-evaluators bench-precompute bench-gpu lint precompute clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ demo: install
 
 bench: install
 	$(PY) bench/bench_simulate.py $(BENCH_ARGS)
+
+# the league over OpenCLIP's 38 published zero-shot results (../shared/openclip-results or $VIBES_OPENCLIP_RESULTS)
+bench-league: install
+	$(PY) bench/bench_league.py $(BENCH_LEAGUE_ARGS)
 
 # evaluator costs (proxies, silhouette, mlp head) on synthetic features; e.g. BENCH_EVAL_ARGS="--skip-large mlp"
 bench-evaluators: install

@@ -98,6 +98,8 @@ class Oracle:
 
     frame: pl.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    #: true_scores() of (frame, truth): a league reads each oracle's as a prior of every other
+    _true_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.frame = conform(self.frame)
@@ -129,6 +131,12 @@ class Oracle:
     def true_scores(self) -> pl.DataFrame:
         """ε(b): one row per backbone with an ok truth row at fraction 1.0: backbone, true_score,
         plus the per-backbone metadata columns (first row's values)."""
+        c = self._true_cache  # (frame, truth, result): the frame itself, so a new frame is never mistaken
+        if c is None or c[0] is not self.frame or c[1] != self.truth:
+            c = self._true_cache = (self.frame, self.truth, self._true_scores())
+        return c[2]
+
+    def _true_scores(self) -> pl.DataFrame:
         meta_cols = BACKBONE_META
         return (self.frame
                 .filter((pl.col("evaluator") == self.truth) & (pl.col("fraction") == 1.0)

@@ -12,7 +12,8 @@ import click
 from shared.durations import format_duration, parse_durations
 from shared.errors import VibesError
 from shared.limit_options import limit_options, limits_of
-from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
+from simulate.options import replay_options, source_options
+from simulate.oracles import load_oracle
 
 EPILOG = """\b
 Examples:
@@ -36,20 +37,6 @@ Examples:
 (data/oracles/resnet18/digits.parquet: the README's `precompute run --dataset digits --pool 'resnet18.*' ...`,
 which runs mlp-sklearn too.)
 """
-
-
-def _load_oracle(spec: str, timm_results, timm_benchmark):
-    from shared.oracle import read_oracle  # lazy: `simulate --help` answers without polars and plotly
-
-    if spec.startswith("openclip:"):
-        from simulate.openclip_oracle import openclip_oracle  # lazy: `simulate --help` answers without polars
-
-        return openclip_oracle(spec.removeprefix("openclip:"))
-    if spec.startswith("timm:"):
-        from simulate.timm_oracle import timm_oracle  # lazy: `simulate --help` answers without polars and plotly
-
-        return timm_oracle(spec.removeprefix("timm:"), timm_results, timm_benchmark)
-    return read_oracle(spec)
 
 
 def _list(oracle) -> None:
@@ -102,22 +89,10 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
                                                 "max_content_width": 100})
 @click.option("--oracle", "oracle_spec", default="timm:sketch", show_default=True,
               help="Oracle file (.parquet/.h5) or timm:<set> built from timm's published results.")
-@click.option("--timm-results", type=click.Path(), envvar="VIBES_TIMM_RESULTS",
-              help="Folder with timm's results-*.csv and benchmark-*.csv (or $VIBES_TIMM_RESULTS).")
-@click.option("--timm-benchmark", default="benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv",
-              show_default=True, help="Benchmark file (in that folder) giving throughput and GMACs.")
-@click.option("--strategy", "strategies", multiple=True,
-              help="Sampler π (repeatable); default: the five paper strategies.")
-@click.option("--evaluator", "evaluators", multiple=True,
-              help="Evaluator ε̃ as <evaluator>[@<fraction>] (repeatable); default: the truth evaluator.")
-@click.option("--runs", default=100, show_default=True, type=int, help="Runs per strategy × evaluator.")
-@click.option("--budgets", default=None,
-              help="LO:HI:N (N log-spaced budgets, ends included, e.g. 1s:1d:100) or T1,T2,... "
-                   "(e.g. 10min,1h30m; plain numbers are seconds); default: cheapest evaluation … "
-                   "exhaustive time, 100 budgets.")
+@source_options
+@replay_options("the five paper strategies")
 @click.option("--baseline", default="convnext_base.fb_in22k_ft_in1k", show_default=True,
               help="Backbone drawn as a flat line (the Battle-of-the-Backbones pick).")
-@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder; default: a new folder under out/simulate/.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
@@ -129,19 +104,8 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
 @click.option("--quality-only", is_flag=True,
               help="Print how well each evaluator spec ranks backbones against the truth (τ-b, ρ, "
                    "regret, top 5, cost) and stop; writes quality.parquet when --out is given.")
-@click.option("--eta", default=DEFAULT_ETA, show_default=True, type=int,
-              help="sh:<sampler>: keep the top 1/η of each rung (promote ⌈n/η⌉).")
-@click.option("--sh-chunk", default=None, type=int,
-              help="sh:<sampler>: backbones per chunk of the order; default η^(L−1), L = fractions.")
-@click.option("--promotion-cost", type=click.Choice(PROMOTION_COSTS), default=DEFAULT_PROMOTION_COST,
-              show_default=True,
-              help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
-                   "or pays the row's cold seconds; the live `precompute search` has the same default.")
 @click.option("--prior-oracle", "prior_oracles", multiple=True, metavar="PATH|timm:SET",
               help="Reference oracle of another dataset for the meta strategy (repeatable).")
-@click.option("--workers", default=None, metavar="K[,K...]",
-              help="Replay each run on K identical workers (e.g. 1,4,8): each K gets its own curves and "
-                   "recommendation; the outputs gain a workers column. Default: one worker, no column.")
 @limit_options
 @click.option("--costs-from", "costs_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Replay with costs for your hardware: FILE holds backbone, seconds timed on the target device "
@@ -161,7 +125,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     Writes runs.parquet, bsec.parquet, summary.json and report.html, and prints a summary.
     """
     t_start = time.perf_counter()
-    oracle = _load_oracle(oracle_spec, timm_results, timm_benchmark)
+    oracle = load_oracle(oracle_spec, timm_results, timm_benchmark)
     from simulate import quality  # lazy: `simulate --help` answers without polars and plotly
 
     oracle = quality.with_truth(oracle, truth)
@@ -246,7 +210,7 @@ def _load_priors(study: str, specs, timm_results, timm_benchmark) -> list:
         if same:
             raise VibesError(f"--prior-oracle {spec}: it is the oracle under study; a prior must come "
                              f"from other datasets")
-        out.append((spec, _load_oracle(spec, timm_results, timm_benchmark)))
+        out.append((spec, load_oracle(spec, timm_results, timm_benchmark)))
     return out
 
 
@@ -260,7 +224,8 @@ def recommendation_lines(rows) -> list[str]:
     pick, the choices tied with it within the noise, and where the best choice changes."""
     if not rows:
         return []
-    from simulate.recommend import iqr_text, kept_note, row_label, stop_text  # lazy: `simulate --help` answers without numpy
+    # lazy: `simulate --help` answers without numpy
+    from simulate.recommend import iqr_text, kept_note, row_label, stop_text
 
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
@@ -277,7 +242,8 @@ def recommendation_lines(rows) -> list[str]:
         kept = kept_note(r, rows[i - 1] if i else None)
         tie = ("; tied: " + ", ".join(f"{t['strategy']} × {t['evaluator']} ({f(t['median'])})" for t in r["tied"][:3])
                + (f" and {len(r['tied']) - 3} more" if len(r["tied"]) > 3 else "")) if r.get("tied") else ""
-        lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}{stop_text(r)}  median {f(r['median'])} "
+        lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}{stop_text(r)}  "
+                     f"median {f(r['median'])} "
                      f"({iqr_text(r['q25'], r['q75'])}), selects {r['backbone']} most often "
                      f"({100 * r['backbone_share']:.0f}% of runs){'; ' + kept if kept else ''}{tie}")
     return lines
@@ -314,6 +280,10 @@ def main(argv=None) -> int:
             from simulate.compare import compare  # lazy: `simulate --help` answers without polars and plotly
 
             compare.main(args=argv[1:], prog_name="simulate compare", standalone_mode=False)
+        elif argv[:1] == ["league"]:  # `simulate league --oracle A --oracle B ...`
+            from simulate.league_cli import league  # lazy: `simulate --help` answers without polars and plotly
+
+            league.main(args=argv[1:], prog_name="simulate league", standalone_mode=False)
         elif argv[:1] == ["import"]:  # `simulate import TABLE --out DIR`
             from simulate.importer import import_command  # lazy: `simulate --help` answers without polars
 

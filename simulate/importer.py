@@ -153,7 +153,8 @@ def _cost_column(spec: ImportSpec) -> str | None:
 
 def _meta_exprs(frame: pl.DataFrame, spec: ImportSpec) -> list[pl.Expr]:
     """The table's per-backbone columns under internal names (absent: null)."""
-    exprs = [pl.col(spec.backbone_col).cast(pl.String).alias("backbone")]
+    exprs = [pl.concat_str([pl.col(c).cast(pl.String) for c in backbone_cols(spec)], separator=".")
+             .alias("backbone")]
     seconds = [(spec.seconds_col, "seconds"), (_cost_column(spec), "cost_gflops")]
     for col, name in [*[(getattr(spec, k), v) for k, v in TABLE_META.items()], *seconds]:
         if col is None:
@@ -165,8 +166,13 @@ def _meta_exprs(frame: pl.DataFrame, spec: ImportSpec) -> list[pl.Expr]:
     return exprs
 
 
+def backbone_cols(spec: ImportSpec) -> tuple[str, ...]:
+    """``--backbone-col name`` or ``name,tag`` (joined with a dot, timm's ``arch.tag``)."""
+    return tuple(c.strip() for c in spec.backbone_col.split(",") if c.strip())
+
+
 def _named(spec: ImportSpec) -> list[str]:
-    cols = [spec.backbone_col, spec.seconds_col, _cost_column(spec), *[getattr(spec, k) for k in TABLE_META]]
+    cols = [*backbone_cols(spec), spec.seconds_col, _cost_column(spec), *[getattr(spec, k) for k in TABLE_META]]
     return [c for c in cols if c]
 
 
@@ -182,7 +188,7 @@ def long_rows(frame: pl.DataFrame, spec: ImportSpec) -> pl.DataFrame:
     if wide and spec.evaluator_col:
         raise VibesError("a wide table has one evaluator: give --evaluator NAME, not --evaluator-col")
     _require(frame, _named(spec))
-    _numeric(frame, [c for c in _named(spec)[1:] if c != spec.pretrain_col], "table")
+    _numeric(frame, [c for c in _named(spec) if c not in (*backbone_cols(spec), spec.pretrain_col)], "table")
     return _wide(frame, spec) if wide else _long(frame, spec)
 
 
@@ -537,7 +543,9 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 @click.argument("table", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the oracles, one DIR/<dataset slug>.parquet per dataset.")
-@click.option("--backbone-col", default="backbone", show_default=True, help="Column of backbone names.")
+@click.option("--backbone-col", default="backbone", show_default=True,
+              help="Column of backbone names; COL,COL joins several with a dot (e.g. name,pretrained -> "
+                   "ViT-B-32.openai, as timm's arch.tag).")
 @click.option("--dataset-col", default=None, help="Long table: column of dataset names.")
 @click.option("--score-col", default=None, help="Long table: column of scores.")
 @click.option("--datasets", default=None, metavar="COL,COL,...|all",

@@ -371,6 +371,7 @@ def quality_section(q) -> str:
         rows.append(
             f"<tr class='qrow' data-kind='{html.escape(r['kind'])}'>" + cell(r["spec"]) + cell(r["kind"])
             + cell(r["kendall_tau_b"], _fmt(r["kendall_tau_b"])) + cell(r["spearman_rho"], _fmt(r["spearman_rho"]))
+            + cell(r["weighted_tau"], _fmt(r["weighted_tau"]))
             + cell(r["top1_regret"], _fmt(r["top1_regret"])) + cell(r["best_in_top5"], top5(r["best_in_top5"]))
             + cell(r["median_seconds"], "—" if r["median_seconds"] is None else format_duration(r["median_seconds"]))
             + cell(r["total_seconds"], "—" if r["total_seconds"] is None else format_duration(r["total_seconds"]))
@@ -395,6 +396,9 @@ def quality_section(q) -> str:
         "of that spec's figures (<i>n / pool</i>).</li>"
         "<li><i>τ-b</i>: Kendall's tau-b; <i>ρ</i>: Spearman's rho (average ranks for ties); 1 = the "
         "truth's ranking, 0 = unrelated.</li>"
+        "<li><i>τ<sub>w</sub></i>: weighted Kendall tau, hyperbolic weights on rank (scipy's "
+        "<code>weightedtau</code>; the figure transferability papers publish): swaps near the top count "
+        "most.</li>"
         "<li><i>top-1 regret</i>: best ε minus ε of the spec's pick (its argmax; the mean over the "
         "backbones tied for it, as a search meeting them in random order would pick).</li>"
         "<li><i>best in top 5</i>: whether a truly best backbone is among the spec's 5 highest "
@@ -405,7 +409,7 @@ def quality_section(q) -> str:
         "<li>The noise ceiling compares two single seeds of the truth; a spec averaged over several "
         "seeds can exceed it.</li></ul></details>",
         "<table class='sortable' id='quality-table'><thead><tr><th>spec</th><th>kind</th><th>τ-b</th>"
-        "<th>ρ</th><th>top-1 regret</th><th>best in top 5</th><th>median s / backbone</th>"
+        "<th>ρ</th><th>τ<sub>w</sub></th><th>top-1 regret</th><th>best in top 5</th><th>median s / backbone</th>"
         "<th>total s</th><th>n / pool</th><th>pick</th></tr></thead><tbody>",
         "".join(rows), "</tbody></table>",
     ]
@@ -452,7 +456,8 @@ def recommendation_html(rows) -> str:
             f"{html.escape(t['strategy'])} × {html.escape(t['evaluator'])} {_fmt(t['median'])}" for t in ties[:4])
             + (f"; and {len(ties) - 4} more" if len(ties) > 4 else "") + "</td></tr>") if ties else ""
         body.append(f"<tr{cls}><td>{when}</td><td>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}"
-                    f"{html.escape(stop_text(r))}</td><td class='num'>{_fmt(r['median'])} ({html.escape(iqr_text(r['q25'], r['q75']))})</td>"
+                    f"{html.escape(stop_text(r))}</td><td class='num'>{_fmt(r['median'])} "
+                    f"({html.escape(iqr_text(r['q25'], r['q75']))})</td>"
                     f"<td>{html.escape(str(r['backbone']))} ({100 * r['backbone_share']:.0f}% of runs)</td></tr>"
                     + tie)
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)

@@ -169,6 +169,17 @@ def test_explicit_percent_and_long_single_evaluator(tmp_path):
     assert x.frame.sort("backbone")["score"].to_list() == [0.005, 0.01] and x.truth == "published"
 
 
+def test_backbone_named_by_two_columns(tmp_path):
+    # a table that splits architecture and pretrained tag (as OpenCLIP's): name,tag -> "name.tag"
+    table = tmp_path / "t.csv"
+    table.write_text("name,tag,X\nvit,openai,0.5\nvit,laion2b,0.7\nrn50,openai,0.4\n")
+    out = tmp_path / "o"
+    assert run(table, "--out", out, "--backbone-col", "name,tag", "--datasets", "X", "--cost-model", "constant:1") == 0
+    x = read_oracle(out / "x.parquet").frame.sort("backbone")
+    assert x["backbone"].to_list() == ["rn50.openai", "vit.laion2b", "vit.openai"]
+    assert x["score"].to_list() == [0.4, 0.7, 0.5]
+
+
 def test_slugify():
     assert slugify("Oxford Flowers-102") == "oxford-flowers-102"
     assert slugify("ImageNet 1k") == "imagenet-1k" and slugify("  A/B  c ") == "a-b-c"

@@ -100,8 +100,9 @@ def misleading_oracle():
     """Four backbones, one seed.  Truth ``mlp`` (10 s each); proxy ``logme`` (1 s each) ranks them
     backwards: its favourite, the costliest (gmacs 4), is the worst by the truth.  complexity-up
     evaluates a (gmacs 1), b, c, d in that order."""
-    from shared.oracle import Oracle
     import polars as pl
+
+    from shared.oracle import Oracle
 
     truth = {"a.t": 0.96, "b.t": 0.90, "c.t": 0.80, "d.t": 0.71}
     proxy = {"a.t": 0.50, "b.t": 0.60, "c.t": 0.70, "d.t": 0.90}
