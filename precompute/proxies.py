@@ -12,9 +12,21 @@ row).  They are registered in :data:`precompute.evaluators.EVALUATORS`.
 * :func:`ridge` (needs the test split) — the closed-form linear probe of scikit-learn's
   ``RidgeClassifierCV(alphas=np.logspace(-6, 6, 25))`` on standardised features; test accuracy.
 * :func:`logme` (train split only) — LogME evidence (You et al., ICML 2021), with the log-alpha
-  term over the rank ``min(n, d)`` of the thin SVD, correct when samples < dimension.
-* :func:`hscore` (train split only) — H-score ``tr(Sigma^-1 Sigma_g)`` with the Ledoit-Wolf
-  shrunk covariance.
+  term over the rank ``min(n, d)`` of the thin SVD, correct when samples < dimension: the
+  published ``_fit_fixed_point`` (thuml/LogME ``LogME.py``) with the fix of its issue #23 / pull
+  request #24, whose ranking of backbones it reproduces (Kendall tau 1, tests/test_proxies.py).
+* :func:`hscore` (train split only) — the regularized H-score ``tr(Sigma_alpha^-1 (1 - alpha)
+  Sigma_b)`` of Ibrahim, Ponomareva and Mazumder ("Newer is not always better: Rethinking
+  transferability metrics, their peculiarities, stability and performance", ECML-PKDD 2022):
+  ``Sigma_alpha`` the Ledoit-Wolf covariance with shrinkage ``alpha``, ``Sigma_b`` the covariance
+  of the class-conditional means.  Conventions as the published implementation,
+  ``regularized_h_score`` in thuml/Transfer-Learning-Library ``tllib/ranking/hscore.py`` (added
+  by its pull request #184, the paper's estimator): float64 features, centred but not
+  standardised; scikit-learn's ``LedoitWolf`` (biased ``X^T X / n`` empirical part) for
+  ``Sigma_alpha``; ``np.cov``'s default ``n - 1`` normalisation for ``Sigma_b``; numpy's
+  ``pinv(rcond=1e-15)`` (here a Cholesky solve, the pseudo-inverse only when it is singular).
+  Until issue 22 the ``(1 - alpha)`` factor was missing, which reordered backbones whose
+  shrinkages differ.
 
 A constant backbone (every feature row equal) carries no information; each proxy then returns
 the score of a predictor without information instead of failing inside linear algebra:
@@ -501,13 +513,21 @@ def ledoit_wolf(x: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def hscore(train_x, train_y, test_x=None, test_y=None, n_classes: int | None = None, seed: int = 0) -> float:
-    """H-score ``tr(Sigma^-1 Sigma_g)`` of the train split (Bao et al. 2019, with the Ledoit-Wolf
-    covariance of Ibrahim et al. 2022): ``Sigma`` the Ledoit-Wolf shrunk covariance of the
-    features, ``Sigma_g`` the (biased, / n, like ``Sigma``'s empirical part) covariance of the
-    class-conditional means, each sample replaced by its class mean, i.e.
-    ``sum_c (n_c / n) (mu_c - mu)(mu_c - mu)^T``.  Cholesky solve, float64.  Needs >= 2 classes.
-    Constant features: 0 (no between-class variance).  A singular shrunk covariance otherwise
-    (shrinkage 0 and rank-deficient features) raises ValueError."""
+    """Regularized H-score ``tr(Sigma_alpha^-1 (1 - alpha) Sigma_b)`` of the train split (Ibrahim,
+    Ponomareva, Mazumder, ECML-PKDD 2022; H-score of Bao et al. 2019), with the conventions of the
+    published ``regularized_h_score`` (see the module docstring):
+
+    * ``Sigma_alpha`` — the Ledoit-Wolf covariance of the features (:func:`ledoit_wolf`: centred,
+      not standardised, biased empirical part ``X^T X / n``), ``alpha`` its shrinkage;
+    * ``Sigma_b`` — the covariance of the class-conditional means, each sample replaced by its
+      class mean, with numpy's default ``n - 1`` normalisation: ``sum_c n_c (mu_c - mu)(mu_c - mu)^T
+      / (n - 1)``;
+    * ``(1 - alpha)`` — the factor that makes the score the H-score of the shrunk features'
+      between-class part; it changes the ranking of backbones whose shrinkages differ.
+
+    Cholesky solve in float64; a singular ``Sigma_alpha`` (shrinkage 0, rank-deficient features,
+    e.g. two samples) falls back to the pseudo-inverse with the reference's cut-off (eigenvalues
+    <= 1e-15 x the largest dropped).  Needs >= 2 classes.  Constant features: 0."""
     name = "hscore"
     x, y, _, _, classes = _split(name, train_x, train_y, None, None, n_classes, needs_test=False, min_classes=2)
     if _is_constant(x):
@@ -519,10 +539,21 @@ def hscore(train_x, train_y, test_x=None, test_y=None, n_classes: int | None = N
     counts = torch.bincount(inv, minlength=len(classes)).to(torch.float64)
     sums = torch.zeros(len(classes), d, dtype=torch.float64, device=f.device).index_add_(0, inv, f)
     delta = sums / counts[:, None] - f.mean(0)  # (C, d): class mean - overall mean
-    with single_thread(f.device):
+    # tr(Sigma^-1 Sigma_b) = sum_c n_c delta_c^T Sigma^-1 delta_c / (n - 1)
+    quad = _inverse_quadratic(cov, delta.T)  # (C,): delta_c^T Sigma^-1 delta_c
+    return _finite(name, (1.0 - shrinkage) * (quad * counts).sum() / (n - 1))
+
+
+def _inverse_quadratic(cov: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``v_j^T cov^+ v_j`` per column ``j`` of ``v`` (d, m): a Cholesky solve when ``cov`` is
+    positive definite, else numpy's ``pinv(cov, rcond=1e-15)`` through ``eigh`` (``cov`` is
+    symmetric positive semi-definite: its singular values are its eigenvalues)."""
+    with single_thread(cov.device):
         chol, info = torch.linalg.cholesky_ex(cov)
-    if int(info) != 0:
-        raise ValueError(f"hscore: the Ledoit-Wolf covariance is singular (shrinkage {shrinkage:.3g}; "
-                         f"the features are rank-deficient)")
-    half = torch.linalg.solve_triangular(chol, delta.T, upper=False)  # L^-1 (mu_c - mu), (d, C)
-    return _finite(name, (half.square().sum(0) * counts).sum() / n)
+    if int(info) == 0:
+        half = torch.linalg.solve_triangular(chol, v, upper=False)  # L^-1 v
+        return half.square().sum(0)
+    w, q = _eigh("hscore", cov)
+    keep = w.abs() > 1e-15 * w.abs().max()
+    proj = q.T @ v  # (d, m)
+    return torch.where(keep[:, None], proj.square() / torch.where(keep, w, 1.0)[:, None], 0.0).sum(0)

@@ -138,7 +138,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
         _list(oracle)
         return
     if quality_only:
-        _quality_only(oracle, out)
+        _quality_only(oracle, out, _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark))
         return
     from shared.samplers import sampler_of  # lazy: `simulate --help` answers without polars and plotly
     from shared.successive_halving import SHConfig
@@ -170,7 +170,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     if "oracle_truth" in oracle.meta:
         sim.summary["notes"].append(f"truth: {oracle.truth} (chosen with --truth; the oracle's own "
                                     f"truth is {oracle.meta['oracle_truth']})")
-    qual = quality.evaluate(oracle)
+    qual = quality.evaluate(oracle, [o for _, o in priors] or None)
     out_dir.mkdir(parents=True, exist_ok=True)
     import pyarrow.parquet as pq
 
@@ -249,10 +249,10 @@ def recommendation_lines(rows) -> list[str]:
     return lines
 
 
-def _quality_only(oracle, out) -> None:
+def _quality_only(oracle, out, priors=()) -> None:
     from simulate.quality import evaluate, format_table  # lazy: `simulate --help` answers without polars and plotly
 
-    qual = evaluate(oracle)
+    qual = evaluate(oracle, [o for _, o in priors] or None)  # with --prior-oracle: the meta prior as a baseline
     pool = oracle.true_scores().height
     click.echo(f"{oracle.dataset}: how well each evaluator spec ranks the pool ({pool} backbones) like the "
                f"truth {oracle.truth} (means over seeds at fraction 1.0)")

@@ -9,8 +9,11 @@ metadata, :func:`evaluate` compares ε̃ with ε over the pool (the backbones wi
   spec (or a null metadata value for a static baseline) is left out of that spec's statistics;
   ``n`` counts the backbones compared, ``n_pool`` the pool.
 * ``kendall_tau_b`` — Kendall's τ-b (ties in either variable corrected, as in
-  ``scipy.stats.kendalltau``); ``spearman_rho`` — Pearson's r of the average ranks.  Both are
-  null when fewer than 2 backbones are compared or when either side is constant.
+  ``scipy.stats.kendalltau``); ``spearman_rho`` — Pearson's r of the average ranks;
+  ``weighted_tau`` — the weighted Kendall τ with hyperbolic weights on rank, exactly
+  ``scipy.stats.weightedtau``'s default (Vigna 2015; the figure LogME, SFDA and Model Spider
+  publish): a swap near the top of either ranking costs more than one near the bottom.  All three
+  are null when fewer than 2 backbones are compared or when either side is constant.
 * ``top1_regret`` — best ε among the compared backbones minus ε of the backbone ε̃ picks
   (its argmax).  When several backbones tie for ε̃'s maximum, the regret is the **mean** over
   them: the expected regret of a search that meets them in random order (the replay engine
@@ -28,7 +31,10 @@ Static baselines (``kind = "static"``): ``params_m``, ``gmacs``, ``feature_dim``
 better** (a larger, costlier backbone with wider features and a higher published ImageNet top-1
 is expected to transfer better).  The reverse ("smaller is better") is not reported: its τ-b and
 ρ are exactly the negatives of these, and as a pick it names the smallest backbone, which no
-user wants as a quality guess.
+user wants as a quality guess.  With reference oracles (``--prior-oracle``; :func:`evaluate`'s
+``priors``) the ``meta`` prior is one more static baseline (:func:`meta_baseline`, which a league
+can call with leave-one-out references): ε̃ = 1 − the ``meta`` sampler's mean normalised rank
+of the backbone over the references (1 = the best everywhere).
 
 The **noise ceiling** (``kind = "noise ceiling"``): τ-b and ρ between two single seeds of the
 truth (the two smallest seed ids, over the pool backbones that have both ok rows) — how well
@@ -51,6 +57,7 @@ from shared.durations import format_duration
 from shared.errors import VibesError
 from shared.evaluator_spec import format_spec
 from shared.oracle import Oracle
+from shared.samplers import META_RANK, meta_rank
 
 #: static baselines: metadata column -> what the column is (all "bigger is better")
 STATIC_BASELINES = {
@@ -60,6 +67,9 @@ STATIC_BASELINES = {
     "imagenet_top1": "published ImageNet top-1",
 }
 STATIC_DIRECTION = "bigger is better"
+#: the meta prior as a static baseline: its spec name and how its ε̃ reads
+META_SPEC = "meta"
+META_DIRECTION = "1 - mean reference rank, bigger is better"
 TOP_K = 5
 
 #: the columns of quality.parquet, in order
@@ -73,6 +83,7 @@ TABLE_SCHEMA: dict[str, pl.DataType] = {
     "n_pool": pl.Int64,
     "kendall_tau_b": pl.Float64,
     "spearman_rho": pl.Float64,
+    "weighted_tau": pl.Float64,
     "top1_regret": pl.Float64,
     "best_in_top5": pl.Float64,
     "pick": pl.String,
@@ -178,6 +189,51 @@ def spearman_rho(x, y) -> float:
     return float(rx @ ry) / denom if denom > 0 else float("nan")
 
 
+def _concordance(x: np.ndarray, y: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Per element i: #{j: (x_j - x_i)(y_j - y_i) > 0} - #{j: ... < 0}, exact integers; O(n²)
+    time in row blocks of ``chunk`` (memory O(chunk · n))."""
+    out = np.empty(x.size, dtype=np.int64)
+    for s in range(0, x.size, chunk):
+        xi, yi = x[s:s + chunk, None], y[s:s + chunk, None]
+        gx, lx, gy, ly = x > xi, x < xi, y > yi, y < yi
+        out[s:s + chunk] = (np.count_nonzero((gx & gy) | (lx & ly), axis=1)
+                            - np.count_nonzero((gx & ly) | (lx & gy), axis=1))
+    return out
+
+
+def _untied(x: np.ndarray) -> np.ndarray:
+    """Per element: how many others differ from it."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (x.size - counts[inverse.ravel()]).astype(np.float64)
+
+
+def weighted_tau(x, y) -> float:
+    """Weighted Kendall τ with hyperbolic weights, exactly ``scipy.stats.weightedtau(x, y)``'s
+    default (Vigna 2015; weigher ``1 / (r + 1)``, additive, ``rank=True``); NaN when n < 2 or a
+    side is constant.
+
+    The elements are ranked by decreasing ``(x, y)`` lexicographically (rank 0 = the largest; the
+    order within joint ties changes nothing); a pair (i, j) weighs ``w_i + w_j``, ``w = 1 / (rank
+    + 1)``; τ_w = Σ_pairs sign(Δx) sign(Δy) w_ij / sqrt(Σ_{Δx ≠ 0} w_ij · Σ_{Δy ≠ 0} w_ij), clipped
+    to [-1, 1]; the statistic is the mean of τ_w ranked by (x, y) and by (y, x).  The weights being
+    additive, each pair sum is Σ_i w_i times a per-element count (its concordant minus discordant
+    partners, its partners not tied with it): O(n²) time, O(n) per extra ranking."""
+    x, y = _pair(x, y)
+    if x.size < 2:
+        return float("nan")
+    c = _concordance(x, y).astype(np.float64)
+    tx, ty = _untied(x), _untied(y)
+
+    def ranked_by(first: np.ndarray, second: np.ndarray) -> float:
+        rank = np.empty(first.size)
+        rank[np.lexsort((second, first))[::-1]] = np.arange(first.size)
+        w = 1.0 / (rank + 1.0)
+        den = float(w @ tx) * float(w @ ty)
+        return min(1.0, max(-1.0, float(w @ c) / math.sqrt(den))) if den > 0 else float("nan")
+
+    return (ranked_by(x, y) + ranked_by(y, x)) / 2
+
+
 def top1_regret(pred, truth) -> float:
     """max(truth) − mean(truth over the argmax set of pred): the expected regret when ties for
     pred's maximum are broken uniformly at random."""
@@ -253,6 +309,7 @@ def _row(spec, kind, evaluator, fraction, direction, backbones, pred, truth, sec
         "direction": direction, "n": n, "n_pool": n_pool,
         "kendall_tau_b": _num(kendall_tau_b(pred, truth)),
         "spearman_rho": _num(spearman_rho(pred, truth)),
+        "weighted_tau": _num(weighted_tau(pred, truth)),
         "top1_regret": _num(top1_regret(pred, truth)),
         "best_in_top5": _num(best_in_top_k(pred, truth)),
         "pick": min(backbones[i] for i in top) if n else None, "n_pick_ties": int(top.size),
@@ -265,8 +322,10 @@ def _num(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def evaluate(oracle: Oracle) -> Quality:
-    """The quality table of every evaluator spec and static baseline of ``oracle``."""
+def evaluate(oracle: Oracle, priors=None) -> Quality:
+    """The quality table of every evaluator spec and static baseline of ``oracle``; ``priors``
+    (reference oracles of other datasets, ``Oracle`` or ``(label, Oracle)``, as ``--prior-oracle``)
+    add the ``meta`` static baseline (:func:`meta_baseline`)."""
     pool = oracle.true_scores()
     truth = oracle.truth
     notes: list[str] = []
@@ -287,11 +346,16 @@ def evaluate(oracle: Oracle) -> Quality:
             notes.append(f"static baseline {column}: no pool backbone has a value; not reported")
             continue
         value = part.get_column(column).cast(pl.Float64)
-        rows.append(_row(column, "static", column, None, STATIC_DIRECTION, part.get_column("backbone").to_list(),
-                         value.to_numpy(), part.get_column("true_score").to_numpy(),
-                         np.zeros(part.height), pool.height))
+        rows.append(_static_row(column, column, STATIC_DIRECTION, part.get_column("backbone").to_list(),
+                                value.to_numpy(), part.get_column("true_score").to_numpy(), pool.height))
         points.append(part.select(pl.lit(column).alias("spec"), "backbone", value.alias("eps_tilde"),
                                   "true_score"))
+    if priors:
+        row, pts, meta_notes = meta_baseline(pool, _references(oracle, priors))
+        notes += meta_notes
+        if row is not None:
+            rows.append(row)
+            points.append(pts)
     rows += _noise_ceiling(oracle, pool, notes)
     table = pl.DataFrame(rows, schema=TABLE_SCHEMA) if rows else pl.DataFrame(schema=TABLE_SCHEMA)
     missing = table.filter(pl.col("kind").is_in(["truth", "evaluator"]) & (pl.col("n") < pl.col("n_pool")))
@@ -301,6 +365,58 @@ def evaluate(oracle: Oracle) -> Quality:
     pts = (pl.concat(points, how="vertical_relaxed")
            .join(pool.select("backbone", "pretrain_dataset"), on="backbone", how="left"))
     return Quality(truth, table, pts, notes)
+
+
+def _static_row(spec, evaluator, direction, backbones, value, truth, n_pool) -> dict:
+    return _row(spec, "static", evaluator, None, direction, backbones, value, truth, np.zeros(len(backbones)),
+                n_pool)
+
+
+def _references(oracle: Oracle, priors) -> list[Oracle]:
+    """The prior oracles, refusing the oracle under study (same dataset) as its own reference."""
+    refs = []
+    for item in priors:
+        label, ref = item if isinstance(item, tuple) else (None, item)
+        if ref.dataset == oracle.dataset:
+            raise VibesError(f"--prior-oracle {label or ref.dataset}: it is the oracle under study (dataset "
+                             f"{oracle.dataset!r}); a prior must come from other datasets")
+        refs.append(ref)
+    return refs
+
+
+def meta_baseline(pool: pl.DataFrame, references) -> tuple[dict | None, pl.DataFrame | None, list[str]]:
+    """The ``meta`` static baseline: the pool ranked by the ``meta`` sampler's prior
+    (:func:`shared.samplers.meta_rank`: the mean over the ``references`` of each backbone's
+    normalised rank by that reference's own truth, 0 = best everywhere), read as ε̃ = 1 − meta_rank
+    (:data:`META_DIRECTION`).  ``pool``: backbone and true_score (``Oracle.true_scores()``);
+    ``references``: ``Oracle``, ``(label, Oracle)`` or frames with backbone and true_score, e.g.
+    the other oracles of a league (leave one out).  A backbone in no reference is left out.
+    Returns ``(table row, points, notes)``; the row and points are None when no pool backbone is
+    in any reference."""
+    frames = [_reference_scores(r) for r in references]
+    ranked = (meta_rank(pool.get_column("backbone").to_list(), frames)
+              .join(pool.select("backbone", "true_score"), on="backbone", how="left", maintain_order="left"))
+    part = ranked.filter(pl.col(META_RANK).is_not_null())
+    notes = []
+    if part.height == 0:
+        return None, None, [f"static baseline {META_SPEC}: no pool backbone is in any of the "
+                            f"{len(frames)} reference oracle(s); not reported"]
+    if part.height < pool.height:
+        notes.append(f"static baseline {META_SPEC}: {pool.height - part.height} of {pool.height} pool "
+                     f"backbone(s) are in no reference oracle; left out of its statistics")
+    value = (1.0 - part.get_column(META_RANK)).alias("eps_tilde")
+    row = _static_row(META_SPEC, META_SPEC, META_DIRECTION, part.get_column("backbone").to_list(),
+                      value.to_numpy(), part.get_column("true_score").to_numpy(), pool.height)
+    pts = part.select(pl.lit(META_SPEC).alias("spec"), "backbone", value, "true_score")
+    return row, pts, notes
+
+
+def _reference_scores(ref) -> pl.DataFrame:
+    if isinstance(ref, tuple):
+        ref = ref[1]
+    if isinstance(ref, Oracle):
+        ref = ref.true_scores()
+    return ref.select("backbone", "true_score")
 
 
 def _noise_ceiling(oracle: Oracle, pool: pl.DataFrame, notes: list[str]) -> list[dict]:
@@ -320,7 +436,8 @@ def _noise_ceiling(oracle: Oracle, pool: pl.DataFrame, notes: list[str]) -> list
     return [{"spec": f"{oracle.truth} seed {a} vs seed {b}", "kind": "noise ceiling",
              "evaluator": oracle.truth, "fraction": 1.0, "direction": None, "n": x.size,
              "n_pool": pool.height, "kendall_tau_b": _num(kendall_tau_b(x, y)),
-             "spearman_rho": _num(spearman_rho(x, y)), "top1_regret": None, "best_in_top5": None,
+             "spearman_rho": _num(spearman_rho(x, y)), "weighted_tau": _num(weighted_tau(x, y)),
+             "top1_regret": None, "best_in_top5": None,
              "pick": None, "n_pick_ties": None, "median_seconds": None, "total_seconds": None}]
 
 
@@ -334,7 +451,7 @@ def format_table(q: Quality) -> str:
         return "—" if p is None else "yes" if p == 1.0 else "no" if p == 0.0 else f"p={p:.2g}"
 
     width = max([len("spec")] + [len(s) for s in q.table.get_column("spec").to_list()])
-    head = (f"{'spec':<{width}}  {'kind':<13} {'tau_b':>7} {'rho':>7} {'regret':>7} {'top5':>6} "
+    head = (f"{'spec':<{width}}  {'kind':<13} {'tau_b':>7} {'rho':>7} {'tau_w':>7} {'regret':>7} {'top5':>6} "
             f"{'s/backbone':>10} {'n':>9}  pick")
     lines = [head]
     for r in q.table.iter_rows(named=True):
@@ -342,6 +459,6 @@ def format_table(q: Quality) -> str:
         pick = "" if r["pick"] is None else r["pick"] + (f" (+{r['n_pick_ties'] - 1} tied)"
                                                         if r["n_pick_ties"] > 1 else "")
         lines.append(f"{r['spec']:<{width}}  {r['kind']:<13} {f(r['kendall_tau_b']):>7} "
-                     f"{f(r['spearman_rho']):>7} {f(r['top1_regret'], '{:.4f}'):>7} "
+                     f"{f(r['spearman_rho']):>7} {f(r['weighted_tau']):>7} {f(r['top1_regret'], '{:.4f}'):>7} "
                      f"{top5(r['best_in_top5']):>6} {cost:>10} {str(r['n']) + '/' + str(r['n_pool']):>9}  {pick}")
     return "\n".join(lines)

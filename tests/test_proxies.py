@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -263,11 +264,12 @@ def test_ridge_constant_backbone_is_majority_class_as_sklearn(c):
 # LogME
 
 
-def logme_published(f, y, tol=1e-3, max_iter=11):
+def logme_published(f, y, tol=1e-3, max_iter=11, pad_sigma=False):
     """Plain float64 transcription of the published LogME (thuml/LogME ``_fit_fixed_point``):
     truncated SVD (through F^T F, keeping singular values > 1e-10, when n > d; else the thin SVD),
     fixed point on t = alpha / beta, the evidence with ``d/2 log alpha``.  Per class 0..max(y):
-    (evidence / n, alpha, beta)."""
+    (evidence / n, alpha, beta).  ``pad_sigma``: the fix of thuml/LogME issue #23 / pull request
+    #24 for n < d, the k values of sigma padded with d - k zeros in the evidence's log|A|."""
     n, d = f.shape
     if n > d:
         _, lam, vh = np.linalg.svd(f.T @ f)
@@ -293,7 +295,8 @@ def logme_published(f, y, tol=1e-3, max_iter=11):
             beta = (n - gamma) / (res2 + 1e-5)
             if abs(alpha / beta - t_) / t_ <= tol:
                 break
-        evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
+        full = np.concatenate([sigma, np.zeros(d - sigma.size)]) if pad_sigma else sigma
+        evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * full))
                     - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
         out.append((evidence / n, alpha, beta))
     return np.array(out)
@@ -370,6 +373,32 @@ def test_logme_rank_fix_when_samples_below_dimension(n, d, c):
         assert dense_fixed_point(f, yc, a, b) == pytest.approx((a, b), rel=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_logme_ranks_like_the_published_reference_with_its_rank_fix(seed):
+    """20 backbones on one task (n = 60, d from 5 to 149: both n > d and n < d): LogME ranks them
+    exactly as the published algorithm with the fix of thuml/LogME #23/#24 (Kendall tau 1), with
+    close values at its own stopping rule and equal ones iterated to convergence.  Without the fix
+    the published evidence ranks them differently."""
+    rng = np.random.default_rng(seed)
+    n, c = 60, 4
+    y = np.arange(n) % c
+    rng.shuffle(y)
+    ours, as_published, converged, unfixed = [], [], [], []
+    for _ in range(20):
+        d = int(rng.integers(5, 150))
+        means = rng.normal(size=(c, d)) * rng.uniform(0.1, 1.0)
+        f = (means[y] + rng.normal(size=(n, d))) * rng.uniform(0.1, 1.0) + rng.normal(size=d) * 0.2
+        ours.append(px.logme(t(f), t(y), n_classes=c))
+        as_published.append(logme_published(f, y, pad_sigma=True)[:, 0].mean())
+        converged.append(logme_published(f, y, tol=1e-13, max_iter=100_000, pad_sigma=True)[:, 0].mean())
+        unfixed.append(logme_published(f, y)[:, 0].mean())
+    assert stats.kendalltau(ours, as_published).statistic == pytest.approx(1.0, abs=1e-12)
+    assert stats.kendalltau(ours, converged).statistic == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(ours, as_published, rtol=1e-2)
+    np.testing.assert_allclose(ours, converged, rtol=1e-7)
+    assert stats.kendalltau(ours, unfixed).statistic < 0.9
+
+
 def test_logme_degenerate_features():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 50)
@@ -392,12 +421,27 @@ def test_logme_degenerate_features():
 
 
 def hscore_numpy(x, y):
-    cov = LedoitWolf().fit(x).covariance_
+    """The regularized H-score transcribed from its definition (Ibrahim et al. 2022) with the
+    published implementation's conventions (tllib ``regularized_h_score``): centred float64
+    features, scikit-learn's LedoitWolf, np.cov's default (n - 1) for the class-mean covariance,
+    numpy's pinv(rcond=1e-15), times (1 - shrinkage)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(0)
+    lw = LedoitWolf().fit(x)
     classes = np.unique(y)
     means = np.stack([x[y == c].mean(0) for c in classes])
     g = means[np.searchsorted(classes, y)]  # each sample replaced by its class mean
-    cov_g = np.atleast_2d(np.cov(g, rowvar=False, bias=True))
-    return float(np.trace(np.linalg.solve(cov, cov_g)))
+    cov_g = np.atleast_2d(np.cov(g, rowvar=False))
+    return float(np.trace(np.linalg.pinv(lw.covariance_, rcond=1e-15) @ ((1 - lw.shrinkage_) * cov_g)))
+
+
+def hscore_without_shrinkage_factor(x, y):
+    """The formula this project used before issue 22: no (1 - shrinkage) factor, biased (/ n)
+    class-mean covariance."""
+    lw = LedoitWolf().fit(x)
+    classes = np.unique(y)
+    g = np.stack([x[y == c].mean(0) for c in classes])[np.searchsorted(classes, y)]
+    return float(np.trace(np.linalg.solve(lw.covariance_, np.atleast_2d(np.cov(g, rowvar=False, bias=True)))))
 
 
 @pytest.mark.parametrize("n,d,c,labels", [(500, 30, 5, None), (60, 150, 4, None), (300, 12, 3, [2, 5, 9]),
@@ -425,6 +469,63 @@ def test_hscore_constant_backbone_is_zero():
     x2, y2 = gaussian_classes(100, 6, 3, 0.5, seed=2)
     x2[:, 0] = 7.0
     assert px.hscore(t(x2), t(y2), n_classes=3) == pytest.approx(hscore_numpy(x2, y2), rel=1e-9)
+
+
+def test_hscore_hand_computed():
+    # centred rows (2,0), (0,1) | (-2,0), (0,-1): S = diag(2, 1/2), mu = tr S / 2 = 5/4,
+    # ||S||_F^2 = 17/4, sum ||x_i||^4 / n = 34/4 -> Ledoit-Wolf beta = 17/32, delta = 9/16,
+    # shrinkage alpha = 17/18; Sigma_alpha = S / 18 + 17/18 * 5/4 I = diag(93, 87) / 72
+    x = np.array([[2.0, 0.0], [0.0, 1.0], [-2.0, 0.0], [0.0, -1.0]])
+    y = np.array([0, 0, 1, 1])
+    lw = LedoitWolf().fit(x)
+    assert lw.shrinkage_ == pytest.approx(17 / 18, rel=1e-12)
+    np.testing.assert_allclose(lw.covariance_, np.diag([93.0, 87.0]) / 72, rtol=1e-12)
+    # class means +-(1, 1/2): Sigma_b = 4 (1, 1/2)(1, 1/2)^T / (n - 1) = [[4, 2], [2, 1]] / 3;
+    # (1 - alpha) tr(Sigma_alpha^-1 Sigma_b) = 1/18 * 72/3 * (4/93 + 1/87) = 196/2697
+    assert px.hscore(t(x), t(y), n_classes=2) == pytest.approx(196 / 2697, rel=1e-12)
+    assert hscore_numpy(x, y) == pytest.approx(196 / 2697, rel=1e-12)
+    # the formula before issue 22 (no 1 - alpha, Sigma_b / n): 72 (4/93 + 1/87) / 4 = 7938/8091
+    assert hscore_without_shrinkage_factor(x, y) == pytest.approx(7938 / 8091, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_hscore_matches_the_definition_on_random_features(seed):
+    rng = np.random.default_rng(1000 + seed)
+    n, c = int(rng.integers(20, 400)), int(rng.integers(2, 8))
+    d = int(rng.integers(1, 120))
+    x, y = gaussian_classes(n, d, c, sep=rng.uniform(0.05, 1.0), seed=seed, mix=rng.uniform(0, 1))
+    x = x * rng.uniform(0.1, 10) + rng.normal(size=d)  # neither centred nor unit scale
+    assert px.hscore(t(x), t(y), n_classes=c) == pytest.approx(hscore_numpy(x, y), rel=1e-8)
+
+
+def test_hscore_singular_covariance_uses_the_pseudo_inverse():
+    # two samples: Ledoit-Wolf shrinkage 0 and a rank-1 covariance in 3 dimensions
+    x = np.array([[1.0, 2.0, -1.0], [0.0, 0.5, 3.0]])
+    y = np.array([0, 1])
+    assert LedoitWolf().fit(x).shrinkage_ == 0.0
+    assert px.hscore(t(x), t(y), n_classes=2) == pytest.approx(hscore_numpy(x, y), rel=1e-9)
+    assert hscore_numpy(x, y) == pytest.approx(2.0, rel=1e-9)  # tr(S^+ S) (n / (n - 1)) = 1 x 2
+
+
+def test_hscore_shrinkage_factor_reorders_backbones():
+    """Two backbones on one task: A (60 weakly separated dimensions, Ledoit-Wolf shrinkage ~0.86)
+    and B (4 well separated ones, shrinkage ~0.16).  Without the (1 - alpha) factor A ranks first;
+    the regularized H-score ranks B first."""
+    y = np.arange(90) % 3
+
+    def features(d, sep, seed):
+        rng = np.random.default_rng(seed)
+        return (rng.normal(size=(3, d)) * sep)[y] + rng.normal(size=(90, d))
+
+    a, b = features(60, 0.35, 1), features(4, 0.9, 2)
+    alpha_a, alpha_b = LedoitWolf().fit(a).shrinkage_, LedoitWolf().fit(b).shrinkage_
+    assert alpha_a > 0.8 and alpha_b < 0.2
+    assert hscore_without_shrinkage_factor(a, y) > 2 * hscore_without_shrinkage_factor(b, y)
+    assert hscore_numpy(a, y) < hscore_numpy(b, y)
+    got_a, got_b = px.hscore(t(a), t(y), n_classes=3), px.hscore(t(b), t(y), n_classes=3)
+    assert got_a == pytest.approx(hscore_numpy(a, y), rel=1e-9)
+    assert got_b == pytest.approx(hscore_numpy(b, y), rel=1e-9)
+    assert got_a < got_b
 
 
 # ------------------------------------------------------------------------------------------

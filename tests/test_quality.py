@@ -63,6 +63,37 @@ def test_tau_b_and_rho_on_continuous_data_and_at_scale():
     assert q.kendall_tau_b(x, -x) == pytest.approx(-1.0) and q.spearman_rho(x, x) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_weighted_tau_equals_scipy_with_many_ties(seed):
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.integers(2, 400))
+    x = rng.integers(0, int(rng.integers(2, 9)), n).astype(float)  # few distinct values: many ties
+    y = rng.integers(0, int(rng.integers(2, 9)), n) + rng.choice([0.0, 0.5], n) * x
+    want = stats.weightedtau(x, y).statistic  # default: hyperbolic 1/(r+1), additive, rank=True
+    if np.isnan(want):
+        assert math.isnan(q.weighted_tau(x, y))
+    else:
+        assert q.weighted_tau(x, y) == pytest.approx(want, abs=1e-12)
+
+
+def test_weighted_tau_on_continuous_data_at_scale_and_by_hand():
+    rng = np.random.default_rng(8)
+    x = rng.random(2000)
+    y = x + rng.normal(0, 0.3, 2000)
+    assert q.weighted_tau(x, y) == pytest.approx(stats.weightedtau(x, y).statistic, abs=1e-12)
+    assert q.weighted_tau(x, x) == pytest.approx(1.0) and q.weighted_tau(x, -x) == pytest.approx(-1.0)
+    # n = 3: ranked by x (B, C, A) the weights are 1, 1/2, 1/3 and the pairs weigh AB 4/3 (discordant),
+    # AC 5/6 (discordant), BC 3/2 (concordant): -2/11; ranked by y (A, B, C): AB 3/2 (d), AC 4/3 (d),
+    # BC 5/6 (c): -6/11; the mean: -4/11
+    assert q.weighted_tau([0.125, 0.375, 0.25], [0.75, 0.625, 0.375]) == pytest.approx(-4 / 11, abs=1e-15)
+    # a swap at the top costs more than the same swap at the bottom; Kendall's tau sees no difference
+    top, bottom = [1, 0, 2, 3, 4, 5], [0, 1, 2, 3, 5, 4]
+    order = np.arange(6)
+    assert q.kendall_tau_b(top, order) == pytest.approx(q.kendall_tau_b(bottom, order))
+    assert q.weighted_tau(bottom, order) < q.weighted_tau(top, order)
+    assert q.weighted_tau(bottom, order) == pytest.approx(stats.weightedtau(bottom, order).statistic, abs=1e-15)
+
+
 def test_average_ranks_equal_scipy_rankdata():
     x = np.array([3.0, 1.0, 3.0, 2.0, 3.0, 1.0])
     np.testing.assert_allclose(q.average_ranks(x), stats.rankdata(x))
@@ -72,6 +103,7 @@ def test_average_ranks_equal_scipy_rankdata():
 @pytest.mark.parametrize("x, y", [([1.0, 1.0, 1.0], [0.1, 0.2, 0.3]), ([0.5], [0.5]), ([], [])])
 def test_undefined_correlations_are_nan(x, y):
     assert math.isnan(q.kendall_tau_b(x, y)) and math.isnan(q.spearman_rho(x, y))
+    assert math.isnan(q.weighted_tau(x, y)) and math.isnan(q.weighted_tau(y, x))
 
 
 def test_bad_inputs_raise():
@@ -153,6 +185,7 @@ def test_quality_table_hand_computed():
     knn = t["knn"]  # A .125, B .375, C .25 (D failed): C-D = 1 - 2 over 3 pairs
     assert knn["n"] == 3 and knn["kendall_tau_b"] == pytest.approx(-1 / 3)
     assert knn["spearman_rho"] == pytest.approx(-0.5)  # 1 - 6·6 / (3·8)
+    assert knn["weighted_tau"] == pytest.approx(-4 / 11)  # see test_weighted_tau_on_continuous_data...
     assert knn["top1_regret"] == pytest.approx(0.75 - 0.625) and knn["pick"] == "B"
     assert knn["best_in_top5"] == 1.0 and knn["median_seconds"] == 4.0 and knn["total_seconds"] == 12.0
     k01 = t["knn@0.1"]  # means A .5, B .5, C .25, D .25: 4 concordant pairs, 2 tied in ε̃
@@ -216,8 +249,8 @@ def test_format_table_one_aligned_line_per_spec():
     for line in lines[1:]:
         assert len(line) >= end and line[end - 1] != " " and line[end:end + 2] == "  "
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["knn"][:8] == ["knn", "evaluator", "-0.3333", "-0.5000", "0.1250", "yes", "4", "s"]
-    assert rows["knn"][8:] == ["3/4", "B"] and rows["feature_dim"][3] == "—"
+    assert rows["knn"][:9] == ["knn", "evaluator", "-0.3333", "-0.5000", "-0.3636", "0.1250", "yes", "4", "s"]
+    assert rows["knn"][9:] == ["3/4", "B"] and rows["feature_dim"][3] == "—" and rows["feature_dim"][4] == "—"
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -286,3 +319,51 @@ def test_bsec_band_is_drawn_only_where_both_quartiles_exist():
     assert bx == [2.0, 3.0, 3.0, 2.0, None, 5.0, 5.0, None]
     assert by == [0.5, 0.6, 0.2, 0.1, None, 0.8, 0.3, None]
     assert _band(x, np.full(5, np.nan), hi) == ([], [])
+
+
+# --------------------------------------------------------------------------- the meta prior as a baseline
+def reference_oracle(dataset: str, scores: dict[str, float]) -> Oracle:
+    rows = [dict(dataset=dataset, backbone=b, evaluator="mlp", fraction=1.0, seed=0, score=s, seconds=1.0,
+                 status="ok", error=None) for b, s in scores.items()]
+    return Oracle(pl.DataFrame(rows), {"truth": "mlp", "dataset": dataset})
+
+
+REFERENCES = [reference_oracle("r1", {"A": 0.9, "B": 0.8, "C": 0.7, "X": 0.1}),
+              reference_oracle("r2", {"B": 0.5, "A": 0.4})]
+
+
+def test_meta_prior_is_a_static_baseline_hand_computed():
+    # normalised ranks (0 = best): r1 A 0, B 1/3, C 2/3 (X not in the pool); r2 B 0, A 1;
+    # mean: A 1/2, B 1/6, C 2/3, D in no reference -> eps~ = 1 - mean: A 1/2, B 5/6, C 1/3
+    got = q.evaluate(hand_oracle(), priors=[("r1.parquet", REFERENCES[0]), REFERENCES[1]])
+    t = {r["spec"]: r for r in got.table.iter_rows(named=True)}
+    assert list(t)[-3:] == ["feature_dim", "meta", "mlp seed 0 vs seed 1"]
+    meta = t["meta"]  # ε: A .75, B .625, C .375; pairs AB discordant, AC and BC concordant
+    assert (meta["kind"], meta["n"], meta["n_pool"], meta["pick"]) == ("static", 3, 4, "B")
+    assert meta["kendall_tau_b"] == pytest.approx(1 / 3) and meta["top1_regret"] == pytest.approx(0.125)
+    eps_tilde, truth = [0.5, 5 / 6, 1 / 3], [0.75, 0.625, 0.375]
+    assert meta["spearman_rho"] == pytest.approx(stats.spearmanr(eps_tilde, truth).statistic)
+    assert meta["weighted_tau"] == pytest.approx(stats.weightedtau(eps_tilde, truth).statistic)
+    assert meta["median_seconds"] == 0.0 and meta["direction"] == q.META_DIRECTION
+    pts = got.points.filter(pl.col("spec") == "meta").sort("backbone")
+    np.testing.assert_allclose(pts.get_column("eps_tilde").to_numpy(), eps_tilde)
+    assert any(n.startswith("static baseline meta: 1 of 4") for n in got.notes)
+    # without priors there is no meta row
+    assert "meta" not in q.evaluate(hand_oracle()).table.get_column("spec").to_list()
+
+
+def test_meta_baseline_takes_the_pool_and_any_references():
+    pool = hand_oracle().true_scores()
+    frames = [r.true_scores().select("backbone", "true_score") for r in REFERENCES]
+    for refs in (REFERENCES, frames, [("a", REFERENCES[0]), ("b", REFERENCES[1])]):
+        row, pts, notes = q.meta_baseline(pool, refs)
+        assert row["spec"] == "meta" and row["kendall_tau_b"] == pytest.approx(1 / 3) and len(notes) == 1
+    row, pts, notes = q.meta_baseline(pool, [REFERENCES[1]])  # one reference: B 0, A 1 -> eps~ B 1, A 0
+    assert row["pick"] == "B" and row["n"] == 2 and row["kendall_tau_b"] == pytest.approx(-1.0)
+    row, pts, notes = q.meta_baseline(pool, [reference_oracle("r3", {"Y": 1.0, "Z": 0.5})])
+    assert row is None and pts is None and "no pool backbone is in any" in notes[0]
+
+
+def test_meta_prior_refuses_the_oracle_under_study():
+    with pytest.raises(VibesError, match="oracle under study"):
+        q.evaluate(hand_oracle(), priors=[reference_oracle("hand", {"A": 1.0, "B": 0.5})])
