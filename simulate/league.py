@@ -37,6 +37,7 @@ from shared.exactmath import log_spaced
 from shared.oracle import Oracle
 from shared.samplers import PAPER_SAMPLERS, meta_rank, sampler_of
 from simulate.evaluator import parse_spec
+from simulate.quality import evaluate as evaluate_quality
 from simulate.recommend import NICE, thin
 from simulate.simulation import run_simulation
 
@@ -57,6 +58,12 @@ class League:
     engine_seconds: float = 0.0
     settings: dict = field(default_factory=dict)
     cost_models: list[str] = field(default_factory=list)  # the oracles' declared cost models ("modelled: …")
+    quality: pl.DataFrame | None = None  # per oracle, how each evaluator spec and static baseline ranks
+
+    def quality_summary(self) -> pl.DataFrame | None:
+        """Per spec: the median over the oracles of τ-b, ρ, weighted τ and top-1 regret, and how many
+        oracles it was measured on (:func:`quality_summary`)."""
+        return None if self.quality is None else quality_summary(self.quality)
 
     def answer(self) -> list[dict]:
         return league_answer(self.table, self.answer_budgets)
@@ -155,6 +162,21 @@ def oracle_rows(label: str, oracle: Oracle, others: list[Oracle], strategies, ev
     return rows, notes, sim.engine_seconds
 
 
+def oracle_quality(label: str, oracle: Oracle, others: list[Oracle]) -> pl.DataFrame:
+    """How well each evaluator spec of the oracle and each static baseline (params, GMACs, … and the
+    leave-one-out ``meta`` prior) ranks its pool like its truth (:func:`simulate.quality.evaluate`)."""
+    return evaluate_quality(oracle, others).table.select(pl.lit(label).alias("oracle"), pl.all())
+
+
+def quality_summary(quality: pl.DataFrame) -> pl.DataFrame:
+    """Per (spec, kind): medians over the oracles of τ-b, ρ, weighted τ and top-1 regret, and n_oracles;
+    the truth first, then by median weighted τ (best first)."""
+    metrics = ["kendall_tau_b", "spearman_rho", "weighted_tau", "top1_regret"]
+    return (quality.group_by("spec", "kind", maintain_order=True)
+            .agg(*[pl.col(m).median() for m in metrics], pl.col("oracle").n_unique().alias("n_oracles"))
+            .sort([pl.col("kind") != "truth", "weighted_tau"], descending=[False, True], nulls_last=True))
+
+
 def run_league(oracles: list[tuple[str, Oracle]], strategies=None, evaluators=None, n_runs: int = 100,
                budgets: np.ndarray | None = None, seed: int = 0, workers=(1,), progress=None, **kw) -> League:
     """Replay every strategy × evaluator × K on every oracle (``(label, Oracle)``, two at least: the
@@ -169,7 +191,7 @@ def run_league(oracles: list[tuple[str, Oracle]], strategies=None, evaluators=No
     for s in strategies:
         sampler_of(s)  # an unknown name fails before any work
     grid = np.asarray(budgets if budgets is not None else league_budgets([o for _, o in oracles]), dtype=np.float64)
-    parts, notes, engine = [], [], 0.0
+    parts, quality, notes, engine = [], [], [], 0.0
     for i, (label, oracle) in enumerate(oracles):
         others = [o for j, (_, o) in enumerate(oracles) if j != i]
         rows, n, secs = oracle_rows(label, oracle, others, strategies, evaluators, n_runs, grid, seed,
@@ -178,6 +200,7 @@ def run_league(oracles: list[tuple[str, Oracle]], strategies=None, evaluators=No
         engine += secs
         if rows is not None:
             parts.append(rows)
+            quality.append(oracle_quality(label, oracle, others))
         if progress is not None:
             progress(1)
     if not parts:
@@ -188,7 +211,7 @@ def run_league(oracles: list[tuple[str, Oracle]], strategies=None, evaluators=No
     return League(table, [label for label, _ in oracles], grid, answer_budgets(grid, budgets is not None),
                   group_notes(notes), engine,
                   {"strategies": strategies, "evaluators": list(evaluators or []), "runs": n_runs, "seed": seed,
-                   "workers": list(workers)}, models)
+                   "workers": list(workers)}, models, pl.concat(quality, how="diagonal_relaxed"))
 
 
 def group_notes(notes: list[str]) -> list[str]:

@@ -58,14 +58,32 @@ def answer_lines(league) -> list[str]:
     return lines
 
 
+def quality_lines(league) -> list[str]:
+    """How well each evaluator spec and static baseline ranks the pools like the truth, as medians over
+    the oracles (weighted τ: swaps near the top count most)."""
+    q = league.quality_summary()
+    if q is None or q.height == 0:
+        return []
+    lines = ["ranking quality across the oracles (medians: Kendall τ-b, weighted τ, top-1 regret; the meta prior "
+             "leave-one-out):"]
+    f = lambda x, fmt="+.3f": "—" if x is None else format(x, fmt)  # noqa: E731
+    for r in [r for r in q.to_dicts() if r["kind"] != "truth"]:  # a handful of specs
+        lines.append(f"  {r['spec']:<16} {r['kind']:<10} τ-b {f(r['kendall_tau_b'])}  τw {f(r['weighted_tau'])}  "
+                     f"regret {f(r['top1_regret'], '.4f')}  ({r['n_oracles']} oracles)")
+    return lines
+
+
 def write_outputs(league, out_dir: Path, report: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     league.table.write_parquet(out_dir / "league.parquet")
+    if league.quality is not None:
+        league.quality.write_parquet(out_dir / "league_quality.parquet")
     doc = {"oracles": league.oracles, "settings": league.settings, "answer": league.answer(),
            "benchmarks": league.benchmarks().to_dicts(), "notes": league.notes,
            "budgets": {"n": int(league.budgets.size), "min_s": float(league.budgets[0]),
                        "max_s": float(league.budgets[-1])},
-           "cost_models": league.cost_models, "engine_seconds": round(league.engine_seconds, 4)}
+           "cost_models": league.cost_models,
+           "quality": None if league.quality is None else league.quality_summary().to_dicts(), "engine_seconds": round(league.engine_seconds, 4)}
     (out_dir / "league.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     if report:
         from simulate.league_report import write_league_report  # lazy: plotly only when a report is drawn
@@ -111,7 +129,7 @@ def league(oracle_specs, timm_results, timm_benchmark, strategies, evaluators, r
         click.echo(f"costs {model}")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    for line in answer_lines(result):
+    for line in answer_lines(result) + quality_lines(result):
         click.echo(line)
     click.echo(f"engine {result.engine_seconds:.2f} s, total {time.perf_counter() - t0:.2f} s; outputs in {out_dir}")
 

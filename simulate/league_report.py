@@ -124,6 +124,23 @@ def heatmap_figure(table: pl.DataFrame, budgets: list[float]) -> go.Figure:
     return fig
 
 
+def quality_table(league) -> str:
+    q = league.quality_summary()
+    if q is None or q.height == 0:
+        return ""
+    f = lambda x, fmt="+.3f": "—" if x is None else format(x, fmt)  # noqa: E731
+    body = "".join(f"<tr><td>{html.escape(r['spec'])}</td><td>{html.escape(r['kind'])}</td>"
+                   f"<td class='num'>{f(r['kendall_tau_b'])}</td><td class='num'>{f(r['spearman_rho'])}</td>"
+                   f"<td class='num'>{f(r['weighted_tau'])}</td><td class='num'>{f(r['top1_regret'], '.4f')}</td>"
+                   f"<td>{r['n_oracles']}</td></tr>" for r in q.to_dicts())
+    return ("<h2 id='quality'>How well each evaluator and prior ranks the backbones</h2><p>Medians over the oracles "
+            "of the rank agreement with each oracle's truth (Kendall τ-b, Spearman ρ, weighted τ: swaps near the "
+            "top count most) and the top-1 regret of the spec's pick; the <code>meta</code> prior is leave-one-out "
+            "(league_quality.parquet has every oracle's row).</p><table id='league-quality'><tr><th>spec</th>"
+            "<th>kind</th><th>τ-b</th><th>ρ</th><th>τ<sub>w</sub></th><th>top-1 regret</th><th>oracles</th></tr>"
+            + body + "</table>")
+
+
 def write_league_report(league, path: str | Path) -> Path:
     path = Path(path)
     s = league.settings
@@ -144,7 +161,8 @@ def write_league_report(league, path: str | Path) -> Path:
     divs = "".join(pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), div_id=f"league-{i}",
                                config={"displaylogo": False, "responsive": True}) for i, f in enumerate(figs))
     doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>VIBES league</title>" + STYLE + "</head><body>"
-           "<h1>VIBES — a league across datasets</h1>" + head + costs + answer_table(league) + divs + btable
+           "<h1>VIBES — a league across datasets</h1>" + head + costs + answer_table(league) + divs
+           + quality_table(league) + btable
            + words + notes + "</body></html>")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(doc, encoding="utf-8")

@@ -113,3 +113,14 @@ def test_bad_league_inputs_get_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not out.exists()
+
+
+def test_league_quality_has_the_leave_one_out_meta_prior():
+    # o1's meta prior from o2, o3 (normalised ranks a .5, b .25, c .75) orders b, a, c; its truth a, b, c:
+    # pairs (a,b) discordant, (a,c) and (b,c) concordant -> Kendall tau-b = (2 - 1) / 3
+    lg = league_of_three()
+    meta = lg.quality.filter((pl.col("oracle") == "o1") & (pl.col("spec") == "meta")).row(0, named=True)
+    assert meta["kendall_tau_b"] == pytest.approx(1 / 3)
+    assert meta["pick"] == "b.t" and meta["top1_regret"] == pytest.approx(0.4)
+    summary = {r["spec"]: r for r in lg.quality_summary().to_dicts()}
+    assert summary["meta"]["n_oracles"] == 3 and list(summary)[0] == "top1"  # the truth first
