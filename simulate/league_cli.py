@@ -83,7 +83,8 @@ def write_outputs(league, out_dir: Path, report: bool) -> None:
            "budgets": {"n": int(league.budgets.size), "min_s": float(league.budgets[0]),
                        "max_s": float(league.budgets[-1])},
            "cost_models": league.cost_models,
-           "quality": None if league.quality is None else league.quality_summary().to_dicts(), "engine_seconds": round(league.engine_seconds, 4)}
+           "quality": None if league.quality is None else league.quality_summary().to_dicts(),
+           "engine_seconds": round(league.engine_seconds, 4)}
     (out_dir / "league.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     if report:
         from simulate.league_report import write_league_report  # lazy: plotly only when a report is drawn
