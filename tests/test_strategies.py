@@ -474,8 +474,9 @@ def test_cli_sh_priors_and_the_recommendation_printed_last(tmp_path, capsys):
     assert runs["strategy"].unique().sort().to_list() == ["meta", "random", "sh:random"]
     report = (out / "report.html").read_text()
     table = report.split("id='recommendation-table'")[1].split("</table>")[0]
-    for r in summary["recommendation"]:
-        assert f"<td>{r['label']}" in table and f"<td>{r['strategy']} × {r['evaluator']}</td>" in table
+    for r in summary["recommendation"]:  # the choice, and when it stops where that is before the budget
+        stop = "" if r["stop_s"] >= r["budget_s"] else f", stop at {r['stop_label']}"
+        assert f"<td>{r['label']}" in table and f"<td>{r['strategy']} × {r['evaluator']}{stop}</td>" in table
 
 
 @pytest.mark.parametrize("args, message", [
