@@ -129,24 +129,70 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     ``limits``: deployment limits (:mod:`shared.limits`; ``latency`` its latency table): backbones
     outside them leave the pool before anything is drawn, so the best possible is the best within."""
     strategies = list(strategies or PAPER_SAMPLERS)
-    evaluators = list(evaluators or [oracle.truth])
     if n_runs < 1:
         raise VibesError(f"--runs must be >= 1, got {n_runs}")
     samplers = [sampler_of(s) for s in strategies]  # unknown names fail before any work
     ks = (1,) if workers is None else check_workers(workers)
     sh = sh or SHConfig()
+    s = _setup(oracle, strategies, samplers, list(evaluators or [oracle.truth]), sh, priors, limits, latency)
+    budgets, cheapest = _grid(budgets, s.views, s.sh_views)
+    base_score, note = _baseline_score(oracle, s.pool, baseline, s.limits_info is not None)
+    s.notes += [note] if note else []
+    rec_budgets, rec_sources = _rec_budgets(cheapest, max(v.total_seconds() for v in s.views), recommend_at)
+    all_budgets = replay_budgets(budgets, rec_budgets)  # the summary's exact budgets ride along with the grid
+    grid_cols = np.searchsorted(all_budgets, budgets)
+    extra_cols = np.searchsorted(all_budgets, [bsec.HOUR, bsec.DAY, *rec_budgets])
+    out = _Outputs(s, budgets, n_runs, base_score, runs_path, with_workers=workers is not None)
+    engine_seconds = 0.0
+    try:
+        for strategy, row in zip(strategies, s.pairs):
+            for pair in row:
+                t0 = time.perf_counter()
+                by_k = _replay_pair(pair, s.pool, n_runs, _rng(seed, strategy, pair.spec), all_budgets, grid_cols,
+                                    extra_cols, chunk_runs, draw_elements, progress, ks)
+                engine_seconds += time.perf_counter() - t0
+                for k in ks:
+                    out.add(strategy, pair, k, *by_k.pop(k))
+        out.sink.close()
+    except BaseException:
+        out.sink.abort()
+        raise
+    worse = worse_with_more_budget(out.rec_stats, budgets, n_runs,
+                                   {v.spec: favourite(v, out.truth, out.names) for v in s.views})
+    s.notes += [worse_text(w) for w in worse]
+    recommendation = []
+    for k in ks:
+        rows = _recommendation([r for r in out.rec_stats if r["workers"] == k], rec_budgets, rec_sources, budgets,
+                               n_runs)
+        recommendation += rows if workers is None else [{"workers": k, **r} for r in rows]
+    summary = _summary(oracle, s, out, n_runs, seed, budgets, baseline, base_score, workers, ks, sh)
+    summary["recommendation"] = recommendation
+    summary["worse_with_budget"] = worse
+    runs = pa.concat_tables(out.tables) if runs_path is None else None
+    return Simulation(s.pool, budgets, strategies, s.evaluators, n_runs, seed, baseline, base_score,
+                      runs, pl.concat(out.curves), summary, engine_seconds, recommendation)
+
+
+@dataclass
+class _Setup:
+    """What a simulation replays: the pool (within the limits, with the meta prior where asked), the
+    evaluator views, the strategy × evaluator pairs, and the notes so far."""
+    strategies: list[str]
+    evaluators: list[str]  # canonical specs
+    pool: pl.DataFrame
+    views: list[EvaluatorView]
+    sh_views: dict[str, EvaluatorView]  # successive-halving rungs that are not asked evaluators
+    pairs: list[list]
+    notes: list[str]
+    limits_info: dict | None
+    prior_info: list | None
+
+
+def _setup(oracle: Oracle, strategies, samplers, evaluators, sh: SHConfig, priors, limits, latency) -> _Setup:
     pool = oracle.true_scores()
     if pool.height == 0:
         raise VibesError("the oracle has no backbone with a true score; nothing to simulate")
-    notes: list[str] = []
-    limits_info = None
-    if limits is not None and limits.active:
-        before = pool.height
-        pool, dropped = apply_limits(pool, limits, latency, what="oracle's pool")
-        limits_info = {**limits.record(before, pool.height), "left_out": dropped.height}
-        notes.append(f"deployment limits {limits.describe()}: {dropped.height} of {before} backbones leave the "
-                     f"pool ({summarise_limits(dropped)})" if dropped.height else
-                     f"deployment limits {limits.describe()}: every backbone meets them")
+    pool, limits_info, notes = _within_limits(pool, limits, latency)
     prior_info = None
     if priors or any(s.name == "meta" for s in samplers):
         pool, prior_info, prior_notes = with_meta_rank(oracle, pool, priors or [])
@@ -164,8 +210,27 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     notes += list(dict.fromkeys(n for n in (s.fallback_note(pool) for s in samplers) if n))
     pairs = [[make_pair(s, oracle, pool, spec, sh, cache) for spec in evaluators] for s in strategies]
     sh_views = {v.spec: v for row in pairs for p in row for v in p.views if v.spec not in evaluators}
-    notes += [f"evaluator {v.spec} (a successive-halving rung): {v.missing} pool backbone(s) have no row; "
-              f"they cost 0 s and are never selected" for v in sh_views.values() if v.missing]
+    notes += _rung_notes(strategies, pairs, sh_views, sh)
+    return _Setup(strategies, evaluators, pool, views, sh_views, pairs, notes, limits_info, prior_info)
+
+
+def _within_limits(pool: pl.DataFrame, limits: Limits | None, latency) -> tuple[pl.DataFrame, dict | None, list[str]]:
+    """The pool within the deployment limits, what summary.json records of them, and a note."""
+    if limits is None or not limits.active:
+        return pool, None, []
+    before = pool.height
+    pool, dropped = apply_limits(pool, limits, latency, what="oracle's pool")
+    info = {**limits.record(before, pool.height), "left_out": dropped.height}
+    note = (f"deployment limits {limits.describe()}: {dropped.height} of {before} backbones leave the "
+            f"pool ({summarise_limits(dropped)})" if dropped.height else
+            f"deployment limits {limits.describe()}: every backbone meets them")
+    return pool, info, [note]
+
+
+def _rung_notes(strategies, pairs, sh_views: dict, sh: SHConfig) -> list[str]:
+    """Notes on the successive-halving rungs: rows missing, and promotions that must pay cold seconds."""
+    notes = [f"evaluator {v.spec} (a successive-halving rung): {v.missing} pool backbone(s) have no row; "
+             f"they cost 0 s and are never selected" for v in sh_views.values() if v.missing]
     if any(is_sh(s) for s in strategies) and sh.promotion_cost == "incremental":
         rung_views = {v.spec: v for row in pairs for p in row if is_sh(p.strategy) for v in p.views[1:]}
         lacking = sum(int(np.sum(np.isnan(v.load + v.extract + v.fit) & np.isfinite(v.score))) for v in
@@ -173,6 +238,12 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
         if lacking:
             notes.append(f"successive halving: {lacking} ok row(s) of the upper rungs lack load/extract/fit "
                          f"seconds; promotions to them cost the row's cold seconds")
+    return notes
+
+
+def _grid(budgets, views, sh_views: dict) -> tuple[np.ndarray, float]:
+    """The budget grid (given, or the default: cheapest evaluation … exhaustive time) and the cheapest
+    evaluation's seconds; a grid wholly below the cheapest evaluation is refused."""
     cheapest = min(min(v.min_seconds() for v in views),
                    min((v.min_seconds() for v in sh_views.values()), default=math.inf))
     if budgets is None:
@@ -183,122 +254,117 @@ def run_simulation(oracle: Oracle, strategies=None, evaluators=None, n_runs: int
     if budgets.max() < cheapest:
         raise VibesError(f"every budget (max {budgets.max():g} s) is below the cheapest evaluation "
                          f"({cheapest:g} s): no strategy can select anything; raise --budgets")
-    truth = pool.get_column("true_score").to_numpy()
-    names = pool.get_column("backbone").to_list()
-    base_score = None
-    if baseline:
-        hit = pool.filter(pl.col("backbone") == baseline)
-        if hit.height:
-            base_score = float(hit.get_column("true_score")[0])
-        else:
-            outside = limits_info is not None and baseline in set(oracle.true_scores().get_column("backbone"))
-            notes.append(f"baseline {baseline!r} is outside the deployment limits; no baseline line" if outside
-                         else f"baseline {baseline!r} is not in the pool; no baseline line")
-    exhaustive = max(v.total_seconds() for v in views)
+    return budgets, cheapest
+
+
+def _baseline_score(oracle: Oracle, pool: pl.DataFrame, baseline: str | None,
+                    limited: bool) -> tuple[float | None, str | None]:
+    """The baseline backbone's true score, or None and a note saying why there is no baseline line."""
+    if not baseline:
+        return None, None
+    hit = pool.filter(pl.col("backbone") == baseline)
+    if hit.height:
+        return float(hit.get_column("true_score")[0]), None
+    outside = limited and baseline in set(oracle.true_scores().get_column("backbone"))
+    return None, (f"baseline {baseline!r} is outside the deployment limits; no baseline line" if outside
+                  else f"baseline {baseline!r} is not in the pool; no baseline line")
+
+
+def _rec_budgets(cheapest: float, exhaustive: float, recommend_at) -> tuple[list[float], list[str]]:
+    """The recommendation's budgets (the oracle's time scale and those asked) and why each is there."""
     asked = sorted({float(x) for x in (recommend_at or ())})
     scale = [x for x in scale_budgets(cheapest, exhaustive) if x not in asked]
     rec_budgets = sorted(scale + asked)
-    rec_sources = ["asked" if x in asked else "scale" for x in rec_budgets]
-    # the summary's exact budgets ride along with the grid
-    all_budgets = replay_budgets(budgets, rec_budgets)
-    grid_cols = np.searchsorted(all_budgets, budgets)
-    extra_cols = np.searchsorted(all_budgets, [bsec.HOUR, bsec.DAY, *rec_budgets])
+    return rec_budgets, ["asked" if x in asked else "scale" for x in rec_budgets]
 
-    engine_seconds = 0.0
-    tables, curves, summary_rows, rec_stats = [], [], [], []
-    sink = _RunsSink(runs_path, tables)
-    n_b, t = pool.height, budgets.size
-    k_col = {} if workers is None else None  # the workers column only when workers were asked for
 
-    def outputs(strategy, pair, k, grid_sel, n_ev, extra_sel) -> None:
+class _Outputs:
+    """Collects, per (strategy, evaluator, workers): the BSEC, the summary row, the recommendation's
+    statistics, and the per-run table (held, or streamed to ``runs_path``)."""
+
+    def __init__(self, s: _Setup, budgets: np.ndarray, n_runs: int, base_score, runs_path, with_workers: bool):
+        self.s, self.budgets, self.n_runs, self.base_score = s, budgets, n_runs, base_score
+        self.with_workers = with_workers  # the workers column only when workers were asked for
+        self.truth = s.pool.get_column("true_score").to_numpy()
+        self.names = s.pool.get_column("backbone").to_list()
+        self.tables: list = []
+        self.curves: list[pl.DataFrame] = []
+        self.summary_rows: list[dict] = []
+        self.rec_stats: list[dict] = []
+        self.sink = _RunsSink(runs_path, self.tables)
+
+    def _named(self, idx: np.ndarray) -> list:
+        return [self.names[i] if i >= 0 else None for i in idx.tolist()]
+
+    def add(self, strategy: str, pair, k: int, grid_sel, n_ev, extra_sel) -> None:
         """One (strategy, evaluator, workers)'s curves, summary row, recommendation statistics, runs."""
+        budgets, truth, t = self.budgets, self.truth, self.budgets.size
         extra_true = _true(extra_sel, truth)
-        kw = {} if k_col is not None else {"workers": k}
-        c, mode, share = _curve_by_columns(grid_sel, truth, n_b)
-        curves.append(pl.DataFrame({
+        kw = {"workers": k} if self.with_workers else {}
+        c, mode, share = _curve_by_columns(grid_sel, truth, len(self.names))
+        self.curves.append(pl.DataFrame({
             "strategy": [strategy] * t, "evaluator": [pair.spec] * t,
-            **({} if k_col is not None else {"workers": np.full(t, k, dtype=np.int32)}), "budget_s": budgets,
+            **({"workers": np.full(t, k, dtype=np.int32)} if self.with_workers else {}), "budget_s": budgets,
             "median": c["median"], "q25": c["q25"], "q75": c["q75"],
-            "n_runs": np.full(t, n_runs, dtype=np.int32),
+            "n_runs": np.full(t, self.n_runs, dtype=np.int32),
             "n_selected": c["n_selected"].astype(np.int32),
-            "mode_backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
+            "mode_backbone": self._named(mode),
             "mode_share": share,
         }).with_columns(pl.col("median", "q25", "q75").fill_nan(None)))  # not finite -> null
         med_hd = bsec.curve(extra_true[:, :2])["median"]
-        summary_rows.append({
+        self.summary_rows.append({
             "strategy": strategy, "evaluator": pair.spec, **kw,
             "score_1h": _num(med_hd[0]), "score_1d": _num(med_hd[1]),
-            "time_to_beat_baseline_s": bsec.time_to_beat(budgets, c["median"], base_score),
+            "time_to_beat_baseline_s": bsec.time_to_beat(budgets, c["median"], self.base_score),
             "auc_log": _num(bsec.auc_log(budgets, c["median"], float(truth.min()))),
             "final_median": _num(c["median"][-1]),
             "exhaustive_seconds": pair.total_seconds(),
             **pair.describe(),
         })
         rc = bsec.curve(extra_true[:, 2:])
-        rmode, rshare = bsec.mode_selection(extra_sel[:, 2:], n_b)
-        rec_stats.append({"strategy": strategy, "evaluator": pair.spec, "workers": k, "median": rc["median"],
-                          "q25": rc["q25"], "q75": rc["q75"], "n_selected": rc["n_selected"],
-                          "backbone": [names[i] if i >= 0 else None for i in rmode.tolist()],
-                          "share": rshare,
-                          "grid": {"median": c["median"], "q25": c["q25"], "q75": c["q75"],
-                                   "n_selected": c["n_selected"],
-                                   "backbone": [names[i] if i >= 0 else None for i in mode.tolist()],
-                                   "share": share}})
-        for a in range(0, n_runs, RUNS_TABLE_RUNS):  # the per-run table, a slice of runs at a time
-            z = slice(a, min(a + RUNS_TABLE_RUNS, n_runs))
-            sink.add(_runs_table(strategy, pair.spec, grid_sel[z], _true(grid_sel[z], truth), n_ev[z],
-                                 budgets, names, strategies, evaluators, first_run=a,
-                                 workers=None if k_col is not None else k))
+        rmode, rshare = bsec.mode_selection(extra_sel[:, 2:], len(self.names))
+        self.rec_stats.append({"strategy": strategy, "evaluator": pair.spec, "workers": k, "median": rc["median"],
+                               "q25": rc["q25"], "q75": rc["q75"], "n_selected": rc["n_selected"],
+                               "backbone": self._named(rmode), "share": rshare,
+                               "grid": {"median": c["median"], "q25": c["q25"], "q75": c["q75"],
+                                        "n_selected": c["n_selected"], "backbone": self._named(mode),
+                                        "share": share}})
+        self._add_runs(strategy, pair.spec, k, grid_sel, n_ev)
 
-    try:
-        for strategy, row in zip(strategies, pairs):
-            for pair in row:
-                t0 = time.perf_counter()
-                by_k = _replay_pair(pair, pool, n_runs, _rng(seed, strategy, pair.spec), all_budgets, grid_cols,
-                                    extra_cols, chunk_runs, draw_elements, progress, ks)
-                engine_seconds += time.perf_counter() - t0
-                for k in ks:
-                    outputs(strategy, pair, k, *by_k.pop(k))
-        sink.close()
-    except BaseException:
-        sink.abort()
-        raise
-    runs = pa.concat_tables(tables) if runs_path is None else None
-    bsec_frame = pl.concat(curves)
-    worse = worse_with_more_budget(rec_stats, budgets, n_runs,
-                                   {v.spec: favourite(v, truth, names) for v in views})
-    notes += [worse_text(w) for w in worse]
-    recommendation = []
-    for k in ks:
-        rows = _recommendation([s for s in rec_stats if s["workers"] == k], rec_budgets, rec_sources, budgets,
-                               n_runs)
-        recommendation += rows if workers is None else [{"workers": k, **r} for r in rows]
+    def _add_runs(self, strategy: str, spec: str, k: int, grid_sel, n_ev) -> None:
+        for a in range(0, self.n_runs, RUNS_TABLE_RUNS):  # the per-run table, a slice of runs at a time
+            z = slice(a, min(a + RUNS_TABLE_RUNS, self.n_runs))
+            self.sink.add(_runs_table(strategy, spec, grid_sel[z], _true(grid_sel[z], self.truth), n_ev[z],
+                                      self.budgets, self.names, self.s.strategies, self.s.evaluators, first_run=a,
+                                      workers=k if self.with_workers else None))
+
+
+def _summary(oracle: Oracle, s: _Setup, out: _Outputs, n_runs: int, seed: int, budgets: np.ndarray,
+             baseline, base_score, workers, ks, sh: SHConfig) -> dict:
+    """summary.json without the recommendation."""
     summary = {
         "dataset": oracle.dataset,
         "truth": oracle.truth,
         "weights": oracle.meta.get("weights", "pretrained"),
         "cost_model": oracle.meta.get("cost_model"),  # "modelled: ..." when the oracle's costs are a declared model
-        "pool_size": pool.height,
+        "pool_size": s.pool.height,
         "n_runs": n_runs,
         "seed": seed,
-        "budgets": {"n": int(t), "min_s": float(budgets[0]), "max_s": float(budgets[-1])},
+        "budgets": {"n": int(budgets.size), "min_s": float(budgets[0]), "max_s": float(budgets[-1])},
         "baseline": {"backbone": baseline, "true_score": base_score},
-        "best_possible": {"backbone": names[int(np.argmax(truth))], "true_score": float(truth.max())},
-        "strategies": summary_rows,
-        "notes": notes,
+        "best_possible": {"backbone": out.names[int(np.argmax(out.truth))], "true_score": float(out.truth.max())},
+        "strategies": out.summary_rows,
+        "notes": s.notes,
     }
     if workers is not None:
         summary["workers"] = list(ks)
-    if limits_info is not None:
-        summary["limits"] = limits_info
-    if any(is_sh(s) for s in strategies):
+    if s.limits_info is not None:
+        summary["limits"] = s.limits_info
+    if any(is_sh(st) for st in s.strategies):
         summary["sh"] = sh.as_dict()
-    if prior_info is not None:
-        summary["priors"] = prior_info
-    summary["recommendation"] = recommendation
-    summary["worse_with_budget"] = worse
-    return Simulation(pool, budgets, strategies, evaluators, n_runs, seed, baseline, base_score,
-                      runs, bsec_frame, summary, engine_seconds, recommendation)
+    if s.prior_info is not None:
+        summary["priors"] = s.prior_info
+    return summary
 
 
 RUNS_TABLE_RUNS = 8192  # runs per slice of the per-run table (bounds its memory)
