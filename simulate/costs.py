@@ -298,8 +298,50 @@ def fit_costs(oracle: Oracle, sample: pl.DataFrame, source: str | None = None, c
     (the file's path) is recorded.  ``clip=False`` turns off clipping fitted log ratios to the
     sample's range (for the benchmark's comparison)."""
     ok = sample.filter(pl.col("status") == "ok") if "status" in sample.columns else sample
-    n_not_ok = int(sample.height - ok.height)
     costs = oracle_costs(oracle)
+    matched, unmatched = _match_sample(ok, costs, source)
+    device, notes = _sample_notes(ok, oracle)
+    target = matched.get_column("target").to_numpy()
+    s_or = matched.get_column("seconds_oracle").to_numpy()
+    ratio = target / s_or
+    y = np.log(ratio)
+    n = y.size
+    r_const = float(np.median(ratio))
+    lo, hi = (float(y.min()), float(y.max()))
+    loo_const = float(np.median(np.abs(constant_loo(ratio) - y))) if n >= 2 else None
+    x = {"seconds_oracle": s_or, **{f: matched.get_column(f).fill_null(float("nan")).to_numpy() for f in LADDER[1:]}}
+    candidates, betas = _ladder(x, y, clip)
+    best = min(betas, key=lambda i: candidates[i]["loo_error"], default=None)  # first of equals: fewer features
+    use_fit = best is not None and loo_const is not None and candidates[best]["loo_error"] < loo_const
+    if use_fit:
+        feats, beta = tuple(candidates[best]["features"]), betas[best]
+        coef = {"intercept": float(beta[0]), **{f: float(b) for f, b in zip(feats, beta[1:])}}
+        coef["seconds_oracle"] += 1.0  # log target = log ratio + log seconds_oracle
+        model, loo_err = "loglinear", candidates[best]["loo_error"]
+    else:
+        feats, beta = (), None
+        coef = {"intercept": math.log(r_const), "seconds_oracle": 1.0}
+        model, loo_err = "constant", loo_const
+    model_y, src, n_const = _model_log_ratio(costs, feats, beta, r_const, (lo, hi) if clip else None)
+    if n_const:
+        notes.append(f"{n_const} backbone(s) lack a feature of the fit ({', '.join(feats)}) and take the "
+                     f"constant ratio")
+    loo_y = None
+    if n >= 2:
+        loo_y = constant_loo(ratio)
+        if use_fit:
+            loo_y = ols_loo(_design(x, feats), y)[1]
+            loo_y = _clip_loo(loo_y, y) if clip else loo_y
+    predicted = _predicted(costs, matched, model_y, src, None if loo_y is None else np.exp(loo_y) * s_or)
+    return CostFit(model=model, features=feats, coefficients=coef, ratio=r_const, loo_error=loo_err,
+                   loo_error_constant=loo_const, candidates=candidates, predicted=predicted, n_sample=n,
+                   unmatched=unmatched, n_not_ok=int(sample.height - ok.height), clip=(lo, hi) if clip else None,
+                   device=device, source=source, notes=notes)
+
+
+def _match_sample(ok: pl.DataFrame, costs: pl.DataFrame, source: str | None) -> tuple[pl.DataFrame, list[str]]:
+    """The sample's ok rows joined to the oracle backbones with measured seconds (``target`` = the
+    sample's seconds), and the sampled names the oracle lacks; none matched is refused in one line."""
     known = costs.filter(pl.col("seconds_oracle").is_finite() & (pl.col("seconds_oracle") > 0))
     matched = (ok.select("backbone", pl.col("seconds").cast(pl.Float64).alias("target"))
                .join(known, on="backbone", how="inner").sort("backbone"))
@@ -310,6 +352,12 @@ def fit_costs(oracle: Oracle, sample: pl.DataFrame, source: str | None = None, c
                          f"measured seconds ({len(unmatched)} timed, e.g. {eg}; the oracle has e.g. "
                          f"{', '.join(costs.get_column('backbone').head(3).to_list())}): time backbones of this "
                          f"oracle's pool, by their full names with tags")
+    return matched, unmatched
+
+
+def _sample_notes(ok: pl.DataFrame, oracle: Oracle) -> tuple[str | None, list[str]]:
+    """The device the sample was timed on (its ``device`` / ``device_name`` columns), and notes when
+    it names several devices or another dataset than the oracle's."""
     notes: list[str] = []
     device = None
     if "device" in ok.columns:
@@ -325,19 +373,12 @@ def fit_costs(oracle: Oracle, sample: pl.DataFrame, source: str | None = None, c
         if sets and sets != [oracle.dataset]:
             notes.append(f"the sample was timed on {', '.join(sets)}, the oracle measured {oracle.dataset}: "
                          f"the fit absorbs a uniform difference only")
+    return device, notes
 
-    target = matched.get_column("target").to_numpy()
-    s_or = matched.get_column("seconds_oracle").to_numpy()
-    ratio = target / s_or
-    y = np.log(ratio)
-    n = y.size
-    r_const = float(np.median(ratio))
-    lo, hi = (float(y.min()), float(y.max()))
-    loo_const = None
-    if n >= 2:
-        loo_const = float(np.median(np.abs(constant_loo(ratio) - y)))
 
-    x = {"seconds_oracle": s_or, **{f: matched.get_column(f).fill_null(float("nan")).to_numpy() for f in LADDER[1:]}}
+def _ladder(x: dict, y: np.ndarray, clip: bool) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
+    """Every model of the feature ladder (:data:`LADDER`, one feature more each) with its leave-one-out
+    error, or why it was skipped; and the fitted coefficients by candidate index."""
     usable: list[str] = []
     candidates: list[dict[str, Any]] = []
     betas: dict[int, np.ndarray] = {}
@@ -352,7 +393,7 @@ def fit_costs(oracle: Oracle, sample: pl.DataFrame, source: str | None = None, c
             continue
         feats = (*usable, f)
         usable.append(f)
-        if n < len(feats) + 1 + MIN_DOF:
+        if y.size < len(feats) + 1 + MIN_DOF:
             candidates.append({"features": list(feats), "loo_error": None,
                                "skipped": f"needs {len(feats) + 1 + MIN_DOF} sampled backbones"})
             continue
@@ -365,57 +406,45 @@ def fit_costs(oracle: Oracle, sample: pl.DataFrame, source: str | None = None, c
             loo = _clip_loo(loo, y)
         betas[len(candidates)] = beta
         candidates.append({"features": list(feats), "loo_error": float(np.median(np.abs(loo - y)))})
+    return candidates, betas
 
-    best = min(betas, key=lambda i: candidates[i]["loo_error"], default=None)  # first of equals: fewer features
-    use_fit = best is not None and loo_const is not None and candidates[best]["loo_error"] < loo_const
-    if use_fit:
-        feats = tuple(candidates[best]["features"])
-        beta = betas[best]
-        coef = {"intercept": float(beta[0]), **{f: float(b) for f, b in zip(feats, beta[1:])}}
-        coef["seconds_oracle"] += 1.0  # log target = log ratio + log seconds_oracle
-        model, loo_err = "loglinear", candidates[best]["loo_error"]
-    else:
-        feats, beta = (), None
-        coef = {"intercept": math.log(r_const), "seconds_oracle": 1.0}
-        model, loo_err = "constant", loo_const
 
-    # every oracle backbone
-    pool = costs
+def _model_log_ratio(pool: pl.DataFrame, feats: tuple, beta, r_const: float,
+                     clip: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per oracle backbone: the chosen model's log ratio (the constant's where the fit lacks a feature
+    of the backbone, or where there is no fit), its source, and how many took the constant."""
     src = np.array(["constant"] * pool.height, dtype=object)
-    model_y = np.full(pool.height, math.log(r_const))  # the chosen model's log ratio (the constant's by default)
-    if use_fit:
-        px = {"seconds_oracle": pool.get_column("seconds_oracle").fill_null(float("nan")).to_numpy(),
-              **{f: pool.get_column(f).fill_null(float("nan")).to_numpy() for f in LADDER[1:]}}
-        have = np.ones(pool.height, bool)
-        for f in feats:
-            have &= np.isfinite(px[f]) & (px[f] > 0)
-        if have.any():
-            z = _design({f: px[f][have] for f in px}, feats)
-            fy = z @ beta
-            if clip:
-                fy = np.clip(fy, lo, hi)
-            model_y[have] = fy
-            src[have] = "fit"
-        n_const = int((~have).sum())
-        if n_const:
-            notes.append(f"{n_const} backbone(s) lack a feature of the fit ({', '.join(feats)}) and take the "
-                         f"constant ratio")
-    measured = dict(zip(matched.get_column("backbone").to_list(), target.tolist()))
-    loo_map: dict[str, float] = {}
-    if n >= 2:
-        loo_y = constant_loo(ratio)
-        if use_fit:
-            loo_y = ols_loo(_design(x, feats), y)[1]
-            loo_y = _clip_loo(loo_y, y) if clip else loo_y
-        loo_map = dict(zip(matched.get_column("backbone").to_list(), (np.exp(loo_y) * s_or).tolist()))
+    model_y = np.full(pool.height, math.log(r_const))
+    if beta is None:
+        return model_y, src, 0
+    px = {"seconds_oracle": pool.get_column("seconds_oracle").fill_null(float("nan")).to_numpy(),
+          **{f: pool.get_column(f).fill_null(float("nan")).to_numpy() for f in LADDER[1:]}}
+    have = np.ones(pool.height, bool)
+    for f in feats:
+        have &= np.isfinite(px[f]) & (px[f] > 0)
+    if have.any():
+        fy = _design({f: px[f][have] for f in px}, feats) @ beta
+        model_y[have] = np.clip(fy, *clip) if clip else fy
+        src[have] = "fit"
+    return model_y, src, int((~have).sum())
+
+
+def _predicted(pool: pl.DataFrame, matched: pl.DataFrame, model_y: np.ndarray, src: np.ndarray,
+               loo_seconds: np.ndarray | None) -> pl.DataFrame:
+    """``costs.parquet``: per oracle backbone its oracle seconds, the prediction (a sampled backbone keeps
+    its measured seconds), the factor, the source, the model's and the leave-one-out seconds."""
+    sampled = matched.get_column("backbone").to_list()
+    measured = dict(zip(sampled, matched.get_column("target").to_list()))
+    loo_map = {} if loo_seconds is None else dict(zip(sampled, loo_seconds.tolist()))
     names = pool.get_column("backbone").to_list()
     s_pool = pool.get_column("seconds_oracle").to_numpy()
     is_meas = np.array([b in measured for b in names], bool)
     meas = np.array([measured.get(b, np.nan) for b in names], float)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(is_meas, meas / s_pool, np.exp(model_y))
+    src = src.copy()
     src[is_meas] = "measured"
-    predicted = pool.select(
+    return pool.select(
         "backbone", "seconds_oracle",
         pl.Series("seconds_predicted", factor * s_pool, dtype=pl.Float64).fill_nan(None),
         pl.Series("factor", factor, dtype=pl.Float64),
@@ -424,10 +453,6 @@ def fit_costs(oracle: Oracle, sample: pl.DataFrame, source: str | None = None, c
         pl.Series("seconds_model", np.exp(model_y) * s_pool, dtype=pl.Float64).fill_nan(None),
         pl.Series("seconds_loo", [loo_map.get(b) for b in names], dtype=pl.Float64),
         *LADDER[1:])
-    return CostFit(model=model, features=feats, coefficients=coef, ratio=r_const, loo_error=loo_err,
-                   loo_error_constant=loo_const, candidates=candidates, predicted=predicted, n_sample=n,
-                   unmatched=unmatched, n_not_ok=n_not_ok, clip=(lo, hi) if clip else None,
-                   device=device, source=source, notes=notes)
 
 
 # ------------------------------------------------------------------------------ the oracle
