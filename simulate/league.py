@@ -225,26 +225,38 @@ def group_notes(notes: list[str]) -> list[str]:
             for text, labels in by_text.items()]
 
 
+def league_curves(table: pl.DataFrame) -> pl.DataFrame:
+    """Per K, strategy × evaluator and budget: the median regret across the oracles (a null median
+    counted as regret = best possible), the mean p_beat_benchmark and how many oracles it ran on."""
+    return (table.with_columns(pl.col("regret").fill_null(pl.col("best_possible")).alias("_r"))
+            .group_by("workers", "strategy", "evaluator", "budget_s")
+            .agg(pl.col("_r").median().alias("median_regret"), pl.col("p_beat_benchmark").mean(),
+                 pl.len().alias("n_oracles")))
+
+
 def league_answer(table: pl.DataFrame, budgets: list[float]) -> list[dict]:
-    """Per K and answer budget: the strategy × evaluator with the lowest median regret across the
-    oracles (ties: the higher mean p_beat_benchmark, then by name), its mean p_beat_benchmark, how
-    many oracles it ran on, and the benchmark pick's median regret."""
-    at = table.filter(pl.col("budget_s").is_in(budgets))
-    scored = (at.with_columns(pl.col("regret").fill_null(pl.col("best_possible")).alias("_r"))
-              .group_by("workers", "budget_s", "strategy", "evaluator")
-              .agg(pl.col("_r").median().alias("median_regret"), pl.col("p_beat_benchmark").mean(),
-                   pl.len().alias("n_oracles"))
-              .sort(["workers", "budget_s", "median_regret", "p_beat_benchmark", "strategy", "evaluator"],
-                    descending=[False, False, False, True, False, False]))
+    """Per K and answer budget B: the strategy × evaluator × stopping time b ≤ B with the lowest median
+    regret across the oracles (a search may stop early and keep its incumbent, so the answer never gets
+    worse with more budget; ties: the higher mean p_beat_benchmark, the earlier b, then by name), its
+    mean p_beat_benchmark at b, how many oracles it ran on, the runner-up, and the benchmark pick's
+    median regret."""
+    curves = league_curves(table)
     bench = (table.group_by("oracle").agg(pl.col("best_possible", "benchmark_score").first())
              .select((pl.col("best_possible") - pl.col("benchmark_score")).median()).item())
     out = []
-    for (k, b), part in scored.group_by("workers", "budget_s", maintain_order=True):
-        top = part.row(0, named=True)
-        out.append({"workers": int(k), "budget_s": float(b), "strategy": top["strategy"],
-                    "evaluator": top["evaluator"], "median_regret": top["median_regret"],
-                    "p_beat_benchmark": top["p_beat_benchmark"], "n_oracles": int(top["n_oracles"]),
-                    "benchmark_median_regret": float(bench),
-                    "runner_up": None if part.height < 2 else
-                    {k2: part.row(1, named=True)[k2] for k2 in ("strategy", "evaluator", "median_regret")}})
+    for k in sorted(curves.get_column("workers").unique().to_list()):
+        for b in budgets:
+            best = (curves.filter((pl.col("workers") == k) & (pl.col("budget_s") <= b))
+                    .sort(["median_regret", "p_beat_benchmark", "budget_s", "strategy", "evaluator"],
+                          descending=[False, True, False, False, False])
+                    .unique(["strategy", "evaluator"], keep="first", maintain_order=True))
+            if best.height == 0:
+                continue
+            top = best.row(0, named=True)
+            out.append({"workers": int(k), "budget_s": float(b), "strategy": top["strategy"],
+                        "evaluator": top["evaluator"], "stop_s": float(top["budget_s"]),
+                        "median_regret": top["median_regret"], "p_beat_benchmark": top["p_beat_benchmark"],
+                        "n_oracles": int(top["n_oracles"]), "benchmark_median_regret": float(bench),
+                        "runner_up": None if best.height < 2 else
+                        {c: best.row(1, named=True)[c] for c in ("strategy", "evaluator", "median_regret")}})
     return out

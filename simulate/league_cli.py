@@ -14,6 +14,7 @@ from shared.limit_options import limit_options, limits_of
 from shared.successive_halving import SHConfig
 from simulate.options import replay_options, source_options
 from simulate.oracles import load_oracle
+from simulate.workers import check_workers
 
 EPILOG = """\b
 Examples:
@@ -51,7 +52,8 @@ def answer_lines(league) -> list[str]:
         k = f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}, " if len(league.settings["workers"]) > 1 else ""
         beat = "—" if r["p_beat_benchmark"] is None else f"{100 * r['p_beat_benchmark']:.0f}%"
         verdict = "beats" if r["median_regret"] < bench else "does not beat"
-        lines.append(f"  {k}{format_duration(r['budget_s']):>{width}}: {r['strategy']} × {r['evaluator']}  "
+        stop = "" if r["stop_s"] >= r["budget_s"] else f", stop at {format_duration(r['stop_s'])}"
+        lines.append(f"  {k}{format_duration(r['budget_s']):>{width}}: {r['strategy']} × {r['evaluator']}{stop}  "
                      f"median regret {r['median_regret']:.4f} ({verdict} the benchmark pick's {bench:.4f}); "
                      f"beats the benchmark pick in {beat} of runs"
                      + ("" if r["n_oracles"] == n else f" (on the {r['n_oracles']} oracles it can run on)"))
@@ -115,7 +117,6 @@ def league(oracle_specs, timm_results, timm_benchmark, strategies, evaluators, r
     # lazy: numpy, polars and plotly stay out of `simulate league --help`
     from simulate.league import run_league
     from simulate.simulation import parse_budgets
-    from simulate.workers import check_workers
 
     t0 = time.perf_counter()
     ks = check_workers(str(workers).split(",")) if workers is not None else (1,)

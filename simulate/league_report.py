@@ -39,6 +39,10 @@ def _share(p) -> str:
     return "—" if p is None else f"{100 * p:.0f}%"
 
 
+def _stop(r: dict) -> str:
+    return "" if r["stop_s"] >= r["budget_s"] else f", stop at {format_duration(r['stop_s'])}"
+
+
 def _runner_up(r: dict) -> str:
     ru = r.get("runner_up")
     return "—" if not ru else f"{_label(ru, False)} ({ru['median_regret']:.4f})"
@@ -50,13 +54,15 @@ def answer_table(league) -> str:
     body = "".join(
         f"<tr><td class='num'>{html.escape(format_duration(r['budget_s']))}</td>"
         + (f"<td>{r['workers']}</td>" if many_k else "")
-        + f"<td><b>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}</b></td>"
+        + f"<td><b>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}</b>{html.escape(_stop(r))}</td>"
         f"<td class='num'>{r['median_regret']:.4f}</td><td class='num'>{r['benchmark_median_regret']:.4f}</td>"
         f"<td class='num'>{_share(r['p_beat_benchmark'])}</td><td>{html.escape(_runner_up(r))}</td></tr>"
         for r in rows)
     return ("<h2 id='answer'>Which strategy to use on a dataset not seen</h2>"
             "<p>Per budget, the strategy × evaluator with the lowest median regret across the "
-            f"{len(league.oracles)} oracles, against taking each oracle's benchmark pick without any search.</p>"
+            f"{len(league.oracles)} oracles, against taking each oracle's benchmark pick without any search. A "
+            "search may stop before its budget and keep what it found: 'stop at' says when it is at its best, so "
+            "the answer never gets worse with more budget.</p>"
             "<table id='league-answer'><tr><th>budget</th>" + ("<th>workers K</th>" if many_k else "")
             + "<th>use</th><th>median regret</th><th>benchmark pick's median regret</th>"
             "<th>beats the benchmark pick</th><th>runner-up (median regret)</th></tr>" + body + "</table>")

@@ -124,3 +124,20 @@ def test_league_quality_has_the_leave_one_out_meta_prior():
     assert meta["pick"] == "b.t" and meta["top1_regret"] == pytest.approx(0.4)
     summary = {r["spec"]: r for r in lg.quality_summary().to_dicts()}
     assert summary["meta"]["n_oracles"] == 3 and list(summary)[0] == "top1"  # the truth first
+
+
+def test_the_league_answer_never_gets_worse_and_says_when_to_stop():
+    # a proxy "p" = 1 - truth: complexity-up x p holds a at 1 s (regrets 0, 0.6, 0: median 0) and the
+    # proxy's favourite, the worst backbone, at 3 s (regrets 0.8, 0.6, 0.4: median 0.6)
+    def with_proxy(name):
+        o = hand_oracle(name)
+        proxy = o.frame.with_columns(pl.lit("p").alias("evaluator"), (1 - pl.col("score")).alias("score"))
+        return Oracle(pl.concat([o.frame, proxy]), o.meta)
+
+    lg = run_league([(n, with_proxy(n)) for n in TRUTHS], ["complexity-up"], ["p"], n_runs=2,
+                    budgets=np.array([1.0, 3.0]))
+    at3 = lg.table.filter(pl.col("budget_s") == 3.0).sort("oracle")
+    assert at3.get_column("regret").to_list() == pytest.approx([0.8, 0.6, 0.4])
+    rows = {r["budget_s"]: r for r in league_answer(lg.table, [1.0, 3.0])}
+    assert (rows[3.0]["median_regret"], rows[3.0]["stop_s"]) == (pytest.approx(0.0), 1.0)
+    assert rows[3.0]["p_beat_benchmark"] == pytest.approx(2 / 3)  # at 1 s: a beats b on o1 and o3, ties a on o2
