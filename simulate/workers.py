@@ -32,13 +32,13 @@ import math
 import numpy as np
 
 from shared.durations import format_duration
+from shared.errors import VibesError
 from shared.workers import barrier_schedule, list_schedule
 from simulate.engine import NO_SELECTION, Replay, best_so_far
 
 
 def check_workers(workers) -> tuple[int, ...]:
     """``--workers 1,4,8`` -> (1, 4, 8): positive integers, sorted, unique."""
-    from shared.errors import VibesError  # lazy: keeps this module's import to numpy
 
     try:
         ks = sorted({int(k) for k in workers})

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 import polars as pl
 
+from precompute.check import STATUSES, CheckConfig, _sample_names, resolve_names, run_check, summary_lines, worker_log
 from shared.durations import parse_duration
 from shared.errors import VibesError
 
@@ -43,15 +44,6 @@ def check_cmd(pools, include_test_models, sample, device, timeout, input_size, n
               out, redo, quiet) -> None:
     """Load every backbone with random weights and extract a few images: ok / failed / timeout / skipped."""
     from precompute.backbone import resolve_device  # lazy, as every command here: `--help` stays light
-    from precompute.check import (
-        STATUSES,
-        CheckConfig,
-        _sample_names,
-        resolve_names,
-        run_check,
-        summary_lines,
-        worker_log,
-    )
 
     if out is not None and Path(out).suffix.lower() != ".parquet":
         raise VibesError(f"--out must end in .parquet; got {out!r}")

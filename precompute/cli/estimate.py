@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 import polars as pl
 
+from precompute.datasets import resolve
+from precompute.pool import resolve_pool
 from shared.durations import format_duration, parse_duration
 from shared.errors import VibesError
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, fractions_text
@@ -66,8 +68,6 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
     """Time a GMACs-stratified sample of the pool here and project the whole sweep's device-hours."""
     from precompute import estimate as est  # lazy, as every command here: `--help` stays light
     from precompute.backbone import resolve_device
-    from precompute.datasets import resolve
-    from precompute.pool import resolve_pool
     from precompute.sweep import SweepConfig, check_evaluators, check_subsets
 
     # everything cheap first (fail fast), then the pool, then the dataset, then the clock

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from precompute.pool import pool_names
+from precompute.weights import fetch
 from shared.errors import VibesError
 
 FETCH_EPILOG = """\b
@@ -27,8 +29,6 @@ backbones, torch hub's cache (TORCH_HOME); an interrupted fetch resumes where it
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def fetch_cmd(pools, include_test_models, jobs, no_progress) -> None:
     """Download the pool's pretrained weights into the cache before a (possibly offline) sweep."""
-    from precompute.pool import pool_names  # lazy, as every command here: `--help` stays light
-    from precompute.weights import fetch
 
     report = fetch(pool_names(pools, include_test_models), jobs=jobs, progress=not no_progress)
     if report.failed:

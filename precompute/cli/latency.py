@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from precompute.parts import write_frame
+from precompute.pool import pool_names
 from shared.errors import VibesError
 
 from .options import stderr_echo
@@ -41,8 +43,6 @@ def latency_cmd(pools, device, batch_size, input_size, warmup, repeats, weights,
             raise VibesError(f"{name} must be an integer >= {low}; got {v}")
     from precompute.backbone import resolve_device  # lazy, as every command here: `--help` stays light
     from precompute.latency import measure_all
-    from precompute.parts import write_frame
-    from precompute.pool import pool_names
 
     dev = str(resolve_device(device))
     names = pool_names(pools)

@@ -7,7 +7,24 @@ from pathlib import Path
 import click
 import polars as pl
 
+from precompute import parts as P
+from precompute import pool as pool_mod
+from precompute import weights as W
 from precompute.datasets import dataset_names
+from precompute.parts import write_frame
+from precompute.pool import (
+    _TOP1_NOTE,
+    build_pool,
+    drop_excluded,
+    filter_pool,
+    left_out_test_models,
+    match_names,
+    pool_names,
+    pretrained_names,
+    read_names_file,
+    read_pool_file,
+    test_models_note,
+)
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
 from shared.limit_options import limit_options, limits_of
@@ -70,18 +87,6 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, late
              refresh, include_excluded, include_test_models, timm_results, no_progress) -> None:
     """Measure every pretrained timm backbone (params, GMACs, feature dim, pretraining facts;
     published ImageNet top-1 joined from timm's results files)."""
-    from precompute.parts import write_frame  # lazy, as every command here: `precompute --help` stays light
-    from precompute.pool import (
-        _TOP1_NOTE,
-        build_pool,
-        drop_excluded,
-        filter_pool,
-        left_out_test_models,
-        match_names,
-        pretrained_names,
-        read_names_file,
-        test_models_note,
-    )
 
     if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
         raise VibesError(f"--out must end in .parquet or .csv; got {out!r}")
@@ -164,9 +169,7 @@ def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, t
             gpus_per_task, time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
             no_progress) -> None:
     """Evaluate every backbone of the pool on DATASET; write parts, then merge the oracle."""
-    from precompute import parts as P  # lazy: the command's domain code, as everywhere in this package
-    from precompute import pool as pool_mod
-    from precompute.sweep import SweepConfig, run_sweep
+    from precompute.sweep import SweepConfig, run_sweep  # lazy: torch and timm stay out of `precompute --help`
 
     cfg = SweepConfig(dataset=dataset, fractions=parse_floats(fractions, "fractions"),
                       seeds=seeds, evaluators=parse_names(evaluators, "evaluators"),
@@ -231,8 +234,6 @@ def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, t
                    "(`precompute run --truth`, or inferred from its evaluators).")
 def merge_cmd(dataset, parts_dir, out, fmt, pools, truth) -> None:
     """Merge the part files of DATASET into one validated oracle; report missing/failed."""
-    from precompute import parts as P  # lazy: the command's domain code
-    from precompute.pool import match_names, pretrained_names, read_pool_file
 
     expected = None
     if pools:
@@ -248,10 +249,7 @@ def _check_run_args(cfg, pools, shard, launcher, shards, include_test_models=Fal
     """Every cheap check of ``run``, before the pool is built or a model loaded; returns the shard."""
     import shutil
 
-    from precompute import parts as P  # lazy: the command's domain code
-    from precompute import weights as W
-    from precompute.backbone import resolve_device
-    from precompute.pool import pool_names
+    from precompute.backbone import resolve_device  # lazy: torch and timm stay out of `precompute --help`
     from precompute.sweep import check_dataset_name, check_evaluators, check_truth
 
     check_evaluators(cfg.evaluators)
