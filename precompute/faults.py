@@ -2,7 +2,9 @@
 
 ``VIBES_FAULT="part-write:2"`` makes the process send itself SIGKILL the 2nd time it reaches the
 named point; several points are comma-separated, and a third field picks another signal
-(``"mlp-epoch:40:INT"`` = a Ctrl-C there).  Points in the code:
+(``"mlp-epoch:40:INT"`` = a Ctrl-C there) or ``RAISE``: an exception (:class:`InjectedFault`, a
+``RuntimeError``) raised there instead of a signal (``"backbone-load:3:RAISE"``: the 3rd backbone
+loaded fails as a broken one would).  Points in the code:
 
 * ``backbone-load`` -- a backbone is loaded, before its extraction (:func:`precompute.sweep.evaluate_backbone`);
 * ``extract-batch`` -- after each extracted batch (:func:`precompute.extract.extract_features`);
@@ -28,30 +30,43 @@ from precompute import clock
 ENV = "VIBES_FAULT"
 ONCE_ENV = "VIBES_FAULT_ONCE"
 POINTS = ("backbone-load", "extract-batch", "mlp-epoch", "part-write")
+RAISE = "RAISE"  # the action that raises an exception instead of sending a signal
 
 
-def parse(text: str | None) -> dict[str, tuple[int, signal.Signals]]:
-    """``"name:N[:SIG],..."`` -> ``{name: (N, signal)}``; ValueError on a malformed plan."""
-    plan: dict[str, tuple[int, signal.Signals]] = {}
+class InjectedFault(RuntimeError):
+    """The exception a ``POINT:N:RAISE`` fault raises."""
+
+
+def parse(text: str | None) -> dict[str, tuple[int, signal.Signals | str]]:
+    """``"name:N[:SIG|RAISE],..."`` -> ``{name: (N, signal or RAISE)}``; ValueError on a malformed plan."""
+    plan: dict[str, tuple[int, signal.Signals | str]] = {}
     for item in (text or "").split(","):
         if not item.strip():
             continue
         fields = item.strip().split(":")
         if len(fields) not in (2, 3) or fields[0] not in POINTS or not fields[1].isdigit() \
                 or int(fields[1]) < 1:
-            raise ValueError(f"{ENV} item {item!r} must be POINT:N[:SIGNAL] with POINT one of "
+            raise ValueError(f"{ENV} item {item!r} must be POINT:N[:SIGNAL|RAISE] with POINT one of "
                              f"{', '.join(POINTS)} and N >= 1")
-        sig = signal.Signals[f"SIG{fields[2].upper().removeprefix('SIG')}"] if len(fields) == 3 \
-            else signal.SIGKILL
-        plan[fields[0]] = (int(fields[1]), sig)
+        action = fields[2].strip().upper() if len(fields) == 3 else "KILL"
+        if action == RAISE:
+            plan[fields[0]] = (int(fields[1]), RAISE)
+            continue
+        try:
+            plan[fields[0]] = (int(fields[1]), signal.Signals[f"SIG{action.removeprefix('SIG')}"])
+        except KeyError:
+            raise ValueError(f"{ENV} item {item!r}: {fields[2]!r} is neither a signal (KILL, INT, TERM, ...) "
+                             f"nor {RAISE}") from None
     return plan
 
 
 _PLAN = parse(os.environ.get(ENV))
 _SEEN: dict[str, int] = {}
+
+
 def point(name: str) -> None:
     """Fault point ``name``: raises :class:`~precompute.clock.OverBudget` past an active budget,
-    and sends the planned signal to this process on its N-th visit."""
+    and on its N-th visit sends the planned signal to this process (or raises :class:`InjectedFault`)."""
     clock.check(name)
     hit = _PLAN.get(name)
     if hit is None:
@@ -64,7 +79,9 @@ def point(name: str) -> None:
                 os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 return  # another process (or an earlier life of this worker) took the fault
+        if hit[1] == RAISE:
+            raise InjectedFault(f"injected fault at {name} (visit {n})")
         os.kill(os.getpid(), hit[1])
 
 
-__all__ = ["ENV", "ONCE_ENV", "POINTS", "parse", "point"]
+__all__ = ["ENV", "ONCE_ENV", "POINTS", "RAISE", "InjectedFault", "parse", "point"]

@@ -4,8 +4,8 @@ Task k runs ``run_sweep(cfg, pool, shard=(k, N))`` and writes its own part files
 ONE job array (``executor.map_array(ShardTask(), configs, pools, shard_indices, shard_counts)``),
 each task with ``--gpus-per-task`` GPUs.  The local launcher submits one job per shard, each with
 its own GPU of this machine (submitit's ``gpus_per_node=1, visible_gpus=(g,)``, which sets the
-task's ``CUDA_VISIBLE_DEVICES``; :func:`local_gpus` lists them from ``CUDA_VISIBLE_DEVICES`` or
-torch's device count), so concurrent shards never share a GPU nor silently fall back to the CPU;
+task's ``CUDA_VISIBLE_DEVICES``; :func:`local_gpus` lists them: :func:`precompute.gpus.visible_gpus`,
+the discovery the search's workers use too), so concurrent shards never share a GPU nor silently fall back to the CPU;
 more shards than GPUs is refused (two shards on one GPU would distort each other's seconds).
 :class:`ShardTask` is a ``submitit.helpers.Checkpointable``: on a Slurm
 timeout or preemption it requeues itself with the same arguments, and because finished parts
@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 import submitit
 
+from precompute import gpus as G
 from precompute.sweep import SweepConfig, run_sweep
 from shared.errors import VibesError
 
@@ -101,16 +102,9 @@ def make_executor(launcher: str, folder: str | os.PathLike, slurm: SlurmOptions 
 
 
 def local_gpus() -> list[str]:
-    """This machine's GPUs as ``CUDA_VISIBLE_DEVICES`` entries: the entries of our own
-    ``CUDA_VISIBLE_DEVICES`` when it is set (physical indices or UUIDs; empty or -1: none), else
-    ``0 .. torch.cuda.device_count() - 1``."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        ids = [g.strip() for g in env.split(",") if g.strip()]
-        return [] if not ids or ids[0].startswith("-") else ids
-    import torch
-
-    return [str(k) for k in range(torch.cuda.device_count())]
+    """This machine's GPUs as ``CUDA_VISIBLE_DEVICES`` entries: :func:`precompute.gpus.visible_gpus`,
+    the one discovery ``precompute search --workers`` uses too."""
+    return G.visible_gpus()
 
 
 def check_local_shards(shards: int) -> list[str]:

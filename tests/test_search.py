@@ -1000,4 +1000,5 @@ def test_search_refuses_bad_worker_options(data_cache, tmp_path):  # noqa: F811
                     (dict(strategy="asha:cycling"), "asynchronous successive halving is simulated")):
         with pytest.raises(SearchError, match=msg):
             config(tmp_path, data_cache, **kw)
-    assert config(tmp_path, data_cache, workers=3).threads == 1  # one torch thread per worker by default
+    # --threads unset: the engine gives a CPU worker one torch thread, a GPU worker torch's own
+    assert config(tmp_path, data_cache, workers=3).threads is None

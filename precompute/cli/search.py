@@ -5,6 +5,7 @@ import math
 
 import click
 
+from precompute.pool import resolve_pool
 from shared.durations import parse_duration
 from shared.limit_options import limit_options, limits_of
 from shared.protocol import DEFAULT_FRACTIONS, fractions_text
@@ -71,11 +72,14 @@ spent is counted from the part files); a larger --budget continues the same sear
               help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
                    "or is a cold evaluation; the same default as simulate --promotion-cost.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="K workers (Dask): one process per GPU of this box (on a CPU, K processes with one torch "
-                   "thread each), or, with --cluster slurm, one Slurm job each; the budget is the K-worker "
-                   "search's time, each evaluation's measured seconds laid on its worker's timeline.")
+              help="K workers (Dask): on CUDA one process per GPU, its own, from --device's on (--device cuda:1 "
+                   "--workers 2: GPUs 1 and 2; more workers than GPUs is refused; dask-cuda's cluster where "
+                   "installed); on a CPU K processes with one torch thread each; with --cluster slurm one Slurm "
+                   "job each.  The budget is the K-worker search's time, each evaluation's measured seconds laid "
+                   "on its worker's timeline.  A failed evaluation frees its worker; one whose worker dies is "
+                   "run once more on another.")
 @click.option("--threads", type=int, default=None,
-              help="torch threads per worker on a CPU (default: torch's with one worker, 1 with several).")
+              help="torch threads per worker (default: torch's with one worker or on a GPU, 1 per CPU worker).")
 @click.option("--cluster", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
 @click.option("--partition", default=None, help="--cluster slurm: the partition.")
 @click.option("--time-limit", default="4h", show_default=True, help="--cluster slurm: time per worker job.")
@@ -92,7 +96,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                workers, threads, cluster, partition, time_limit, cpus_per_worker, mem_gb, gpus_per_worker, slurm_args,
                top, no_progress) -> None:
     """Find a backbone for DATASET: run one strategy for real under a time budget."""
-    from precompute.pool import resolve_pool  # lazy, as every command here: `--help` stays light
+    # lazy: torch, timm and plotly stay out of `precompute --help`
     from precompute.search import SearchConfig, SlurmOptions, parse_fractions, run_search, summary_lines
 
     # every cheap check, once, before the pool is built (SearchConfig validates when it is made)

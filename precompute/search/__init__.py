@@ -33,13 +33,13 @@ from .config import (
     parse_evaluator,
     parse_fractions,
 )
-from .loop import Evaluation, SearchResult, Trace, charge, run_search, start_workers
+from .loop import Evaluation, SearchResult, Trace, charge, run_search, start_workers, worker_gpus
 from .report import REPORT_HTML, SEARCH_JSON, ranked_trace, report_html, summary_lines, wall_ratio
 from .schedule import sampler_pool, search_order
-from .workers import DaskWorkers, InProcess, SlurmOptions, local_cluster
+from .workers import DaskWorkers, InProcess, SlurmOptions, local_cluster, local_workers
 
 __all__ = ["SearchConfig", "SearchError", "SearchResult", "parse_budget", "parse_evaluator", "run_search",
            "sampler_pool", "search_order", "summary_lines", "report_html", "check_fraction", "check_final",
            "parse_fractions", "DEFAULT_RUNGS", "SEED", "Evaluation", "Trace", "charge", "ranked_trace", "start_workers",
-           "DaskWorkers", "InProcess", "SlurmOptions", "local_cluster",
+           "DaskWorkers", "InProcess", "SlurmOptions", "local_cluster", "local_workers", "worker_gpus",
            "wall_ratio", "SEARCH_JSON", "REPORT_HTML"]

@@ -99,7 +99,7 @@ class SearchConfig(Setup):
     sh_fractions: tuple[float, ...] = DEFAULT_RUNGS
     promotion_cost: str = DEFAULT_PROMOTION_COST
     workers: int = 1  # K: evaluations run on K workers (precompute.search.workers), laid on one timeline
-    threads: int | None = None  # torch threads per worker on a CPU (default: torch's for one worker, 1 for K)
+    threads: int | None = None  # torch threads per worker (default: torch's for one worker, 1 per CPU worker of K)
     cluster: str = "local"  # "local": this machine (one worker process per GPU); "slurm": one job per worker
     slurm: Any = None  # precompute.search.workers.SlurmOptions with cluster="slurm"
     limits: Limits | None = None  # deployment limits: backbones outside leave the pool, never evaluated
@@ -119,8 +119,6 @@ class SearchConfig(Setup):
             raise SearchError(f"--threads must be a positive integer; got {self.threads!r}")
         if self.cluster not in ("local", "slurm"):
             raise SearchError(f"--cluster must be local or slurm; got {self.cluster!r}")
-        if self.threads is None and self.workers > 1:
-            self.threads = 1
         if is_asha(self.strategy):
             raise SearchError(f"--strategy {self.strategy}: asynchronous successive halving is simulated "
                               f"(simulate --strategy {self.strategy} --workers K); live, run "

@@ -19,6 +19,12 @@
   (``not_counted``) and not run again for the same budget.  On one worker the search ends at the
   first evaluation that does not count; on K, an evaluation stopped (its worker busy past t_max)
   does not keep the others from counting.
+* Failures are told apart (:mod:`.workers`).  A failed evaluation (any exception in it) is a row like
+  any other: counted, written, charged the seconds it measured, its worker free again.  A lost one
+  (its worker died, and the one it was retried on) is not counted, holds no worker on the timeline
+  and is evaluated again by a rerun.  The one stopping rule (:meth:`_Search.taking`): evaluations are
+  taken until one cannot start by the budget, on one worker until the first that does not count.
+  A search whose every evaluation failed, or was lost, is an error naming why (never the budget).
 * State lives in part files (``<out>/parts/<dataset>/<backbone>.parquet``), written in the
   sequence's order once an evaluation is placed and counted: a rerun rebuilds the trace by walking
   the schedule over the parts, charging their recorded rows (never the wall clock), and resumes
@@ -34,6 +40,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +52,7 @@ import polars as pl
 from precompute import backbone as B
 from precompute import datasets as D
 from precompute import evaluators as E
+from precompute import gpus as G
 from precompute import parts as P
 from precompute import sweep
 from precompute import weights as W
@@ -59,12 +67,13 @@ from shared.workers import Timeline
 from .config import SEED, SearchConfig, SearchError, check_fraction
 from .report import SEARCH_JSON, summary_lines, write_outputs
 from .schedule import schedule, search_order
-from .workers import DaskWorkers, InProcess, Lost, Task, local_cluster, slurm_workers
+from .workers import Done, Failed, InProcess, Lost, Task, failed_frame, local_workers, slurm_workers
 
 FINAL_DIR = "final"
 KEPT_DIR = "kept"
 LOCK_NAME = ".search.lock"
 WALL_KEY = "search_wall_seconds"  # part metadata: fraction -> wall seconds of the evaluation
+RETRY_KEY = "search_retries"  # part metadata: fraction -> workers that died running it (retried)
 
 
 # --------------------------------------------------------------------------------- trace
@@ -87,6 +96,7 @@ class Evaluation:
     worker: int = 0  # where it ran on the timeline of the search's K workers
     start_s: float = 0.0  # when it started and ended on that timeline (measured seconds)
     end_s: float = 0.0
+    retried: int = 0  # workers that died running it before it ran to its end on another
 
     def as_dict(self) -> dict[str, Any]:
         return {"backbone": self.backbone, "fraction": self.fraction, "score": self.score, "seconds": self.seconds,
@@ -94,7 +104,8 @@ class Evaluation:
                 "worker": self.worker, "start_s": self.start_s, "end_s": self.end_s,
                 "status": self.status, "incumbent": self.incumbent, "incumbent_score": self.incumbent_score,
                 **({"promotion": self.promotion} if self.promotion else {}),
-                **({"error": self.error} if self.error else {})}
+                **({"error": self.error} if self.error else {}),
+                **({"retried": self.retried} if self.retried else {})}
 
 
 @dataclass
@@ -241,12 +252,30 @@ class Slot:
     lower: dict | None  # the row one rung below (a promotion)
     row: dict | None = None  # its row, once known
     frame: pl.DataFrame | None = None  # rows to write into its part, once placed and counted
-    cost: float | None = None  # its charge; inf: stopped or lost (it cannot end by the budget)
+    cost: float | None = None  # its charge; inf: stopped (it cannot end by the budget); resolved once set
     wall: float | None = None
     from_part: bool = False
     stop: dict | None = None  # why it does not count (budget, over budget, lost)
     placed: tuple[int, float, float] | None = None  # (worker, start, end) on the timeline
     counted: bool = False
+    lost: bool = False  # its worker died twice: not counted, and it holds no worker on the timeline
+    retries: int = 0  # workers that died under it before it ended
+
+
+@dataclass
+class _Setup:
+    """What one search works with, every input checked before anything is written."""
+
+    order: list[str]
+    rows: dict[str, dict]  # pool row by backbone
+    out: Path
+    scfg: Any  # the sweep configuration of its evaluations (parts under out/parts)
+    fcfg: Any  # --final's (None without)
+    ds: Any
+    sh_doc: dict | None
+    previous: dict  # evaluations the last run stopped, by (backbone, fraction)
+    limits_doc: dict | None
+    gpus: list[str] | None  # local GPU workers: each one's GPU
 
 
 def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True,
@@ -259,33 +288,11 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
     ``cfg.limits`` when the caller has read it (else it is read here).  Every input problem is a
     :class:`SearchError` (or another ``VibesError``) raised before anything is written under
     ``cfg.out`` (``SearchConfig`` checked the cheap ones when it was made); a budget below one
-    evaluation is known after the first evaluation is stopped, and is an error too (nothing written)."""
+    evaluation is known after the first evaluation is stopped, and is an error too (nothing written).
+    A search whose every evaluation failed writes what it did, then is an error naming the failure."""
     t_start = time.monotonic()
-    budget, name, ladder, spec = cfg.budget_s, cfg.name, cfg.ladder, cfg.spec
-    if pool.height == 0:
-        raise SearchError("the pool is empty; give --pool names, globs or a pool file with backbones")
-    B.resolve_device(cfg.device)  # a bad --device fails here, before anything is written
-    pool, limits_doc = _within_limits(pool, cfg.limits, latency)
-    order = search_order(pool, cfg.strategy, spec, cfg.seed)
-    rows = {r["backbone"]: r for r in pool.unique("backbone", keep="first").iter_rows(named=True)}
-    dataset = D.resolve(cfg.dataset)[0]
-    cfg.dataset = dataset
-    out = Path(cfg.out)
-    parts_dir, final_dir = out / "parts", out / FINAL_DIR
-    scfg = cfg.sweep_config(name, ladder, parts_dir)  # the protocol every part of this search records
-    ds = D.load_dataset(dataset, data_root=cfg.data_root, download=cfg.download, cache_dir=cfg.cache_dir)
-    for f in ladder:
-        check_fraction(ds, f, format_spec(name, f), E.EVALUATORS[name].needs_test)
-    sweep.check_existing_parts(scfg, order)
-    fcfg = None
-    if cfg.final is not None:
-        fcfg = cfg.sweep_config(cfg.final, (1.0,), final_dir)
-        sweep.check_existing_parts(fcfg, order)
-    sh_doc = cfg.sh_doc()
-    rule = cfg.sh.promotion_cost if cfg.sh else None
-    _check_same_schedule(out, cfg, sh_doc)
-    previous = _previous_stops(out, cfg, sh_doc)
-
+    setup = _prepare(cfg, pool, latency, own_workers=workers is None)
+    out = setup.out
     created = _missing_dirs(out)
     lock = P.BackboneLock(out / LOCK_NAME)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,178 +300,14 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         _remove_created(created)
         raise SearchError(f"another search is running in {str(out)!r} (lock {str(lock.path)!r}); wait for "
                           f"it or use another --out")
-    progress = pool_of_workers = None
+    progress = engine = None
     try:
         P.remove_stale_tmp(out)
-        progress = _Progress(budget, 0.0, show_progress)
-        pool_of_workers = workers if workers is not None else start_workers(cfg)
-        k = pool_of_workers.k
-        walk = schedule(order, len(ladder), cfg.sh)
-        group, waits = walk.layout.barriers()
-        kept_dir = out / KEPT_DIR / dataset
-        slots: list[Slot] = []
-        timeline = Timeline(k, int(group.max()) + 1 if len(group) else 1)
-        resumed = new = 0
-        loop_wall = 0.0
-        spent = 0.0  # sum of the charges of the counted evaluations
-        best = None  # the incumbent so far: ((level, score), backbone)
-        nxt = None  # the evaluation taken but not started: it cannot end by the budget
-        dispatch = True
-
-        def kept_path(b: str, f: float) -> str:
-            return str(kept_dir / f"{P.safe_name(b)}@{f:g}.npz")
-
-        def place_ready() -> None:
-            """Lay every resolved evaluation after the placed prefix on the timeline, in order; count
-            it if it ends by the budget, and write its part."""
-            nonlocal spent, best, new
-            while timeline.placed < len(slots) and slots[timeline.placed].cost is not None:
-                sl = slots[timeline.placed]
-                sl.placed = timeline.place(sl.cost, int(group[sl.index]), int(waits[sl.index]))
-                end = sl.placed[2]
-                sl.counted = end <= budget
-                if not sl.counted and sl.stop is None:  # it finished, but after the budget
-                    sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "over budget",
-                               "from_part": sl.from_part, "seconds": sl.cost, "remaining_s": budget - sl.placed[1],
-                               **({"wall_s": sl.wall} if not sl.from_part else {})}
-                if sl.counted and not sl.from_part:
-                    _write_part(scfg, run_meta, sl, ds)
-                    new += 1
-                if sl.counted:
-                    spent = spent + sl.cost
-                    ok = sl.row.get("status") == "ok" and sl.row.get("score") is not None
-                    if ok and (best is None or (sl.level, float(sl.row["score"])) > best[0]):
-                        best = ((sl.level, float(sl.row["score"])), sl.backbone)
-                    if not sl.from_part:
-                        progress.write(_progress_line(sl, spent, k, cfg.sh is not None))
-                progress.show(spent, None, None if best is None else (best[1], best[0][1]))
-
-        def lower_bound_start(i: int) -> float:
-            """The earliest evaluation i can start: the placed prefix, then the evaluations in
-            flight (or resolved but not placed yet) at their known cost, or 0 while running."""
-            tmp = timeline.copy()
-            for sl in slots[timeline.placed:i]:
-                tmp.place(0.0 if sl.cost is None else sl.cost, int(group[sl.index]), int(waits[sl.index]))
-            return tmp.place(0.0, int(group[i]), int(waits[i]))[1]
-
-        run_meta = sweep.run_meta(scfg, ds)
-        while True:
-            while dispatch and pool_of_workers.busy < k:
-                got = walk.take()
-                if got is None:
-                    break
-                i, b, lv = got
-                f = ladder[lv]
-                part = _read_part(P.part_path(parts_dir, dataset, b))
-                row = _row_of(part[0], name, f) if part else None
-                lower = _row_of(part[0], name, ladder[lv - 1]) if part and lv > 0 else None
-                lower_ok = lower is not None and lower.get("status") == "ok" and lower.get("score") is not None
-                # a promotion keeps features only from a lower evaluation that succeeded (else it is cold)
-                promotion = None if lv == 0 else (rule if lower_ok else "cold")
-                sl = Slot(i, b, lv, f, promotion, lower)
-                slots.append(sl)
-                if row is not None:  # measured by an earlier run: its recorded rows are what it costs
-                    sl.row, sl.cost, sl.from_part = row, charge(row, lower, promotion), True
-                    sl.wall = (part[1].get(WALL_KEY) or {}).get(repr(float(f)))
-                    resumed += 1
-                    walk.done(i, _score(row))
-                    place_ready()
-                    if not sl.counted and timeline.placed == len(slots):
-                        dispatch = k > 1  # one worker: an evaluation past the budget ends the search
-                    continue
-                start = lower_bound_start(i)
-                if start >= budget:
-                    slots.pop()
-                    nxt, dispatch = {"backbone": b, "fraction": f}, False
-                    break
-                cap = budget - start
-                again = previous.get((b, f))
-                if again is not None and cap <= again["remaining_s"] + 1e-9:
-                    sl.cost, sl.stop = math.inf, again  # stopped before with at least this much left
-                    walk.done(i, None)
-                    place_ready()
-                    dispatch = k > 1
-                    continue
-                progress.show(spent, f"{b} (weights)", None if best is None else (best[1], best[0][1]))
-                _prefetch(scfg, b)  # a download is never charged, so it runs before the budget starts
-                progress.running(spent, b, None if best is None else (best[1], best[0][1]))
-                pool_of_workers.submit(Task(
-                    i, b, f, scfg, rows[b], cap, threads=cfg.threads,
-                    prior=kept_path(b, ladder[lv - 1]) if promotion == "incremental" else None,
-                    prior_fraction=ladder[lv - 1] if promotion == "incremental" else None,
-                    prior_extract=float(lower["extract_seconds"]) if promotion == "incremental" else None,
-                    keep=kept_path(b, f) if rule == "incremental" and lv + 1 < len(ladder) else None))
-                sl.stop = {"remaining_s": cap}  # until it comes back
-            if pool_of_workers.busy == 0:
-                break
-            done = pool_of_workers.wait()
-            progress.idle()
-            sl = slots[done.index]
-            if isinstance(done, Lost):
-                sl.cost, sl.stop = math.inf, {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "lost",
-                                              "error": done.error, "from_part": False,
-                                              "remaining_s": sl.stop["remaining_s"]}
-                walk.done(sl.index, None)
-            elif done.stopped is not None:
-                loop_wall += done.wall
-                sl.cost, sl.wall = math.inf, done.wall
-                sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "budget", "from_part": False,
-                           **{k_: v for k_, v in done.stopped.items() if k_ != "cap_s"},
-                           "remaining_s": done.stopped["cap_s"], "wall_s": done.wall}
-                walk.done(sl.index, None)
-                dispatch = dispatch and k > 1
-            else:
-                loop_wall += done.wall
-                row = _row_of(done.frame, name, sl.fraction)
-                if row is None:  # cannot happen: the sweep writes one row per expected key
-                    raise RuntimeError(f"evaluate_backbone gave no {format_spec(name, sl.fraction)} row for "
-                                       f"{sl.backbone}")
-                sl.row, sl.frame, sl.wall = row, _fill_meta(done.frame, rows[sl.backbone]), done.wall
-                sl.cost = charge(row, sl.lower, sl.promotion)
-                sl.stop = None
-                walk.done(sl.index, _score(row))
-            place_ready()
-            if any(s_.placed and not s_.counted for s_ in slots) and k == 1:
-                dispatch = False  # one worker: the first evaluation that does not count ends the search
-            for sl_ in slots[:timeline.placed]:  # kept features a resolved promotion consumed
-                if sl_.promotion == "incremental" and sl_.cost is not None:
-                    Path(kept_path(sl_.backbone, ladder[sl_.level - 1])).unlink(missing_ok=True)
-            unresolved = {s_.backbone for s_ in slots if s_.cost is None}
-            for chunk in list(walk.completed):  # a finished chunk's kept features are needed no more
-                if unresolved.isdisjoint(chunk):
-                    for b_ in chunk:
-                        for f_ in ladder[:-1]:
-                            Path(kept_path(b_, f_)).unlink(missing_ok=True)
-                    walk.completed.remove(chunk)
-        progress.close()
-        counted = [sl for sl in slots if sl.counted]
-        not_counted = [dict(sl.stop, backbone=sl.backbone, fraction=sl.fraction)
-                       for sl in slots if sl.placed is not None and not sl.counted]
-        stopped = not_counted[0] if not_counted else None
-        if not counted and stopped is not None:
-            what = (f"stopped after {stopped['measured_s']:.2f} measured s" if stopped.get("reason") == "budget"
-                    else f"needs {stopped['seconds']:.2f} s" if stopped.get("reason") == "over budget"
-                    else f"was {stopped.get('reason')}")
-            raise SearchError(f"budget {cfg.budget_s:.3g} s is below one evaluation: the first backbone "
-                              f"{stopped['backbone']} ({format_spec(name, stopped['fraction'])}) {what}; "
-                              f"nothing was written; raise --budget, or put smaller backbones first "
-                              f"(--pool with a `precompute pool --max-params N` table)")
-        trace = _trace(counted, k)
-        final = None
-        if fcfg is not None:
-            final = _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo)
-        finished = "pool" if walk.finished and len(counted) == len(slots) and nxt is None else "budget"
-        if finished == "pool" and kept_dir.is_dir():
-            shutil.rmtree(kept_dir, ignore_errors=True)
-        doc = _document(cfg, budget, len(order), trace, stopped, final, finished=finished,
-                        next_evaluation=nxt, sh=sh_doc, workers=k, not_counted=not_counted,
-                        engine=pool_of_workers.name, limits=limits_doc)
-        changed = write_outputs(out, doc)
-        result = SearchResult(doc, out, resumed, new, time.monotonic() - t_start, loop_wall, changed)
-        if echo is not None:
-            for line in summary_lines(doc, resumed, new, loop_wall=loop_wall, changed=changed):
-                echo(line)
-        return result
+        progress = _Progress(cfg.budget_s, 0.0, show_progress)
+        engine = workers if workers is not None else start_workers(cfg, setup.gpus)
+        search = _Search(cfg, setup, engine, progress)
+        search.run()
+        return search.finish(echo, t_start)
     except BaseException:
         if progress is not None:
             progress.close()
@@ -472,9 +315,309 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         _remove_created(created, keep_if_parts=True)
         raise
     finally:
-        if pool_of_workers is not None and workers is None:
-            pool_of_workers.close()
+        if engine is not None and workers is None:
+            engine.close()
         lock.release()
+
+
+def _prepare(cfg: SearchConfig, pool: pl.DataFrame, latency, own_workers: bool) -> _Setup:
+    """Every check a search makes before it writes anything, and what it works with."""
+    if pool.height == 0:
+        raise SearchError("the pool is empty; give --pool names, globs or a pool file with backbones")
+    gpus = worker_gpus(cfg) if own_workers else None  # more workers than GPUs fails here
+    B.resolve_device(cfg.device)  # a bad --device fails here, before anything is written
+    pool, limits_doc = _within_limits(pool, cfg.limits, latency)
+    order = search_order(pool, cfg.strategy, cfg.spec, cfg.seed)
+    rows = {r["backbone"]: r for r in pool.unique("backbone", keep="first").iter_rows(named=True)}
+    cfg.dataset = D.resolve(cfg.dataset)[0]
+    out = Path(cfg.out)
+    scfg = cfg.sweep_config(cfg.name, cfg.ladder, out / "parts")  # the protocol every part of this search records
+    ds = D.load_dataset(cfg.dataset, data_root=cfg.data_root, download=cfg.download, cache_dir=cfg.cache_dir)
+    for f in cfg.ladder:
+        check_fraction(ds, f, format_spec(cfg.name, f), E.EVALUATORS[cfg.name].needs_test)
+    sweep.check_existing_parts(scfg, order)
+    fcfg = None
+    if cfg.final is not None:
+        fcfg = cfg.sweep_config(cfg.final, (1.0,), out / FINAL_DIR)
+        sweep.check_existing_parts(fcfg, order)
+    sh_doc = cfg.sh_doc()
+    _check_same_schedule(out, cfg, sh_doc)
+    return _Setup(order, rows, out, scfg, fcfg, ds, sh_doc, _previous_stops(out, cfg, sh_doc), limits_doc, gpus)
+
+
+def worker_gpus(cfg: SearchConfig) -> list[str] | None:
+    """The GPU of each of the search's K local workers (None: one worker, a Slurm cluster, or a CPU):
+    :func:`precompute.gpus.gpus_for` the ``--device``, refused in one line when the box has fewer."""
+    if cfg.workers == 1 or cfg.cluster != "local":
+        return None
+    device = str(cfg.device)
+    if not device.startswith("cuda"):
+        device = str(B.resolve_device(device))  # auto: CUDA when this machine has it
+        if not device.startswith("cuda"):
+            return None
+    try:
+        return G.gpus_for(device, cfg.workers, "--workers", "worker")
+    except VibesError as exc:
+        raise SearchError(str(exc)) from None
+
+
+class _Search:
+    """One run of the search loop: the sequence's slots, the timeline of K workers and what counted.
+
+    Evaluations are taken in the walk's order while :meth:`taking` (the one stopping rule), each read
+    from its part or sent to a free worker; every outcome resolves its slot, and the resolved prefix
+    is laid on the timeline (:meth:`_lay_out`), counted when it ends by the budget."""
+
+    def __init__(self, cfg: SearchConfig, setup: _Setup, engine, progress: _Progress):
+        self.cfg, self.setup, self.engine, self.progress = cfg, setup, engine, progress
+        self.k = engine.k
+        self.budget = cfg.budget_s
+        self.rule = cfg.sh.promotion_cost if cfg.sh else None
+        self.walk = schedule(setup.order, len(cfg.ladder), cfg.sh)
+        self.group, self.waits = self.walk.layout.barriers()
+        self.kept_dir = setup.out / KEPT_DIR / cfg.dataset
+        self.timeline = Timeline(self.k, int(self.group.max()) + 1 if len(self.group) else 1)
+        self.slots: list[Slot] = []
+        self.laid = 0  # slots[:laid] are laid out: placed on the timeline, or lost
+        self.resumed = self.new = 0
+        self.loop_wall = 0.0  # wall seconds of the evaluations run
+        self.spent = 0.0  # sum of the charges of the counted evaluations
+        self.best = None  # the incumbent so far: ((level, score), backbone)
+        self.nxt = None  # the evaluation taken but not started: it cannot end by the budget
+        self.budget_stop = False  # an evaluation laid out did not count because of the budget
+        self.run_meta = sweep.run_meta(setup.scfg, setup.ds)
+
+    # ------------------------------------------------------------------------- the loop
+    def taking(self) -> bool:
+        """The stopping rule: take evaluations until one cannot start by the budget; on one worker,
+        only until the first that does not count (Eq. 4).  A failed or lost evaluation stops nothing."""
+        return self.nxt is None and not (self.k == 1 and self.budget_stop)
+
+    def run(self) -> None:
+        while True:
+            while self.taking() and self.engine.busy < self.k:
+                got = self.walk.take()
+                if got is None:
+                    break
+                self._take(*got)
+            if self.engine.busy == 0:
+                break
+            outcome = self.engine.wait()
+            self.progress.idle()
+            self._receive(outcome)
+            self._lay_out()
+            self._drop_kept()
+        self.progress.close()
+
+    def _take(self, i: int, b: str, lv: int) -> None:
+        """Evaluation i (backbone b at rung lv): from its part, refused by the budget, or submitted."""
+        f = self.cfg.ladder[lv]
+        part = _read_part(P.part_path(self.setup.scfg.parts_dir, self.cfg.dataset, b))
+        row = _row_of(part[0], self.cfg.name, f) if part else None
+        lower = _row_of(part[0], self.cfg.name, self.cfg.ladder[lv - 1]) if part and lv > 0 else None
+        lower_ok = lower is not None and lower.get("status") == "ok" and lower.get("score") is not None
+        # a promotion keeps features only from a lower evaluation that succeeded (else it is cold)
+        promotion = None if lv == 0 else (self.rule if lower_ok else "cold")
+        sl = Slot(i, b, lv, f, promotion, lower)
+        self.slots.append(sl)
+        if row is not None:  # measured by an earlier run: its recorded rows are what it costs
+            sl.row, sl.cost, sl.from_part = row, charge(row, lower, promotion), True
+            sl.wall = (part[1].get(WALL_KEY) or {}).get(repr(float(f)))
+            sl.retries = int((part[1].get(RETRY_KEY) or {}).get(repr(float(f)), 0))
+            self.resumed += 1
+            self.walk.done(i, _score(row))
+            self._lay_out()
+            return
+        start = self._lower_bound_start(i)
+        if start >= self.budget:
+            self.slots.pop()
+            self.nxt = {"backbone": b, "fraction": f}
+            return
+        again = self.setup.previous.get((b, f))
+        if again is not None and self.budget - start <= again["remaining_s"] + 1e-9:
+            sl.cost, sl.stop = math.inf, again  # stopped before with at least this much left
+            self.walk.done(i, None)
+            self._lay_out()
+            return
+        self._submit(sl, self.budget - start)
+
+    def _submit(self, sl: Slot, cap: float) -> None:
+        b, lv, ladder, incremental = sl.backbone, sl.level, self.cfg.ladder, sl.promotion == "incremental"
+        best = self._best()
+        self.progress.show(self.spent, f"{b} (weights)", best)
+        _prefetch(self.setup.scfg, b)  # a download is never charged, so it runs before the budget starts
+        self.progress.running(self.spent, b, best)
+        self.engine.submit(Task(
+            sl.index, b, sl.fraction, self.setup.scfg, self.setup.rows[b], cap, threads=self.cfg.threads,
+            prior=self._kept_path(b, ladder[lv - 1]) if incremental else None,
+            prior_fraction=ladder[lv - 1] if incremental else None,
+            prior_extract=float(sl.lower["extract_seconds"]) if incremental else None,
+            keep=self._kept_path(b, sl.fraction) if self.rule == "incremental" and lv + 1 < len(ladder) else None))
+        sl.stop = {"remaining_s": cap}  # until it comes back
+
+    def _receive(self, outcome: Done | Failed | Lost) -> None:
+        """Resolve the slot of a task that came back: rows (ok or failed), a budget stop, or lost."""
+        sl = self.slots[outcome.index]
+        if isinstance(outcome, Lost):
+            sl.lost, sl.cost = True, 0.0
+            sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "lost", "error": outcome.error,
+                       "from_part": False, "remaining_s": sl.stop["remaining_s"]}
+            self.walk.done(sl.index, None)
+            return
+        self.loop_wall += outcome.wall
+        if isinstance(outcome, Failed):  # an exception Dask gave back: a failed evaluation, nothing measured
+            frame = failed_frame(self.setup.scfg, sl.fraction, sl.backbone, self.setup.rows[sl.backbone],
+                                 outcome.error)
+            outcome = Done(outcome.index, frame, outcome.wall)
+        sl.wall, sl.retries = outcome.wall, outcome.retries
+        if outcome.stopped is not None:
+            sl.cost = math.inf
+            sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "budget", "from_part": False,
+                       **{k_: v for k_, v in outcome.stopped.items() if k_ != "cap_s"},
+                       "remaining_s": outcome.stopped["cap_s"], "wall_s": outcome.wall}
+            self.walk.done(sl.index, None)
+            return
+        row = _row_of(outcome.frame, self.cfg.name, sl.fraction)
+        if row is None:  # cannot happen: the sweep writes one row per expected key
+            raise RuntimeError(f"evaluate_backbone gave no {format_spec(self.cfg.name, sl.fraction)} row for "
+                               f"{sl.backbone}")
+        sl.row, sl.frame = row, _fill_meta(outcome.frame, self.setup.rows[sl.backbone])
+        sl.cost, sl.stop = charge(row, sl.lower, sl.promotion), None
+        self.walk.done(sl.index, _score(row))
+
+    # ---------------------------------------------------------------------- the timeline
+    def _lay_out(self) -> None:
+        """Lay every resolved evaluation after the laid-out prefix on the timeline, in order; count
+        it if it ends by the budget, and write its part.  A lost one holds no worker."""
+        while self.laid < len(self.slots) and self.slots[self.laid].cost is not None:
+            sl = self.slots[self.laid]
+            self.laid += 1
+            if sl.lost:
+                continue
+            sl.placed = self.timeline.place(sl.cost, int(self.group[sl.index]), int(self.waits[sl.index]))
+            sl.counted = sl.placed[2] <= self.budget
+            if not sl.counted:
+                self.budget_stop = True
+                if sl.stop is None:  # it finished, but after the budget
+                    sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "over budget",
+                               "from_part": sl.from_part, "seconds": sl.cost,
+                               "remaining_s": self.budget - sl.placed[1],
+                               **({"wall_s": sl.wall} if not sl.from_part else {})}
+            else:
+                self._count(sl)
+            self.progress.show(self.spent, None, self._best())
+
+    def _count(self, sl: Slot) -> None:
+        if not sl.from_part:
+            _write_part(self.setup.scfg, self.run_meta, sl)
+            self.new += 1
+        self.spent = self.spent + sl.cost
+        score = _score(sl.row)
+        if score is not None and (self.best is None or (sl.level, score) > self.best[0]):
+            self.best = ((sl.level, score), sl.backbone)
+        if not sl.from_part:
+            self.progress.write(_progress_line(sl, self.spent, self.k, self.cfg.sh is not None))
+
+    def _lower_bound_start(self, i: int) -> float:
+        """The earliest evaluation i can start: the laid-out prefix, then the evaluations in flight
+        (or resolved but not laid out yet) at their known cost, or 0 while running."""
+        tmp = self.timeline.copy()
+        for sl in self.slots[self.laid:i]:
+            if not sl.lost:
+                tmp.place(0.0 if sl.cost is None else sl.cost, int(self.group[sl.index]), int(self.waits[sl.index]))
+        return tmp.place(0.0, int(self.group[i]), int(self.waits[i]))[1]
+
+    def _best(self) -> tuple[str, float] | None:
+        return None if self.best is None else (self.best[1], self.best[0][1])
+
+    def _kept_path(self, b: str, f: float) -> str:
+        return str(self.kept_dir / f"{P.safe_name(b)}@{f:g}.npz")
+
+    def _drop_kept(self) -> None:
+        """Delete kept features a resolved promotion consumed, and those of a finished chunk."""
+        ladder = self.cfg.ladder
+        for sl in self.slots[:self.laid]:
+            if sl.promotion == "incremental" and sl.cost is not None:
+                Path(self._kept_path(sl.backbone, ladder[sl.level - 1])).unlink(missing_ok=True)
+        unresolved = {s.backbone for s in self.slots if s.cost is None}
+        for chunk in list(self.walk.completed):
+            if unresolved.isdisjoint(chunk):
+                for b in chunk:
+                    for f in ladder[:-1]:
+                        Path(self._kept_path(b, f)).unlink(missing_ok=True)
+                self.walk.completed.remove(chunk)
+
+    # ------------------------------------------------------------------------- the end
+    def finish(self, echo, t_start: float) -> SearchResult:
+        """The trace, ``--final``, ``search.json`` and the report; an error when there is no answer."""
+        cfg, setup = self.cfg, self.setup
+        counted = [sl for sl in self.slots if sl.counted]
+        laid = self.slots[:self.laid]
+        not_counted = [dict(sl.stop, backbone=sl.backbone, fraction=sl.fraction) for sl in laid if not sl.counted]
+        _refuse_without_evaluation(cfg, counted, not_counted)
+        trace = _trace(counted, self.k)
+        final = None
+        if setup.fcfg is not None:
+            final = _final(cfg, setup.fcfg, trace, setup.ds, setup.rows, cfg.name, setup.out / "parts",
+                           setup.out / FINAL_DIR, echo)
+        whole = self.walk.finished and len(counted) == len(self.slots) and self.nxt is None
+        if whole and self.kept_dir.is_dir():
+            shutil.rmtree(self.kept_dir, ignore_errors=True)
+        doc = _document(cfg, self.budget, len(setup.order), trace, not_counted[0] if not_counted else None, final,
+                        finished="pool" if whole else "budget", next_evaluation=self.nxt, sh=setup.sh_doc,
+                        workers=self.k, not_counted=not_counted, engine=self.engine.name, limits=setup.limits_doc)
+        changed = write_outputs(setup.out, doc)
+        _refuse_all_failed(trace, not_counted, setup.out)
+        result = SearchResult(doc, setup.out, self.resumed, self.new, time.monotonic() - t_start, self.loop_wall,
+                              changed)
+        if echo is not None:
+            for line in summary_lines(doc, self.resumed, self.new, loop_wall=self.loop_wall, changed=changed):
+                echo(line)
+        return result
+
+
+def _refuse_without_evaluation(cfg: SearchConfig, counted: list[Slot], not_counted: list[dict]) -> None:
+    """No evaluation counted (nothing written): the budget is below one evaluation, or every
+    evaluation was lost with its workers; each says its own cause."""
+    if counted or not not_counted:
+        return
+    stops = [s for s in not_counted if s.get("reason") != "lost"]
+    if not stops:
+        raise SearchError(f"every evaluation was lost ({len(not_counted)}): {not_counted[0]['error']}; nothing "
+                          f"was written; the workers keep dying (out of memory? a Slurm job's time?): rerun to "
+                          f"evaluate them again")
+    stopped = stops[0]
+    what = (f"stopped after {stopped['measured_s']:.2f} measured s" if stopped.get("reason") == "budget"
+            else f"needs {stopped['seconds']:.2f} s")
+    raise SearchError(f"budget {cfg.budget_s:.3g} s is below one evaluation: the first backbone "
+                      f"{stopped['backbone']} ({format_spec(cfg.name, stopped['fraction'])}) {what}; "
+                      f"nothing was written; raise --budget, or put smaller backbones first "
+                      f"(--pool with a `precompute pool --max-params N` table)")
+
+
+def _refuse_all_failed(trace: Trace, not_counted: list[dict], out: Path) -> None:
+    """Every evaluation failed (none succeeded, none was stopped by the budget): an error naming the
+    failure, once ``search.json`` and the failed parts recorded them."""
+    if not trace.entries or any(e.status == "ok" for e in trace.entries) \
+            or any(s.get("reason") != "lost" for s in not_counted):
+        return
+    errors = Counter(e.error or "failed" for e in trace.entries)
+    error, n = errors.most_common(1)[0]
+    more = f" ({n} of them; {len(errors) - 1} other error(s) in search.json)" if len(errors) > 1 else ""
+    raise SearchError(f"every evaluation failed ({len(trace.entries)}), with {error}{more}; no incumbent. "
+                      f"Recorded in {str(out / SEARCH_JSON)!r} and the failed parts; fix the cause, delete those "
+                      f"parts and rerun")
+
+
+def start_workers(cfg: SearchConfig, gpus: list[str] | None = None):
+    """The search's workers: this process for one worker on this machine, else a Dask cluster (on
+    CUDA, one worker per GPU of ``gpus``: :func:`worker_gpus`)."""
+    if cfg.cluster == "slurm":
+        return slurm_workers(cfg.workers, cfg.slurm, cfg.device)
+    if cfg.workers == 1:
+        return InProcess()
+    device = str(B.resolve_device(cfg.device))
+    return local_workers(cfg.workers, device, gpus if device.startswith("cuda") else None)
 
 
 def _within_limits(pool: pl.DataFrame, limits: Limits | None,
@@ -495,35 +638,30 @@ def _within_limits(pool: pl.DataFrame, limits: Limits | None,
     return kept, doc
 
 
-def start_workers(cfg: SearchConfig):
-    """The search's workers: this process for one worker on this machine, else a Dask cluster."""
-    if cfg.cluster == "slurm":
-        return slurm_workers(cfg.workers, cfg.slurm)
-    if cfg.workers == 1:
-        return InProcess()
-    return DaskWorkers(local_cluster(cfg.workers, str(B.resolve_device(cfg.device))), cfg.workers,
-                       f"{cfg.workers} local Dask worker processes")
-
-
 def _score(row: dict) -> float | None:
     ok = row.get("status") == "ok" and row.get("score") is not None
     return float(row["score"]) if ok else None
 
 
-def _write_part(scfg, run_meta: dict, sl: Slot, ds) -> None:
+def _write_part(scfg, run_meta: dict, sl: Slot) -> None:
     """The backbone's part: its rows of other fractions (successive halving's earlier rungs), then these;
-    the evaluation's wall seconds in the part's metadata."""
+    the evaluation's wall seconds (and workers that died under it) in the part's metadata."""
     path = P.part_path(scfg.parts_dir, scfg.dataset, sl.backbone)
     frame = sl.frame
     walls: dict[str, float] = {}
+    retries: dict[str, int] = {}
     if path.exists():
         old, old_meta = P.read_part(path)
         walls = dict(old_meta.get(WALL_KEY) or {})
+        retries = dict(old_meta.get(RETRY_KEY) or {})
         keys = frame.select("evaluator", "fraction", "seed")
         frame = pl.concat([old.join(keys, on=["evaluator", "fraction", "seed"], how="anti"), frame])
     walls[repr(float(sl.fraction))] = float(sl.wall)
+    if sl.retries:
+        retries[repr(float(sl.fraction))] = int(sl.retries)
     frame = frame.sort(["evaluator", "fraction", "seed"], descending=[False, True, False])
-    P.write_part(frame, path, {**run_meta, "backbone": sl.backbone, WALL_KEY: walls})
+    P.write_part(frame, path, {**run_meta, "backbone": sl.backbone, WALL_KEY: walls,
+                               **({RETRY_KEY: retries} if retries else {})})
 
 
 def _progress_line(sl: Slot, spent: float, k: int, sh: bool) -> str:
@@ -554,7 +692,7 @@ def _trace(counted: list[Slot], k: int) -> Trace:
         e = Evaluation(sl.backbone, sl.fraction, _score(sl.row), sl.cost, trace.spent, "ok" if ok else "failed",
                        best[1] if best else None, best[0][1] if best else None, sl.wall, sl.promotion,
                        None if ok else (sl.row.get("error") or "failed"), sl.from_part,
-                       worker=worker, start_s=start, end_s=end)
+                       worker=worker, start_s=start, end_s=end, retried=sl.retries)
         trace.entries.append(e)
     if counted:  # the incumbent when the search ends: over every counted evaluation
         best = max(((o.level, _score(o.row), -o.placed[2], -o.index), o.backbone) for o in counted
@@ -700,4 +838,4 @@ def _remove_created(created, keep_if_parts: bool = False) -> None:
         shutil.rmtree(top, ignore_errors=True)
 
 
-__all__ = ["Evaluation", "Trace", "SearchResult", "run_search", "charge", "start_workers"]
+__all__ = ["Evaluation", "Trace", "SearchResult", "run_search", "charge", "start_workers", "worker_gpus"]

@@ -3,12 +3,20 @@ distributed engine, Dask distributed — never a home-made queue.
 
 * :class:`InProcess` — one worker, this process: the evaluation runs when it is submitted.
 * :class:`DaskWorkers` over a cluster from :func:`local_cluster` (one worker process per GPU of this
-  box, each seeing only its own GPU through ``CUDA_VISIBLE_DEVICES``; on a CPU, K processes with
-  one torch thread each; ``processes=False`` gives threads of this process, for tests) or
-  :func:`slurm_cluster` (dask-jobqueue's ``SLURMCluster``: one Slurm job per worker, one GPU each).
-  A worker that dies loses only its evaluation in flight: Dask's nanny starts it again and the
-  scheduler reruns the task (``distributed.scheduler.allowed-failures`` times), and a task that
-  keeps killing its worker comes back as :class:`Lost`.
+  box, each seeing only its own GPU, as ``cuda:0``: dask-cuda's ``LocalCUDACluster`` where it is
+  installed (the ``[gpu]`` extra), else one Dask nanny per GPU with its ``CUDA_VISIBLE_DEVICES``; the
+  GPUs are :func:`precompute.gpus.gpus_for` the ``--device``; on a CPU, K processes with one torch
+  thread each; ``processes=False`` gives threads of this process, for tests) or
+  :func:`slurm_workers` (dask-jobqueue's ``SLURMCluster``: one Slurm job per worker, one GPU each).
+
+Failures are told apart.  An exception inside an evaluation is a *failed evaluation*: the sweep
+records a failed row for a backbone problem, and :func:`run_task` turns any other exception into
+the same failed row (the error's last line, charged the measured seconds it used); an exception
+Dask itself raises for a task comes back as :class:`Failed` (charged 0: nothing was measured).
+Either way its worker is free again.  A worker that *dies* (its process killed, its Slurm job ended)
+loses only its evaluation in flight: Dask's nanny starts the worker again and the scheduler runs the
+task once more (:data:`RETRIES`, ``distributed.scheduler.allowed-failures``) on the next free
+worker; a task whose second worker dies too comes back as :class:`Lost`.
 
 Every evaluation is a :class:`Task` run by :func:`run_task` on a worker: the sweep's own
 :func:`precompute.sweep.evaluate_backbone` inside :func:`precompute.clock.budget` of the seconds its
@@ -28,8 +36,12 @@ import polars as pl
 
 from precompute import clock, sweep
 from precompute import datasets as D
+from precompute import gpus as G
 from precompute import parts as P
 from precompute import weights as W
+
+#: a task whose worker dies is run once more (on the next free worker); a second death loses it
+RETRIES = 1
 
 #: the dataset a worker process decoded, by (name, data_root, cache_dir, download): decoded once
 _DATA: dict[tuple, tuple] = {}
@@ -64,14 +76,32 @@ class Done:
     wall: float
     stopped: dict | None = None
     worker: str = field(default_factory=lambda: f"pid {os.getpid()}")
+    retries: int = 0  # times its worker died under it before this run (set by DaskWorkers)
+
+
+@dataclass
+class Failed:
+    """A task Dask gave back as an exception (not a death): a failed evaluation, nothing measured."""
+
+    index: int
+    error: str
+    wall: float = 0.0
 
 
 @dataclass
 class Lost:
-    """A task whose worker died (again and again): its evaluation is not counted; a rerun retries it."""
+    """A task whose worker died, and the worker it was retried on too: not counted (it holds no
+    worker on the timeline); a rerun evaluates it again."""
 
     index: int
     error: str
+
+
+def failed_frame(scfg, fraction: float, backbone: str, pool_row: dict, error: str,
+                 measured: float = 0.0) -> pl.DataFrame:
+    """The failed row of one evaluation (the sweep's :func:`~precompute.sweep.failed_rows`), charged
+    ``measured`` seconds (nothing is measured apart from the load, so they are its load seconds)."""
+    return sweep.failed_rows(replace(scfg, fractions=(fraction,)), backbone, pool_row, error, load_seconds=measured)
 
 
 def _dataset(scfg) -> tuple:
@@ -104,7 +134,20 @@ def load_prior(path: str, extract_seconds: float | None = None) -> sweep.Prior |
 def run_task(task: Task) -> Done:
     """Run one evaluation (in this process, or on a Dask worker): what the sweep does for one
     backbone, at one fraction and seed, stopped by the clock once its measured seconds pass
-    ``task.cap``.  Kept features go to ``task.keep`` before the rows come back."""
+    ``task.cap``.  Kept features go to ``task.keep`` before the rows come back.  Any exception is a
+    failed evaluation (its failed row, charged the measured seconds it used); only BaseExceptions
+    (a Ctrl-C) pass."""
+    t0 = time.monotonic()
+    meters: list = []
+    try:
+        return _run_task(task, meters)
+    except Exception as exc:  # noqa: BLE001 - a failed evaluation, never the search's end
+        measured = meters[-1].spent() if meters else 0.0
+        return Done(task.index, failed_frame(task.scfg, task.fraction, task.backbone, task.pool_row,
+                                             sweep.error_text(exc), measured), time.monotonic() - t0)
+
+
+def _run_task(task: Task, meters: list) -> Done:
     import torch
 
     if task.threads:
@@ -129,7 +172,8 @@ def run_task(task: Task) -> Done:
                                  cfg.needs_test(), None if prior is None else prior.index)
     t0 = time.monotonic()
     try:
-        with clock.budget(task.cap):
+        with clock.budget(task.cap) as meter:
+            meters.append(meter)
             res = sweep.evaluate_backbone(cfg, task.backbone, task.pool_row, ds, plans[task.fraction], plan, images,
                                           prior=prior, keep=task.keep is not None)
     except clock.OverBudget as stop:
@@ -182,12 +226,17 @@ class InProcess:
 
 class DaskWorkers:
     """K workers of a Dask cluster: each task is a Dask task (``client.submit``), one at a time per
-    worker (``resources``: every worker holds one ``slot``, every task takes it)."""
+    worker (``resources``: every worker holds one ``slot``, every task takes it).  ``device``: the
+    device every task runs on there (``cuda:0`` for workers that each see their own GPU: the search's
+    ``--device`` names the box's GPUs, not a worker's); ``threads``: torch threads of a task that
+    sets none (1 on CPU workers)."""
 
-    def __init__(self, cluster, k: int, name: str):
+    def __init__(self, cluster, k: int, name: str, device: str | None = None, threads: int | None = None):
         from distributed import Client  # lazy: dask only when workers are asked for
 
         self.cluster, self.k, self.name = cluster, k, name
+        self.device, self.threads = device, threads
+        self.run = run_task  # what a worker runs for a task
         self.client = Client(cluster)
         self.client.wait_for_workers(k, timeout=600)
         self._futures: dict = {}
@@ -197,26 +246,52 @@ class DaskWorkers:
         return len(self._futures)
 
     def submit(self, task: Task) -> None:
-        fut = self.client.submit(run_task, task, pure=False, key=f"evaluation-{task.index}-{task.backbone}",
+        if self.device is not None:
+            task = replace(task, scfg=replace(task.scfg, device=self.device))
+        if task.threads is None and self.threads is not None:
+            task = replace(task, threads=self.threads)
+        fut = self.client.submit(self.run, task, pure=False, key=f"evaluation-{task.index}-{task.backbone}",
                                  resources={"slot": 1}, retries=0)
-        self._futures[fut] = task.index
+        self._futures[fut] = (task.index, time.monotonic())
 
-    def wait(self):
+    def wait(self) -> Done | Failed | Lost:
+        """The next task to end: its :class:`Done`; :class:`Lost` when its worker died twice
+        (``KilledWorker``); :class:`Failed` for any other exception Dask gives back."""
         from distributed import wait
+        from distributed.scheduler import KilledWorker
 
         done, _ = wait(list(self._futures), return_when="FIRST_COMPLETED")
         fut = next(iter(done))
-        index = self._futures.pop(fut)
+        index, t0 = self._futures[fut]
         try:
-            return fut.result()
-        except Exception as exc:  # the worker died (KilledWorker) or the task raised
-            return Lost(index, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            got = fut.result()
+            got.retries = self._deaths(fut.key)
+            return got
+        except KilledWorker as exc:
+            return Lost(index, f"its worker died {RETRIES + 1} times ({sweep.error_text(exc, 300)})")
+        except Exception as exc:  # noqa: BLE001 - the task's own failure: a failed evaluation
+            return Failed(index, sweep.error_text(exc), time.monotonic() - t0)
+        finally:
+            del self._futures[fut]
+            fut.release()
+
+    def _deaths(self, key) -> int:
+        """How many workers died while running task ``key`` (the scheduler's count; 0 if unknown)."""
+        try:
+            return int(self.client.run_on_scheduler(_suspicious, key))
+        except Exception:  # noqa: BLE001 - bookkeeping only
+            return 0
 
     def close(self) -> None:
         try:
             self.client.close()
         finally:
             self.cluster.close()
+
+
+def _suspicious(key, dask_scheduler=None) -> int:
+    ts = dask_scheduler.tasks.get(key)
+    return 0 if ts is None else int(ts.suspicious)
 
 
 #: Dask settings of a search's workers (environment variables, so they reach spawned processes): no
@@ -226,14 +301,34 @@ QUIET_WORKER = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
                 "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s"}
 
 
-def local_cluster(k: int, device: str, processes: bool = True):
+_QUIET_ENV = {"PYTHONWARNINGS": "ignore::UserWarning", **QUIET_WORKER}
+
+
+def _scheduler_config():
+    """The scheduler of a search's cluster (made in this process): a task whose worker dies is run
+    :data:`RETRIES` more time(s), then given back as ``KilledWorker``."""
+    import dask
+
+    return dask.config.set({"distributed.scheduler.allowed-failures": RETRIES})
+
+
+def worker_env(gpu: str | None) -> dict[str, str]:
+    """The environment of one worker process: its own GPU (``gpu``; None: a CPU worker, which also
+    gets one OpenMP thread), Dask's housekeeping kept quiet."""
+    if gpu is None:
+        return {**_QUIET_ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return {**_QUIET_ENV, "CUDA_VISIBLE_DEVICES": gpu}
+
+
+def local_cluster(k: int, device: str, processes: bool = True, gpus: list[str] | None = None):
     """K Dask workers on this machine, one evaluation each at a time: on CUDA one worker process per
-    GPU (``CUDA_VISIBLE_DEVICES`` = its GPU: the worker sees it as ``cuda``); on a CPU K processes
-    with one torch thread each (or threads of this process with ``processes=False``)."""
+    GPU (``gpus``, default :func:`precompute.gpus.gpus_for` the device: each worker sees its GPU as
+    ``cuda:0``), by dask-cuda's ``LocalCUDACluster`` where installed; on a CPU K processes with one
+    torch thread each (or threads of this process with ``processes=False``)."""
     import logging
 
     import dask
-    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster, Worker
+    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
     # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in their workers; setting it also freezes glibc's
     # mmap threshold at 128 KiB, so every tensor above it is mapped and unmapped anew, page faults
@@ -241,30 +336,47 @@ def local_cluster(k: int, device: str, processes: bool = True):
     spawn_env = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                  if k != "MALLOC_TRIM_THRESHOLD_"}
     dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env})
-    if not processes:
-        return LocalCluster(n_workers=k, threads_per_worker=1, processes=False, dashboard_address=None,
-                            resources={"slot": 1}, silence_logs=logging.ERROR)
-    # one evaluation per worker, one torch thread on a CPU; the worker's own housekeeping kept quiet
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::UserWarning",
-           **QUIET_WORKER}
-    gpus = _gpus() if str(device).startswith("cuda") else []
-    specs = {}
-    for i in range(k):
-        worker_env = dict(env, CUDA_VISIBLE_DEVICES=gpus[i] if gpus else "")
-        specs[f"worker-{i}"] = {"cls": Nanny if processes else Worker,
-                                "options": {"nthreads": 1, "env": worker_env, "resources": {"slot": 1},
-                                            "memory_limit": 0, "silence_logs": logging.ERROR}}
-    return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
-                       silence_logs=logging.ERROR)
+    quiet = logging.ERROR
+    with _scheduler_config():
+        if not processes:
+            return LocalCluster(n_workers=k, threads_per_worker=1, processes=False, dashboard_address=None,
+                                resources={"slot": 1}, silence_logs=quiet)
+        if str(device).startswith("cuda"):
+            gpus = list(gpus) if gpus is not None else G.gpus_for(str(device), k)
+            cuda_cluster = _cuda_cluster_class()
+            if cuda_cluster is not None:
+                return cuda_cluster(CUDA_VISIBLE_DEVICES=",".join(gpus), n_workers=k, threads_per_worker=1,
+                                    memory_limit=0, resources={"slot": 1}, dashboard_address=None,
+                                    silence_logs=quiet, env=dict(_QUIET_ENV))
+        else:
+            gpus = [None] * k
+        specs = {f"worker-{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": worker_env(gpus[i]),
+                                                           "resources": {"slot": 1}, "memory_limit": 0,
+                                                           "silence_logs": quiet}}
+                 for i in range(k)}
+        return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+                           silence_logs=quiet)
 
 
-def _gpus() -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g.strip() for g in visible.split(",") if g.strip()]
-    import torch
+def _cuda_cluster_class():
+    """dask-cuda's ``LocalCUDACluster`` (the ``[gpu]`` extra), or None when it is not installed."""
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        return None
+    return LocalCUDACluster
 
-    return [str(i) for i in range(torch.cuda.device_count())]
+
+def local_workers(k: int, device: str, gpus: list[str] | None = None) -> DaskWorkers:
+    """:func:`local_cluster`'s K workers as the search's engine: on CUDA each task runs on its worker's
+    own GPU (``cuda:0`` there); on a CPU with one torch thread."""
+    device = str(device)
+    cuda = device.startswith("cuda")
+    if cuda:
+        gpus = list(gpus) if gpus is not None else G.gpus_for(device, k)
+    where = f"GPUs {','.join(gpus)}" if cuda else "the CPU"
+    return DaskWorkers(local_cluster(k, device, gpus=gpus), k, f"{k} local Dask worker processes on {where}",
+                       device="cuda:0" if cuda else None, threads=None if cuda else 1)
 
 
 @dataclass
@@ -284,16 +396,21 @@ class SlurmOptions:
         h, m = divmod(int(self.time_limit_minutes), 60)
         directives = [*([f"--gres=gpu:{self.gpus}"] if self.gpus else []), *self.extra]
         # one worker thread (one evaluation at a time), the job's CPUs for the data loading and torch
-        return SLURMCluster(queue=self.partition, cores=1, processes=1, job_cpu=self.cpus,
-                            memory=f"{self.mem_gb:g}GB", walltime=f"{h:02d}:{m:02d}:00",
-                            job_extra_directives=directives, worker_extra_args=["--resources", "slot=1"])
+        with _scheduler_config():
+            return SLURMCluster(queue=self.partition, cores=1, processes=1, job_cpu=self.cpus,
+                                memory=f"{self.mem_gb:g}GB", walltime=f"{h:02d}:{m:02d}:00",
+                                job_extra_directives=directives, worker_extra_args=["--resources", "slot=1"])
 
 
-def slurm_workers(k: int, options: SlurmOptions) -> DaskWorkers:
+def slurm_workers(k: int, options: SlurmOptions, device: str = "auto") -> DaskWorkers:
+    """K Slurm jobs, one worker each: a CUDA task runs on its job's own GPU (``cuda:0`` there), with
+    the job's CPUs as torch threads."""
     cluster = options.cluster()
     cluster.scale(jobs=k)
-    return DaskWorkers(cluster, k, f"{k} Slurm job(s)")
+    return DaskWorkers(cluster, k, f"{k} Slurm job(s)", device="cuda:0" if str(device).startswith("cuda") else None,
+                       threads=int(options.cpus))
 
 
-__all__ = ["Task", "Done", "Lost", "run_task", "InProcess", "DaskWorkers", "local_cluster", "SlurmOptions",
+__all__ = ["Task", "Done", "Failed", "Lost", "RETRIES", "run_task", "failed_frame", "InProcess", "DaskWorkers",
+           "local_cluster", "local_workers", "worker_env", "SlurmOptions",
            "slurm_workers", "save_prior", "load_prior"]
