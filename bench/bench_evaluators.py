@@ -48,8 +48,8 @@ import torch  # noqa: E402
 
 from precompute.evaluators import EVALUATORS  # noqa: E402
 from precompute.scores import as_result  # noqa: E402
+from shared.protocol import PROXIES  # noqa: E402
 
-PROXIES = ("knn", "ridge", "logme", "hscore")
 ORDER = (*PROXIES, "silhouette", "mlp")
 CPU_TARGET = {"size": (5000, 768), "max_seconds": 1.0, "min_ratio": 20.0}
 GPU_TARGET = {"size": (50000, 2048), "max_seconds": 2.0}

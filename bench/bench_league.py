@@ -42,6 +42,7 @@ def command_seconds(args, repeat: int) -> tuple[float, str]:
 
 def in_process(runs: int, ks: tuple[int, ...]) -> tuple[float, float]:
     """(league seconds, the plain per-oracle replays' seconds), the same oracles, grid and settings."""
+    # lazy: polars and numpy load when the league runs, not for `--help`
     from simulate.league import DEFAULT_STRATEGIES, league_budgets, run_league
     from simulate.openclip_oracle import openclip_oracle, openclip_sets
     from simulate.simulation import run_simulation

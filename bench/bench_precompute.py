@@ -78,7 +78,7 @@ def extract_vs_forward(name: str, cfg, images: np.ndarray, order: np.ndarray, re
     already on the device (same model, batch size, autocast, channels-last); best of ``repeat``."""
     import torch
 
-    from precompute.backbone import load_backbone
+    from precompute.backbone import load_backbone  # lazy: torch and timm load when a backbone is timed
     from precompute.extract import extract_features
 
     bb = load_backbone(name, weights="random", device=cfg.device, input_size=cfg.input_size)
@@ -128,7 +128,7 @@ def extract_vs_forward(name: str, cfg, images: np.ndarray, order: np.ndarray, re
 def heads_timing(n_train: int, n_test: int, dim: int, n_classes: int, device: str) -> dict:
     """The heads in the sweep's own pattern (seed 0 alone, seeds > 0 batched) against each seed
     alone, one after the other (``precompute.heads.time_sequential_vs_batched``)."""
-    from precompute.heads import time_sequential_vs_batched
+    from precompute.heads import time_sequential_vs_batched  # lazy: torch
 
     return time_sequential_vs_batched(n_train=n_train, dim=dim, n_classes=n_classes, seeds=SEEDS,
                                       n_test=n_test, device=device)
@@ -157,6 +157,7 @@ def main() -> int:
     import polars as pl
     import torch
 
+    # lazy: torch, timm and polars load after the arguments are read (`--help` stays light)
     from precompute.backbone import resolve_device
     from precompute.datasets import load_dataset, subset_plan
     from precompute.estimate import (

@@ -39,6 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from shared.oracle import read_oracle  # noqa: E402
 from shared.samplers import PAPER_SAMPLERS, get_sampler  # noqa: E402
 from simulate.evaluator import build_view  # noqa: E402
 from simulate.reference import in_backbone_order, replay_one_pass, workers_one_pass  # noqa: E402
@@ -155,8 +156,6 @@ def workers_lines(args, oracle, pool, view, budgets, all_budgets, engine_s) -> t
 
 
 def sh_line(args) -> None:
-    from shared.oracle import read_oracle
-
     if not Path(args.demo_oracle).is_file():
         print(f"sh:cycling: skipped, no demo oracle at {args.demo_oracle} (make demo)")
         return

@@ -48,7 +48,7 @@ def configs(tmp: Path, demo: str | None, quick: bool) -> list[tuple[str, list[st
     if demo:  # the head at the oracle's every fraction (the demo's are 1, 0.1 and 0.03; older ones 0.01)
         import polars as pl
 
-        from shared.oracle import read_oracle
+        from shared.oracle import read_oracle  # lazy: polars, only for a demo oracle
 
         frame = read_oracle(demo).frame
         fractions = sorted(frame.filter(pl.col("evaluator") == "mlp")["fraction"].unique().to_list(), reverse=True)

@@ -11,9 +11,11 @@ from __future__ import annotations
 DEFAULT_FRACTIONS: tuple[float, ...] = (1.0, 0.1, 0.01)
 #: replicates per (backbone, evaluator, fraction): seeds 0 .. DEFAULT_SEEDS - 1
 DEFAULT_SEEDS = 3
+#: the cheap proxies (``precompute/proxies.py``): scores of frozen features, no head trained
+PROXIES: tuple[str, ...] = ("knn", "ridge", "logme", "hscore")
 #: what a sweep evaluates by default: the paper's head and silhouette, and the four cheap proxies
 #: (``mlp-sklearn``, the second head, is opt-in)
-DEFAULT_EVALUATORS: tuple[str, ...] = ("mlp", "silhouette", "knn", "ridge", "logme", "hscore")
+DEFAULT_EVALUATORS: tuple[str, ...] = ("mlp", "silhouette", *PROXIES)
 #: the evaluator whose score at fraction 1.0 is the truth ε of our oracles
 TRUTH = "mlp"
 #: the heads (a classifier trained on the features, scored by test accuracy): what a sweep takes as its truth
@@ -37,5 +39,5 @@ def fractions_text(fractions=DEFAULT_FRACTIONS) -> str:
     return ",".join(repr(float(f)) for f in fractions)
 
 
-__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "DEFAULT_EVALUATORS", "TRUTH", "HEADS", "MLP_PROTOCOL",
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "PROXIES", "DEFAULT_EVALUATORS", "TRUTH", "HEADS", "MLP_PROTOCOL",
            "fractions_text", "infer_truth"]
