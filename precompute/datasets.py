@@ -63,8 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.atomic import temp_beside
 from shared.errors import VibesError, unknown
-from shared.oracle import temp_beside
 
 CACHE_VERSION = 1  # bump when the decoding rule or the cache layout changes
 #: the committed split files: package data (pyproject's package-data), found beside this module in a

@@ -25,8 +25,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,8 +34,9 @@ import numpy as np
 import polars as pl
 
 from precompute import faults
+from shared.atomic import atomic_path as _atomic_path
 from shared.errors import VibesError
-from shared.oracle import SCHEMA_VERSION, Oracle, conform, temp_beside
+from shared.oracle import SCHEMA_VERSION, Oracle, conform
 from shared.protocol import HEADS
 
 DEFAULT_PARTS_DIR = "data/parts"
@@ -80,19 +79,10 @@ def default_oracle_path(dataset: str, out_dir: str | os.PathLike = DEFAULT_ORACL
 
 
 # ------------------------------------------------------------------------ atomic I/O
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary ``*.tmp`` path in ``path``'s folder; on success rename it onto ``path``,
-    on any error remove it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path, _owner())  # 0666 & ~umask (mkstemp's 0600 would hide it from colleagues)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_path(path: str | os.PathLike):
+    """:func:`shared.atomic.atomic_path` with this process's ``host-pid`` in the temporary name, so a
+    rerun can delete what a dead process left (:func:`remove_stale_tmp`)."""
+    return _atomic_path(path, _owner())
 
 
 def write_frame(frame: pl.DataFrame, path: str | os.PathLike) -> Path:

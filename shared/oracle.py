@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from shared.atomic import atomic_path
 from shared.errors import OracleError
 
 SCHEMA_VERSION = 1
@@ -203,34 +203,9 @@ class Oracle:
         The file gets the usual permissions (0666 less the umask, e.g. 0644), readable by others."""
         path = Path(path)
         fmt = format_of(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_beside(path)
-        try:
-            if fmt == "parquet":
-                _write_parquet(self, Path(tmp))
-            else:
-                _write_hdf5(self, Path(tmp))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            (_write_parquet if fmt == "parquet" else _write_hdf5)(self, tmp)
         return path
-
-
-def temp_beside(path: str | os.PathLike, tag: str = "") -> Path:
-    """Create an empty temporary file ``.<name>.[<tag>.]<random>.tmp`` in ``path``'s folder, with
-    the usual permissions (``0666 & ~umask``; ``tempfile.mkstemp`` would give 0600, and the file
-    renamed into place would be unreadable by colleagues)."""
-    path = Path(path)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{tag + '.' if tag else ''}{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise FileExistsError(f"cannot create a unique temporary file beside {str(path)!r}")
 
 
 def format_of(path: Path) -> str:

@@ -10,26 +10,16 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
+from shared.atomic import write_text
 from shared.durations import format_duration
 from simulate.report import PALETTE, time_ticks
+from simulate.words import LEAGUE_WORDS, words_html  # the words section: one glossary with report.html
 
 STYLE = ("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px}"
          "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
          "vertical-align:top}.warn{background:#fff3cd;border:1px solid #e0c36b;padding:8px}.num{white-space:nowrap}"
          "dt{font-weight:600}details{margin:18px 0}summary{cursor:pointer;font-weight:600}"
          "@media (max-width:1000px){td,th{padding:3px 5px}}</style>")
-
-WORDS = (("strategy π × evaluator ε̃", "the order in which backbones are tried (sampler π) and how each is scored "
-          "while searching (evaluator ε̃; the oracle's truth unless a cheaper proxy is named)"),
-         ("budget t_max", "the search's wall-clock time; a search stops when the next evaluation would not end "
-          "by then"),
-         ("regret", "best possible true score on that dataset − the median true score of what the strategy selects "
-          "(0: it finds the best backbone in at least half of the runs)"),
-         ("benchmark pick", "for each dataset, the backbone that ranks best on the other datasets of the league "
-          "(mean normalised rank, leave-one-out): what one would take from a benchmark without searching"),
-         ("beats the benchmark pick", "the share of runs whose selection has a higher true score than the "
-          "benchmark pick on that dataset, averaged over the datasets"))
-
 
 def _label(row: dict, many_k: bool) -> str:
     return f"{row['strategy']} × {row['evaluator']}" + (f" (K={row['workers']})" if many_k else "")
@@ -154,8 +144,7 @@ def write_league_report(league, path: str | Path) -> Path:
             f"workers {', '.join(map(str, s['workers']))}; {league.budgets.size} budgets from "
             f"{format_duration(float(league.budgets[0]))} to {format_duration(float(league.budgets[-1]))}.</p>")
     costs = "".join(f"<p class='warn cost-model'>Costs {html.escape(m)}</p>" for m in league.cost_models)
-    words = "<h2>Words</h2><dl>" + "".join(f"<dt>{html.escape(w)}</dt><dd>{html.escape(d)}</dd>"
-                                            for w, d in WORDS) + "</dl>"
+    words = words_html(LEAGUE_WORDS)
     bench = league.benchmarks()
     btable = ("<details><summary>Each oracle's benchmark pick</summary><table><tr><th>oracle</th>"
               "<th>benchmark pick</th><th>its true score</th><th>best possible</th></tr>" + "".join(
@@ -170,7 +159,4 @@ def write_league_report(league, path: str | Path) -> Path:
            "<h1>VIBES — a league across datasets</h1>" + head + costs + answer_table(league) + divs
            + quality_table(league) + btable
            + words + notes + "</body></html>")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(path, doc)
