@@ -3,6 +3,8 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 # torch is pinned to what the development machines carry; real users may drop the pin.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# where `make install-cpu` takes torch from: PyTorch's CPU wheels (no CUDA libraries; ~1.8 GB venv, not 6.2 GB)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 DATASET   ?= gtsrb
 POOL      ?=
 # empty: the defaults of `precompute run` (shared/protocol.py: fractions 1.0,0.1,0.01, 3 seeds,
@@ -12,9 +14,14 @@ SEEDS     ?=
 EVALUATORS ?=
 PRECOMPUTE_ARGS ?=
 
-.PHONY: install test test-cpu-paths demo bench bench-league bench-evaluators bench-precompute bench-gpu lint precompute clean
+.PHONY: install install-cpu test test-cpu-paths demo bench bench-league bench-evaluators bench-precompute bench-gpu lint precompute clean
 
 install: $(VENV)/.installed
+
+# a machine without a GPU (a laptop): the same install with torch from PyTorch's CPU wheel index.
+# (`simulate` alone needs no torch at all: `pip install .`)
+install-cpu:
+	$(MAKE) install TORCH_SPEC="--index-url $(TORCH_CPU_INDEX) $(TORCH_SPEC)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -35,6 +35,7 @@ from shared import timm_results as T
 from shared.errors import VibesError, unknown
 from shared.limits import Limits, mark
 from shared.pretrain import pretrain_frame
+from shared.toy_models import TEST_MODEL_PREFIX, is_test_model  # noqa: F401  (one definition, shared with timm:<set>)
 
 if TYPE_CHECKING:
     import torch
@@ -106,16 +107,6 @@ def pretrained_names() -> list[str]:
     import timm
 
     return timm.list_models(pretrained=True)
-
-
-#: timm's toy models for its own unit tests (``test_vit``, ``test_convnext``, ``test_efficientnet``, ...): tiny,
-#: random-quality "pretrained" tags that would top any cheap-first order; out of the default pool
-TEST_MODEL_PREFIX = "test_"
-
-
-def is_test_model(name: str) -> bool:
-    """Whether ``name`` is one of timm's toy test models (its architecture starts with ``test_``)."""
-    return name.split(".", 1)[0].startswith(TEST_MODEL_PREFIX)
 
 
 def default_names(include_test_models: bool = False) -> list[str]:

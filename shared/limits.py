@@ -25,9 +25,12 @@ from pathlib import Path
 import polars as pl
 
 from shared.errors import VibesError
-from shared.timm_results import locate, read_csv
+from shared.timm_results import ENV_DIR, locate, read_csv
 
 TIMM_BENCHMARK = "benchmark-infer-amp-nchw-pt240-cu124-{device}.csv"
+#: the devices of timm's published inference benchmarks at the pinned commit (TIMM_BENCHMARK's files)
+TIMM_DEVICES = ("rtx3090", "rtx4090")
+TABLE_COLUMNS = "backbone, latency_ms[, memory_mb]"
 #: Limits field -> (the pool's column it limits, its unit)
 KINDS = {"max_params_m": ("params_m", "M params"), "max_gmacs": ("gmacs", "GMACs"),
          "max_latency_ms": ("latency_ms", "ms/image"), "max_memory_mb": ("memory_mb", "MB")}
@@ -79,26 +82,57 @@ class Limits:
 
 def latency_table(device: str, timm_results: str | os.PathLike | None = None) -> pl.DataFrame:
     """``backbone`` or ``architecture``, ``latency_ms``, ``memory_mb`` (null where unknown) from a
-    file (Parquet/CSV with ``backbone, latency_ms[, memory_mb]``) or timm's benchmark of ``device``."""
+    file (Parquet/CSV with ``backbone, latency_ms[, memory_mb]``) or timm's benchmark of ``device``
+    (:func:`timm_devices`, matched case-insensitively)."""
     path = Path(device)
     if path.suffix.lower() in (".csv", ".parquet") or path.is_file():
-        if not path.is_file():
-            raise VibesError(f"latency table {device!r} not found; expected a file `precompute latency --out` wrote")
-        try:
-            frame = pl.read_parquet(path) if path.suffix.lower() == ".parquet" else pl.read_csv(path)
-        except Exception as exc:
-            raise VibesError(f"cannot read latency table {device!r}: {type(exc).__name__}") from None
-        missing = [c for c in ("backbone", "latency_ms") if c not in frame.columns]
-        if missing:
-            raise VibesError(f"latency table {device!r} lacks column(s) {', '.join(missing)}; expected "
-                             f"backbone, latency_ms[, memory_mb]")
-        mem = pl.col("memory_mb").cast(pl.Float64) if "memory_mb" in frame.columns else pl.lit(None, pl.Float64)
-        return frame.select(pl.col("backbone").cast(pl.String), pl.col("latency_ms").cast(pl.Float64),
-                            mem.alias("memory_mb")).unique("backbone", keep="first")
-    bench = read_csv(locate(TIMM_BENCHMARK.format(device=device), timm_results), ["model", "infer_samples_per_sec"])
+        return _table_file(path, device)
+    name = device.strip().lower()
+    devices = timm_devices(timm_results)
+    if name not in devices:
+        raise VibesError(f"--latency-device {device!r} is neither a latency table file nor a device of timm's "
+                         f"published benchmarks ({', '.join(devices)}); for another device (this CPU, your GPU) "
+                         f"measure a table there, `precompute latency --pool ... --device cpu|cuda --out lat.csv`, "
+                         f"and give --latency-device lat.csv")
+    bench = read_csv(locate(TIMM_BENCHMARK.format(device=name), timm_results), ["model", "infer_samples_per_sec"])
     return bench.select(pl.col("model").cast(pl.String).alias("architecture"),
                         (1000.0 / pl.col("infer_samples_per_sec").cast(pl.Float64)).alias("latency_ms"),
                         pl.lit(None, pl.Float64).alias("memory_mb")).unique("architecture", keep="first")
+
+
+def timm_devices(timm_results: str | os.PathLike | None = None) -> list[str]:
+    """The devices ``--latency-device`` takes by name: :data:`TIMM_DEVICES`, and any other whose
+    benchmark file (:data:`TIMM_BENCHMARK`) is in the timm results folder (or ``$VIBES_TIMM_RESULTS``)."""
+    found = set(TIMM_DEVICES)
+    folder = timm_results or os.environ.get(ENV_DIR)
+    if folder and Path(folder).is_dir():
+        head, tail = TIMM_BENCHMARK.split("{device}")
+        found |= {p.name[len(head):-len(tail)].lower() for p in Path(folder).glob(TIMM_BENCHMARK.format(device="*"))}
+    return sorted(found)
+
+
+def _table_file(path: Path, device: str) -> pl.DataFrame:
+    """A latency table file ``precompute latency --out`` wrote (CSV or Parquet), or a one-line error."""
+    if not path.is_file():
+        raise VibesError(f"latency table {device!r} not found; expected a file `precompute latency --out` wrote")
+    if path.stat().st_size == 0:
+        raise VibesError(f"latency table {device!r} is empty; expected a header {TABLE_COLUMNS} and a row per "
+                         f"backbone, as `precompute latency --out` writes")
+    try:
+        frame = pl.read_parquet(path) if path.suffix.lower() == ".parquet" else pl.read_csv(path)
+    except pl.exceptions.NoDataError:
+        raise VibesError(f"latency table {device!r} holds no data; expected a header {TABLE_COLUMNS} and a row "
+                         f"per backbone") from None
+    except Exception as exc:
+        raise VibesError(f"cannot read latency table {device!r}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in ("backbone", "latency_ms") if c not in frame.columns]
+    if missing:
+        raise VibesError(f"latency table {device!r} lacks column(s) {', '.join(missing)}; expected {TABLE_COLUMNS}")
+    if frame.height == 0:
+        raise VibesError(f"latency table {device!r} has a header but no row: no backbone's latency to limit")
+    mem = pl.col("memory_mb").cast(pl.Float64) if "memory_mb" in frame.columns else pl.lit(None, pl.Float64)
+    return frame.select(pl.col("backbone").cast(pl.String), pl.col("latency_ms").cast(pl.Float64),
+                        mem.alias("memory_mb")).unique("backbone", keep="first")
 
 
 def with_deployment(pool: pl.DataFrame, table: pl.DataFrame | None) -> pl.DataFrame:
@@ -169,5 +203,5 @@ def summarise(dropped: pl.DataFrame) -> str:
     return ", ".join(f"{n} {k}" for k, n in counts.iter_rows())
 
 
-__all__ = ["Limits", "summarise", "KINDS", "OPTION", "TIMM_BENCHMARK", "latency_table", "with_deployment", "mark",
-           "apply"]
+__all__ = ["Limits", "summarise", "KINDS", "OPTION", "TIMM_BENCHMARK", "TIMM_DEVICES", "timm_devices",
+                  "latency_table", "with_deployment", "mark", "apply"]

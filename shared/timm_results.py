@@ -76,8 +76,11 @@ def read_csv(path: Path, needed: list[str]) -> pl.DataFrame:
     """A timm results CSV with the ``needed`` columns, or a one-line error."""
     try:
         frame = pl.read_csv(path, infer_schema_length=None)
+    except pl.exceptions.NoDataError:
+        raise VibesError(f"{str(path)!r} is empty; expected a timm results file with columns "
+                         f"{', '.join(needed)}") from None
     except Exception as exc:
-        raise VibesError(f"cannot read {str(path)!r} as CSV: {exc}") from None
+        raise VibesError(f"cannot read {str(path)!r} as CSV: {type(exc).__name__}: {exc}") from None
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise VibesError(f"{str(path)!r} lacks column(s) {', '.join(missing)}; is it a timm results file?")

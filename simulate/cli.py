@@ -12,8 +12,21 @@ import click
 from shared.durations import format_duration, parse_durations
 from shared.errors import VibesError
 from shared.limit_options import limit_options, limits_of
+from shared.successive_halving import SHConfig
+from simulate.league_cli import league
 from simulate.options import replay_options, source_options
 from simulate.oracles import load_oracle
+from simulate.recommend import (
+    choices_of,
+    iqr_text,
+    kept_note,
+    lead_changes,
+    previous_row,
+    row_label,
+    stop_text,
+    tie_summary,
+)
+from simulate.workers import check_workers
 
 EPILOG = """\b
 Examples:
@@ -47,6 +60,11 @@ def _list(oracle) -> None:
     click.echo(f"oracle {oracle.dataset}: {pool.height} backbones in the pool "
                f"({oracle.failed_backbones().height} failed / excluded), truth = {oracle.truth}, "
                f"weights = {oracle.meta.get('weights', 'pretrained')}")
+    left = [f"{oracle.meta[k]} {what}" for k, what in (("models_without_benchmark", "models with no benchmark row"),
+                                                      ("toy_test_models_left_out", "toy test_* models"))
+            if oracle.meta.get(k)]
+    if left:
+        click.echo(f"left out of the published results: {', '.join(left)}")
     click.echo("evaluators (spec: fractions, seeds, backbones, median seconds):")
     for name in ev.get_column("evaluator").unique(maintain_order=True).to_list():
         rows = ev.filter(ev["evaluator"] == name)
@@ -85,8 +103,60 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
                f"outputs in {out}")
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
-                                                "max_content_width": 100})
+def _compare_command():
+    from simulate.compare import compare  # lazy: `simulate --help` answers without polars and plotly
+
+    return compare
+
+
+def _import_command():
+    from simulate.importer import import_command  # lazy: `simulate --help` answers without polars
+
+    return import_command
+
+
+def _league_command():
+    return league
+
+
+#: the subcommands: name -> (the click command, imported when run; its line in `simulate --help`)
+SUBCOMMANDS = {
+    "compare": (_compare_command, "Overlay the BSECs of several `simulate --out` folders in one report."),
+    "import": (_import_command, "Turn a table of published results (CSV/Parquet) into oracles, one per dataset."),
+    "league": (_league_command, "Replay every strategy on several oracles: which to use on an unseen dataset."),
+}
+
+
+class SimulateGroup(click.Group):
+    """``simulate [OPTIONS]`` replays strategies (the group's own options and callback); ``simulate
+    COMMAND ...`` runs a subcommand of :data:`SUBCOMMANDS` instead, imported only then."""
+
+    def list_commands(self, ctx):
+        return list(SUBCOMMANDS)
+
+    def get_command(self, ctx, name):
+        return SUBCOMMANDS[name][0]() if name in SUBCOMMANDS else None
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in SUBCOMMANDS:
+            ctx.fail(f"no command {args[0]!r}: simulate takes options, or a command first ({', '.join(SUBCOMMANDS)})")
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.command_path, "[OPTIONS]")
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix=" " * len("Usage: "))
+
+    def format_options(self, ctx, formatter):  # the subcommands first, where a reader of --help sees them
+        self.format_commands(ctx, formatter)
+        click.Command.format_options(self, ctx, formatter)
+
+    def format_commands(self, ctx, formatter):  # the registry's lines: no subcommand is imported for --help
+        with formatter.section("Commands (`simulate COMMAND --help` for each)"):
+            formatter.write_dl([(name, line) for name, (_, line) in SUBCOMMANDS.items()])
+
+
+@click.group(cls=SimulateGroup, invoke_without_command=True, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--oracle", "oracle_spec", default="timm:sketch", show_default=True,
               help="Oracle file (.parquet/.h5) or timm:<set> built from timm's published results.")
 @source_options
@@ -116,14 +186,27 @@ def _print_summary(sim, out: Path, timing: dict) -> None:
               help="More budgets for the recommendation, e.g. 10min,1h30m,4h (plain numbers are seconds); "
                    "it always has round budgets between the cheapest evaluation and the exhaustive time and "
                    "the budgets where the best choice changes.")
-def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, runs, budgets,
-             baseline, seed, out, no_report, list_only, truth, quality_only, eta, sh_chunk,
-             promotion_cost, prior_oracles, workers, max_params, max_gmacs, max_latency_ms, latency_device,
-             max_memory_mb, costs_file, recommend_at):
+@click.pass_context
+def simulate(ctx, **options):
     """Replay VIBES strategies (sampler π × evaluator ε̃ × budget t_max) against an oracle.
 
     Writes runs.parquet, bsec.parquet, summary.json and report.html, and prints a summary.
     """
+    if ctx.invoked_subcommand is None:
+        _replay(**options)
+        return
+    given = [p.opts[0] for p in ctx.command.params if ctx.get_parameter_source(p.name) in
+             (click.core.ParameterSource.COMMANDLINE,)]
+    if given:
+        raise VibesError(f"{', '.join(given)} before `{ctx.invoked_subcommand}`: options of a subcommand go after "
+                         f"its name (`simulate {ctx.invoked_subcommand} --help` lists them)")
+
+
+def _replay(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, runs, budgets,
+            baseline, seed, out, no_report, list_only, truth, quality_only, eta, sh_chunk,
+            promotion_cost, prior_oracles, workers, max_params, max_gmacs, max_latency_ms, latency_device,
+            max_memory_mb, costs_file, recommend_at):
+    """``simulate`` without a subcommand: replay, write the outputs, print the summary and the answer."""
     t_start = time.perf_counter()
     oracle = load_oracle(oracle_spec, timm_results, timm_benchmark)
     from simulate import quality  # lazy: `simulate --help` answers without polars and plotly
@@ -141,9 +224,7 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
         _quality_only(oracle, out, _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark))
         return
     from shared.samplers import sampler_of  # lazy: `simulate --help` answers without polars and plotly
-    from shared.successive_halving import SHConfig
     from simulate.simulation import parse_budgets, run_simulation
-    from simulate.workers import check_workers
 
     for s in strategies:
         sampler_of(s)
@@ -170,7 +251,19 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
     if "oracle_truth" in oracle.meta:
         sim.summary["notes"].append(f"truth: {oracle.truth} (chosen with --truth; the oracle's own "
                                     f"truth is {oracle.meta['oracle_truth']})")
-    qual = quality.evaluate(oracle, [o for _, o in priors] or None)
+    _write_outputs(sim, oracle, quality.evaluate(oracle, [o for _, o in priors] or None), out_dir, fit,
+                   None if no_report else (latency, limits, sh))
+    timing = {"engine_seconds": round(sim.engine_seconds, 4),
+              "total_seconds": round(time.perf_counter() - t_start, 4)}
+    summary = dict(sim.summary, timing=timing)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_summary(sim, out_dir, timing)
+    _print_recommendation(sim.summary.get("recommendation", []), choices_of(sim.summary))
+
+
+def _write_outputs(sim, oracle, qual, out_dir: Path, fit, report) -> None:
+    """runs.parquet (unless streamed there already), bsec.parquet, quality.parquet, costs.parquet with
+    --costs-from, and report.html unless ``report`` is None (else: the latency table, limits, SH settings)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     import pyarrow.parquet as pq
 
@@ -183,18 +276,12 @@ def simulate(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, 
 
         write_costs(fit, out_dir / "costs.parquet")
         click.echo(fit.describe(), err=True)
-    if not no_report:
+    if report is not None:
         from simulate.pareto import deployment_view  # lazy: `simulate --help` answers without polars and plotly
         from simulate.report import write_report  # lazy: `simulate --help` answers without polars and plotly
 
-        dep = deployment_view(sim, oracle, latency, limits, sh)
+        dep = deployment_view(sim, oracle, *report)
         write_report(sim, out_dir / "report.html", quality=qual, deployment=dep)
-    timing = {"engine_seconds": round(sim.engine_seconds, 4),
-              "total_seconds": round(time.perf_counter() - t_start, 4)}
-    summary = dict(sim.summary, timing=timing)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _print_summary(sim, out_dir, timing)
-    _print_recommendation(sim.summary.get("recommendation", []))
 
 
 def _load_priors(study: str, specs, timm_results, timm_benchmark) -> list:
@@ -214,19 +301,18 @@ def _load_priors(study: str, specs, timm_results, timm_benchmark) -> list:
     return out
 
 
-def _print_recommendation(rows) -> None:
-    for line in recommendation_lines(rows):
+def _print_recommendation(rows, choices=None) -> None:
+    for line in recommendation_lines(rows, choices):
         click.echo(line)
 
 
-def recommendation_lines(rows) -> list[str]:
-    """The answer: per budget the strategy × evaluator to run, its median (IQR), its most frequent
-    pick, the choices tied with it within the noise, and where the best choice changes."""
+def recommendation_lines(rows, choices=None) -> list[str]:
+    """The answer: per budget the strategy × evaluator to run (``any sampler × e`` where every strategy
+    replayed with that evaluator ties: ``choices``, every strategy × evaluator replayed), its median (IQR),
+    its most frequent pick, the choices tied with it within the noise, and ← where the row leads with
+    another choice than the row before."""
     if not rows:
         return []
-    # lazy: `simulate --help` answers without numpy
-    from simulate.recommend import iqr_text, kept_note, row_label, stop_text
-
     f = lambda x: "—" if x is None else f"{x:.4f}"  # noqa: E731
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
     lines = [f"recommendation (what to run at each budget: median true score of its selection over {n} runs, "
@@ -234,15 +320,17 @@ def recommendation_lines(rows) -> list[str]:
              f"by then, stop it there):"]
     width = max(len(row_label(r)) for r in rows)
     for i, r in enumerate(rows):
-        label = row_label(r)
+        label, before = row_label(r), previous_row(rows, i)
+        mark = " ← " if lead_changes(r, before) else "   "  # a space before the widest label too
         if r["strategy"] is None:
-            lines.append(f"   {label:>{width}}: none — {r.get('reason', 'no selection')}")
+            lines.append(f"{mark}{label:>{width}}: none — {r.get('reason', 'no selection')}")
             continue
-        mark = " ← " if r.get("source") == "change" else "   "  # a space before the widest label too
-        kept = kept_note(r, rows[i - 1] if i else None)
-        tie = ("; tied: " + ", ".join(f"{t['strategy']} × {t['evaluator']} ({f(t['median'])})" for t in r["tied"][:3])
-               + (f" and {len(r['tied']) - 3} more" if len(r["tied"]) > 3 else "")) if r.get("tied") else ""
-        lines.append(f"{mark}{label:>{width}}: {r['strategy']} × {r['evaluator']}{stop_text(r)}  "
+        head, rest, broad = tie_summary(r, choices)
+        own = f"{r['strategy']} × {r['evaluator']}"
+        kept = None if broad else kept_note(r, before)
+        tie = ("; tied: " + ", ".join(rest[:3]) + (f" and {len(rest) - 3} more" if len(rest) > 3 else "")) \
+            if rest else ""
+        lines.append(f"{mark}{label:>{width}}: {head}{f' (figures of {own})' if head != own else ''}{stop_text(r)}  "
                      f"median {f(r['median'])} "
                      f"({iqr_text(r['q25'], r['q75'])}), selects {r['backbone']} most often "
                      f"({100 * r['backbone_share']:.0f}% of runs){'; ' + kept if kept else ''}{tie}")
@@ -276,20 +364,7 @@ def _new_out_dir() -> Path:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["compare"]:  # `simulate compare OUT_DIR...`; every other call is `simulate`
-            from simulate.compare import compare  # lazy: `simulate --help` answers without polars and plotly
-
-            compare.main(args=argv[1:], prog_name="simulate compare", standalone_mode=False)
-        elif argv[:1] == ["league"]:  # `simulate league --oracle A --oracle B ...`
-            from simulate.league_cli import league  # lazy: `simulate --help` answers without polars and plotly
-
-            league.main(args=argv[1:], prog_name="simulate league", standalone_mode=False)
-        elif argv[:1] == ["import"]:  # `simulate import TABLE --out DIR`
-            from simulate.importer import import_command  # lazy: `simulate --help` answers without polars
-
-            import_command.main(args=argv[1:], prog_name="simulate import", standalone_mode=False)
-        else:
-            simulate.main(args=argv, standalone_mode=False)
+        simulate.main(args=argv, prog_name="simulate", standalone_mode=False)
     except VibesError as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code

@@ -35,6 +35,7 @@ import polars as pl
 from shared.durations import format_duration
 from shared.errors import VibesError
 from shared.exactmath import logs
+from simulate.recommend import iqr_text
 from simulate.report import PALETTE, _fmt, time_ticks
 
 TOP = 3  # pairs drawn per output by default; the rest are a legend click away
@@ -207,9 +208,27 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
 
 
+def _rec_cell(o: dict, t: float) -> str:
+    """One output's recommendation at budget ``t``: its choice, median (IQR, in
+    :func:`simulate.recommend.iqr_text`'s words) and most-selected backbone; else why there is none —
+    no row at this budget (its budgets come from its own oracle's time scale), no strategy selecting
+    by then, or no recommendation in the output at all (written before simulate made one)."""
+    rows = o["summary"].get("recommendation")
+    if not rows:
+        return "<td class='none'>no recommendation in this output</td>"
+    r = next((x for x in rows if float(x["budget_s"]) == t), None)
+    if r is None:
+        return "<td class='none'>no row at this budget</td>"
+    if r.get("strategy") is None:
+        return f"<td class='none'>none — {html.escape(r.get('reason') or 'no selection by then')}</td>"
+    return (f"<td><b>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}</b><br>"
+            f"{_fmt(r['median'])} ({html.escape(iqr_text(r.get('q25'), r.get('q75')))})<br>"
+            f"{html.escape(str(r['backbone']))} ({100 * r['backbone_share']:.0f}%)</td>")
+
+
 def recommendation_table(outputs: list[dict], labels: list[str]) -> str:
     """Budgets (rows) × outputs (columns): the recommended strategy × evaluator, its median (IQR)
-    and most-selected backbone; '—' where an output has none (or predates the recommendation)."""
+    and most-selected backbone (:func:`_rec_cell`, which says why a cell has none)."""
     budgets: dict[float, str] = {}
     for o in outputs:
         for r in o["summary"].get("recommendation") or []:
@@ -217,15 +236,7 @@ def recommendation_table(outputs: list[dict], labels: list[str]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = []
     for t in sorted(budgets):
-        cells = []
-        for o in outputs:
-            r = next((x for x in o["summary"].get("recommendation") or [] if float(x["budget_s"]) == t), None)
-            if r is None or r.get("strategy") is None:
-                cells.append("<td>—</td>")
-                continue
-            cells.append(f"<td><b>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}</b><br>"
-                         f"{_fmt(r['median'])} ({_fmt(r['q25'])}–{_fmt(r['q75'])})<br>"
-                         f"{html.escape(str(r['backbone']))} ({100 * r['backbone_share']:.0f}%)</td>")
+        cells = [_rec_cell(o, t) for o in outputs]
         rows.append(f"<tr><td>{html.escape(budgets[t])}</td>{''.join(cells)}</tr>")
     if not rows:
         return "<p>No output has a recommendation (written by a simulate before it had one).</p>"
@@ -389,6 +400,7 @@ def write_compare(folders, path: str | Path, labels: tuple[str, ...] = (), title
         "table{border-collapse:collapse;margin:8px 0}td,th{padding:4px 10px;border-bottom:1px solid #ddd;"
         "text-align:left;vertical-align:top}#controls{font-size:14px}"
         "#controls fieldset{display:inline-block;margin:2px;padding:2px 8px;border:1px solid #ccc}"
+        "td.none{color:#777;font-style:italic}"
         "label{white-space:nowrap;margin-right:6px}.note{color:#444;margin:4px 0;font-size:14px}</style></head><body>",
         f"<h1>{html.escape(title or 'VIBES — BSECs of several simulate outputs')}</h1>",
         f"<ul>{facts}</ul>",
@@ -411,7 +423,10 @@ def write_compare(folders, path: str | Path, labels: tuple[str, ...] = (), title
         f"<div class='fig'>{div}</div>",
         "<p>Each curve: the median over runs of the true score of the selected backbone (band: 25–75 %); "
         "the regret view subtracts it from the best true score of that output's pool.</p>",
-        "<h2>Recommendations side by side</h2>", recommendation_table(outputs, names),
+        "<h2>Recommendations side by side</h2>",
+        "<p class='note'>Each output recommends at budgets from its own oracle's time scale: <i>no row at this "
+        "budget</i> means that output gives its answer at other budgets, not that it has none.</p>",
+        recommendation_table(outputs, names),
         "<h2>Summaries</h2>", summary_table(outputs, names),
         _JS, "</body></html>",
     ]

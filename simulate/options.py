@@ -24,13 +24,28 @@ def source_options(f):
     ))
 
 
+class _StrategyOption(click.Option):
+    """``--strategy``, whose help lists the samplers of :data:`shared.samplers.SAMPLERS`, read when the
+    help is shown (importing them takes numpy and polars: a command that runs pays nothing for it)."""
+
+    def get_help_record(self, ctx):
+        from shared.samplers import SAMPLERS  # lazy: only `--help` needs the names (numpy, polars)
+
+        template, self.help = self.help, self.help.replace("{samplers}", ", ".join(SAMPLERS))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = template
+
+
 def replay_options(default_strategies: str):
     """``--strategy``, ``--evaluator``, ``--runs``, ``--budgets``, ``--seed``, ``--workers`` and the
     successive-halving settings ``--eta``, ``--sh-chunk``, ``--promotion-cost``."""
     def deco(f):
         return _apply(f, (
-            click.option("--strategy", "strategies", multiple=True,
-                         help=f"Sampler π (repeatable), or sh:<sampler>; default: {default_strategies}."),
+            click.option("--strategy", "strategies", multiple=True, cls=_StrategyOption,
+                         help=f"Sampler π (repeatable): {{samplers}}; or sh:<sampler> (successive halving), "
+                              f"asha:<sampler> (asynchronous) over one of them; default: {default_strategies}."),
             click.option("--evaluator", "evaluators", multiple=True,
                          help="Evaluator ε̃ as <evaluator>[@<fraction>] (repeatable); default: the truth evaluator."),
             click.option("--runs", default=100, show_default=True, type=int, help="Runs per strategy × evaluator."),

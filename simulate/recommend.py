@@ -204,6 +204,61 @@ def kept_note(row: dict, before: dict | None) -> str | None:
             f"{top['median']:.4f}, {iqr_text(top['q25'], top['q75'])})")
 
 
+def previous_row(rows: list[dict], i: int) -> dict | None:
+    """The row of the budget before ``rows[i]``: the row before it with the same worker count (rows of
+    several K follow one another, K by K), None for the first."""
+    k = rows[i].get("workers")
+    return next((r for r in reversed(rows[:i]) if r.get("workers") == k), None)
+
+
+def lead_changes(row: dict, before: dict | None) -> bool:
+    """Whether the row leads with another strategy × evaluator than the row of the budget before (both
+    with an answer): where ``← the best choice changes`` goes."""
+    return (before is not None and row.get("strategy") is not None and before.get("strategy") is not None
+            and (row["strategy"], row["evaluator"]) != (before["strategy"], before["evaluator"]))
+
+
+def choices_of(summary: dict) -> list[tuple[str, str]]:
+    """Every strategy × evaluator a simulation replayed (summary.json ``strategies``), in order."""
+    return list(dict.fromkeys((r["strategy"], r["evaluator"]) for r in summary.get("strategies") or ()))
+
+
+def tie_summary(row: dict, choices: list[tuple[str, str]] | None = None) -> tuple[str, list[str], bool]:
+    """How a row's choice reads when ties are summarised: (the headline, the tied choices it does not
+    cover, whether the headline covers more than the row's own choice).  ``choices``: every strategy ×
+    evaluator replayed (:func:`choices_of`); when every strategy run with the row's evaluator is tied
+    with it, the headline is ``any sampler × mlp@0.03`` (every evaluator with its strategy:
+    ``cycling × any evaluator``; every choice: ``any sampler × any evaluator``); the others are
+    summarised the same way per evaluator, else named with their medians (``random × knn 0.7120``)."""
+    lead = (row["strategy"], row["evaluator"])
+    tied = row.get("tied") or []
+    together = {lead} | {(t["strategy"], t["evaluator"]) for t in tied}
+    pool = list(dict.fromkeys(choices or ()))
+    samplers = lambda e: [c for c in pool if c[1] == e]  # noqa: E731
+    evaluators = [c for c in pool if c[0] == lead[0]]
+    if len(pool) > 1 and set(pool) <= together:
+        return "any sampler × any evaluator", [], True
+    if len(samplers(lead[1])) > 1 and set(samplers(lead[1])) <= together:
+        head, covered = f"any sampler × {lead[1]}", set(samplers(lead[1]))
+    elif len(evaluators) > 1 and set(evaluators) <= together:
+        head, covered = f"{lead[0]} × any evaluator", set(evaluators)
+    else:
+        head, covered = f"{lead[0]} × {lead[1]}", {lead}
+    rest, said = [], set()
+    for t in tied:
+        c = (t["strategy"], t["evaluator"])
+        if c in covered or c in said:
+            continue
+        group = samplers(c[1])
+        if len(group) > 1 and set(group) <= together and not set(group) & covered:
+            rest.append(f"any sampler × {c[1]}")
+            said |= set(group)
+        else:
+            med = "—" if t.get("median") is None else f"{t['median']:.4f}"
+            rest.append(f"{c[0]} × {c[1]} {med}")
+    return head, rest, len(covered) > 1
+
+
 def stop_text(row: dict) -> str:
     """``, stop at 1.4 min`` when the row's choice is at its best before the row's budget; else ``""``."""
     stop = row.get("stop_s")
@@ -237,4 +292,4 @@ def _num(x) -> float | None:
 
 __all__ = ["NICE", "SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
            "change_budgets", "recommend", "row_label", "kept_note", "iqr_text", "stop_early", "worse_with_budget",
-           "worse_text", "stop_text"]
+           "worse_text", "stop_text", "previous_row", "lead_changes", "choices_of", "tie_summary"]

@@ -21,7 +21,17 @@ import polars as pl
 
 from shared.durations import format_duration
 from simulate.pareto import Deployment, pareto_front
-from simulate.recommend import iqr_text, kept_note, row_label, stop_text
+from simulate.recommend import (
+    choices_of,
+    iqr_text,
+    kept_note,
+    lead_changes,
+    previous_row,
+    row_label,
+    stop_text,
+    tie_summary,
+)
+from simulate.words import REPORT_WORDS, words_html
 from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -161,7 +171,8 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
         "vertical-align:top}.warn{background:#fff3cd;border:1px solid #e0c36b;padding:8px}.fig{margin:18px 0}"
         "tr.tied td{color:#555;font-size:90%;padding-top:0}tr:has(+tr.tied) td{border-bottom:none}"
         ".num{white-space:nowrap}.change{font-weight:600}details{margin:18px 0}"
-        "summary{cursor:pointer;font-weight:600}@media (max-width:1000px){td,th{padding:3px 5px}}</style>"
+        "summary{cursor:pointer;font-weight:600}dl.words dt{font-weight:600}"
+        "@media (max-width:1000px){td,th{padding:3px 5px}}</style>"
         "</head><body>",
         f"<h1>{html.escape(title or 'VIBES — Backbone Selection Efficiency Curves')}</h1>",
         banner,
@@ -190,7 +201,7 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
                      f"predicted from {c['n_sample']} backbones timed there ({html.escape(str(c.get('source')))}): "
                      f"<code>{html.escape(c['formula'])}</code>; {err}. The budgets below are that device's "
                      f"time (costs.parquet: per backbone the oracle's and the predicted seconds).</p>")
-    parts.append(recommendation_html(s.get("recommendation")))
+    parts.append(recommendation_html(s.get("recommendation"), choices_of(s)))
     for note in s.get("notes", []):
         if not (s.get("limits") and note.startswith("deployment limits")):  # the banner above says it
             parts.append(f"<p class='warn'>{html.escape(note)}</p>")
@@ -203,6 +214,7 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
     if quality is not None:
         parts.append(quality_section(quality))
     parts.append(table)
+    parts.append(words_html(REPORT_WORDS))
     parts.append("<script>window.VIBES_FIGURES = " + json.dumps(len(figs)) + ";</script>")
     parts.append("</body></html>")
     path.write_text("".join(parts), encoding="utf-8")
@@ -433,46 +445,78 @@ def quality_section(q) -> str:
     return "".join(parts)
 
 
-def recommendation_html(rows) -> str:
+_REC_STYLE = (
+    "<style>#recommendation-table{width:100%;table-layout:fixed}#recommendation-table col.budget{width:11%}"
+    "#recommendation-table col.choice{width:30%}#recommendation-table col.median{width:19%}"
+    "#recommendation-table col.pick{width:40%}#recommendation-table .nm{white-space:nowrap}"
+    "#recommendation-table .bb{overflow-wrap:anywhere}#recommendation-table .sub{color:#555;font-size:88%}"
+    "#recommendation-table .mark{color:#a33;font-size:85%;font-weight:600}"
+    "#recommendation-table tr.change>td{background:#fdf3f3}</style>")
+
+
+def _names(text: str) -> str:
+    """``a-b × c`` as HTML: each name kept whole (``complexity-up`` never breaks at its hyphen), the
+    line free to break around the ×."""
+    return " × ".join(f"<span class='nm'>{html.escape(part)}</span>" for part in text.split(" × "))
+
+
+def _backbone(name) -> str:
+    """A backbone name that wraps at its dots and underscores, not mid-word, when the column is narrow."""
+    text = html.escape(str(name))
+    for sep in (".", "_"):
+        text = text.replace(sep, sep + "<wbr>")
+    return f"<span class='bb'>{text}</span>"
+
+
+def _rec_row(r: dict, before: dict | None, choices) -> str:
+    """One budget's row (and its row of ties) of the recommendation table."""
+    change = lead_changes(r, before)
+    when = html.escape(row_label(r)) + ("<div class='mark'>← the best choice changes</div>" if change else "")
+    if r.get("strategy") is None:
+        return (f"<tr><td>{when}</td><td colspan='3'>none — "
+                f"{html.escape(r.get('reason', 'no selection'))}</td></tr>")
+    head, rest, broad = tie_summary(r, choices)
+    kept = None if broad else kept_note(r, before)
+    own = f"{r['strategy']} × {r['evaluator']}"
+    subs = ([f"figures of {_names(own)}"] if head != own else []) + (
+        [html.escape(stop_text(r).removeprefix(", "))] if stop_text(r) else [])
+    choice = f"<b>{_names(head)}</b>" + "".join(f"<div class='sub'>{x}</div>" for x in subs)
+    tie = ("<tr class='tied'><td></td><td colspan='3'>" + (html.escape(kept) + "; " if kept else "")
+           + "also tied within the noise: " + "; ".join(_names(x) for x in rest[:4])
+           + (f"; and {len(rest) - 4} more" if len(rest) > 4 else "") + "</td></tr>") if rest else ""
+    cls = " class='change'" if change else ""
+    return (f"<tr{cls}><td>{when}</td><td>{choice}</td>"
+            f"<td><span class='num'>{_fmt(r['median'])}</span>"
+            f"<div class='sub'>{html.escape(iqr_text(r['q25'], r['q75']))}</div></td>"
+            f"<td>{_backbone(r['backbone'])}<div class='sub'>{100 * r['backbone_share']:.0f}% of runs</div></td></tr>"
+            + tie)
+
+
+def recommendation_html(rows, choices=None) -> str:
     """The answer (summary.json ``recommendation``): per budget, the strategy × evaluator to run, its
-    median (IQR) and most frequent pick, the choices tied with it within the noise, and the budgets
-    where the best choice changes."""
+    median (IQR) and most frequent pick, the choices tied with it within the noise (summarised as
+    ``any sampler × mlp@0.03`` where every strategy replayed with that evaluator ties:
+    :func:`simulate.recommend.tie_summary`; ``choices``, every strategy × evaluator replayed), and the
+    rows whose leading choice differs from the row before.  Laid out to fit a laptop's width: fixed
+    columns, names wrapped between words, the backbone (the answer) always in view."""
     if not rows:
         return ""
-    body = []
-    for i, r in enumerate(rows):
-        label = row_label(r)
-        change = r.get("source") == "change"
-        cls = " class='change'" if change else ""
-        when = html.escape(label) + (" ← the best choice changes" if change else "")
-        if r.get("strategy") is None:
-            body.append(f"<tr><td>{when}</td><td colspan='4'>none — "
-                        f"{html.escape(r.get('reason', 'no selection'))}</td></tr>")
-            continue
-        ties = r.get("tied") or []
-        kept = kept_note(r, rows[i - 1] if i else None)
-        tie = ("<tr class='tied'><td></td><td colspan='3'>" + (html.escape(kept) + "; " if kept else "")
-               + "tied within the noise: " + "; ".join(
-            f"{html.escape(t['strategy'])} × {html.escape(t['evaluator'])} {_fmt(t['median'])}" for t in ties[:4])
-            + (f"; and {len(ties) - 4} more" if len(ties) > 4 else "") + "</td></tr>") if ties else ""
-        body.append(f"<tr{cls}><td>{when}</td><td>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}"
-                    f"{html.escape(stop_text(r))}</td><td class='num'>{_fmt(r['median'])} "
-                    f"({html.escape(iqr_text(r['q25'], r['q75']))})</td>"
-                    f"<td>{html.escape(str(r['backbone']))} ({100 * r['backbone_share']:.0f}% of runs)</td></tr>"
-                    + tie)
+    body = "".join(_rec_row(r, previous_row(rows, i), choices) for i, r in enumerate(rows))
     n = next((r["n_runs"] for r in rows if r.get("n_runs")), None)
-    return ("<h2 id='recommendation'>Recommendation: what to run at your budget</h2><p>For each budget t_max "
-            "(round durations between the cheapest evaluation and the exhaustive time, the budgets where the best "
-            "choice changes, and any asked with --recommend-at), the strategy π × evaluator ε̃ whose selection has "
-            f"the highest median true score over the {n} runs, its IQR (25th–75th percentile) and the backbone it "
-            "selects most often. Choices whose medians differ by less than twice the standard error of the "
-            "difference are listed as tied; the row keeps leading with the choice of the budget before while it "
-            "is still tied (a tie is not a flip; the row then names the higher median it is tied with). A search "
-            "run for a budget can stop earlier and keep what it has found: each choice is valued at its best "
-            "budget so far, and 'stop at' says when that was, so the answer never gets worse with more budget.</p>"
-            "<table id='recommendation-table'><tr>"
-            "<th>budget</th><th>strategy π × evaluator ε̃</th><th>median (IQR)</th>"
-            "<th>selected most often</th></tr>" + "".join(body) + "</table>")
+    return (_REC_STYLE + "<h2 id='recommendation'>Recommendation: what to run at your budget</h2><p>For each "
+            "budget t_max (round durations between the cheapest evaluation and the exhaustive time, the budgets "
+            "where the best choice changes, and any asked with --recommend-at), the strategy π × evaluator ε̃ "
+            f"whose selection has the highest median true score over the {n} runs, its IQR (25th–75th "
+            "percentile) and the backbone it selects most often. Choices whose medians differ by less than twice "
+            "the standard error of the difference are listed as tied (<i>any sampler × ε̃</i> when every "
+            "strategy run with that evaluator is); the row keeps leading with the choice of the budget before "
+            "while it is still tied (a tie is not a flip), and '← the best choice changes' marks a row that "
+            "leads with another choice than the row above. A search run for a budget can stop earlier and keep "
+            "what it has found: each choice is valued at its best budget so far, and 'stop at' says when that "
+            "was, so the answer never gets worse with more budget.</p>"
+            "<table id='recommendation-table'><colgroup><col class='budget'><col class='choice'>"
+            "<col class='median'><col class='pick'></colgroup><tr><th>budget</th><th>strategy π × evaluator ε̃"
+            "</th><th>median (IQR)</th><th>selected most often</th></tr>" + body + "</table>")
 
 
 def _fmt(x) -> str:

@@ -9,7 +9,11 @@ For each model of ``results-<set>.csv`` (with ``arch`` = the name before the dot
     gmacs    = infer_gmacs(arch) × scale
     params_m = param_count (results file)
 
-Models with no benchmark row are left out, counted in the oracle metadata and on stderr.
+Models with no benchmark row are left out, and so are timm's toy ``test_*`` models
+(:func:`shared.toy_models.is_test_model`, the definition ``precompute``'s pool uses): tiny
+architectures of near-chance top-1 that would top every cheap-first order.  Both are counted in the
+oracle metadata (``models_without_benchmark``, ``toy_test_models_left_out``) and said on stderr in
+one note, once per process (:data:`_SAID`; ``simulate --list`` shows the counts).
 Models listed twice (at their default input size and at timm's larger ``test_input_size``)
 keep the row at the smaller, default size.  ``imagenet_top1`` (metadata, the ``imagenet-top1``
 sampler's key) is the model's published ImageNet-1k top-1 in percent from
@@ -45,6 +49,7 @@ from shared.timm_results import (  # noqa: F401  (re-exported: the simulator's n
     top1_of,
 )
 from shared.timm_results import read_csv as _read_csv
+from shared.toy_models import TEST_MODEL_PREFIX, is_test_model
 
 #: images in each evaluation set (the -clean sets count as their base set)
 N_IMAGES = {
@@ -78,6 +83,9 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
     # test_input_size.  One row per backbone: keep the default (the smaller) size.
     n_listed = results.height
     results = at_default_size(results)
+    toys = [m for m in results.get_column("model").to_list() if is_test_model(m)]
+    n_models = results.height
+    results = results.filter(~pl.col("model").is_in(toys))
     bench = _read_csv(locate(benchmark, results_dir, hint=BENCHMARK_HINT),
                       ["model", "infer_img_size", "infer_samples_per_sec", "infer_gmacs"])
     bench = (bench.select(pl.col("model").alias("architecture"), "infer_img_size",
@@ -89,9 +97,35 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
     has_bench = pl.col("infer_samples_per_sec").is_not_null() & (pl.col("infer_samples_per_sec") > 0)
     dropped = joined.filter(~has_bench).get_column("model").to_list()
     kept = joined.filter(has_bench)
+    frame = _rows(kept, set_name, images)
+    pre = pretrain_frame(frame.get_column("backbone").to_list())
+    frame = frame.with_columns(
+        pre.get_column("pretrain_dataset"),
+        pre.get_column("pretrain_images").cast(pl.Float64),
+        pre.get_column("pretrain_method"),
+    )
+    top1_note = None
+    try:
+        top1 = top1_of(results) if set_name == "imagenet" else imagenet_top1(results_dir)
+    except VibesError as exc:  # the prior is optional: the oracle stands without it
+        top1, top1_note = None, f"imagenet_top1 unavailable ({exc})"
+        if not quiet:
+            print(f"timm:{set_name}: {top1_note}", file=sys.stderr)
+    if top1 is not None:
+        frame = frame.join(top1, on="backbone", how="left", maintain_order="left")
+    if not quiet:
+        _say_once(left_out_note(set_name, benchmark, n_models, dropped, toys), benchmark)
+    meta = _meta(set_name, benchmark, images, top1_note, models_in_results=n_models,
+                 rows_at_test_input_size_dropped=n_listed - n_models, models_without_benchmark=len(dropped),
+                 toy_test_models_left_out=len(toys))
+    return Oracle(frame, meta).validate()
+
+
+def _rows(kept: pl.DataFrame, set_name: str, images: int) -> pl.DataFrame:
+    """The oracle rows of the models with a benchmark row (the formulas of the module docstring)."""
     scale = (pl.col("img_size").cast(pl.Float64) / pl.col("infer_img_size").cast(pl.Float64)) ** 2
     seconds = images / pl.col("infer_samples_per_sec").cast(pl.Float64) * scale
-    frame = kept.select(
+    return kept.select(
         pl.lit(f"timm:{set_name}").alias("dataset"),
         pl.col("model").alias("backbone"),
         pl.lit("top1").alias("evaluator"),
@@ -109,25 +143,12 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
         (pl.col("infer_gmacs").cast(pl.Float64) * scale).alias("gmacs"),
         pl.col("img_size").cast(pl.Int32).alias("input_size"),
     )
-    pre = pretrain_frame(frame.get_column("backbone").to_list())
-    frame = frame.with_columns(
-        pre.get_column("pretrain_dataset"),
-        pre.get_column("pretrain_images").cast(pl.Float64),
-        pre.get_column("pretrain_method"),
-    )
-    top1_note = None
-    try:
-        top1 = top1_of(results) if set_name == "imagenet" else imagenet_top1(results_dir)
-    except VibesError as exc:  # the prior is optional: the oracle stands without it
-        top1, top1_note = None, f"imagenet_top1 unavailable ({exc})"
-        if not quiet:
-            print(f"timm:{set_name}: {top1_note}", file=sys.stderr)
-    if top1 is not None:
-        frame = frame.join(top1, on="backbone", how="left", maintain_order="left")
-    if dropped and not quiet:
-        print(f"timm:{set_name}: {len(dropped)} of {results.height} models have no row in "
-              f"{benchmark} and are left out (e.g. {dropped[0]})", file=sys.stderr)
-    meta = {
+
+
+def _meta(set_name: str, benchmark: str, images: int, top1_note: str | None, **counts) -> dict:
+    """The oracle metadata: where the rows come from, how costs are modelled, what was left out (``counts``)."""
+    hardware = benchmark.removeprefix("benchmark-infer-").removesuffix(".csv")
+    return {
         "dataset": f"timm:{set_name}",
         "truth": "top1",
         "source": f"timm published results at commit {TIMM_COMMIT}: results-{set_name}.csv + {benchmark}",
@@ -135,16 +156,38 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
                     "throughput, scaled by (img_size / infer_img_size)^2",
         "n_test": images,
         "costs": "modelled",
-        "cost_model": f"modelled: {images:,} images ÷ timm's published inference throughput "
-                      f"({benchmark.removeprefix('benchmark-infer-').removesuffix('.csv')}), scaled by "
-                      f"(img_size / infer_img_size)² (not measured)",
+        "cost_model": f"modelled: {images:,} images ÷ timm's published inference throughput ({hardware}), "
+                      f"scaled by (img_size / infer_img_size)² (not measured)",
         "weights": "pretrained",
-        "hardware": benchmark.removeprefix("benchmark-infer-").removesuffix(".csv"),
-        "models_in_results": results.height,
-        "rows_at_test_input_size_dropped": n_listed - results.height,
-        "models_without_benchmark": len(dropped),
+        "hardware": hardware,
+        **counts,
         "imagenet_top1": top1_note or f"published ImageNet-1k top-1 (percent) at the default size, "
                                       f"{IMAGENET_RESULTS}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return Oracle(frame, meta).validate()
+
+
+#: the left-out notes already said in this process (by benchmark file): a league over ``timm:*``, or a
+#: prior ``timm:`` oracle beside the one under study, says it once, not once per oracle
+_SAID: set[str] = set()
+
+
+def left_out_note(set_name: str, benchmark: str, n_models: int, dropped: list[str], toys: list[str]) -> str | None:
+    """``timm:sketch: left out 77 of 1266 models with no row in <benchmark> (e.g. x) and timm's 13 toy
+    test_* models (...)``; None when nothing is left out."""
+    parts = []
+    if dropped:
+        parts.append(f"{len(dropped)} of {n_models} models with no row in {benchmark} (e.g. {dropped[0]})")
+    if toys:
+        parts.append(f"timm's {len(toys)} toy {TEST_MODEL_PREFIX}* models (unit-test architectures of "
+                     f"near-chance top-1, e.g. {toys[0]})")
+    if not parts:
+        return None
+    return (f"timm:{set_name}: left out " + " and ".join(parts) + "; counted in the oracle metadata "
+            "(`simulate --list`), said once per run")
+
+
+def _say_once(note: str | None, key: str) -> None:
+    if note is not None and key not in _SAID:
+        _SAID.add(key)
+        print(note, file=sys.stderr)

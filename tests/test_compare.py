@@ -88,6 +88,31 @@ def test_compare_draws_in_headless_chromium_and_its_controls_work(outputs, tmp_p
             assert f"<td>{r['label']}</td>" in table and f"<b>{r['strategy']} × {r['evaluator']}</b>" in table
 
 
+def test_side_by_side_says_why_a_cell_has_no_answer():
+    """An output with no row at a budget is not an output without an answer; a missing quartile reads as
+    the recommendation's own words, never as a dash (issue 24 item 7)."""
+    from simulate.compare import recommendation_table
+
+    def row(label, t, median, q25, q75, strategy="cycling"):
+        return dict(budget_s=t, label=label, strategy=strategy, evaluator="mlp", median=median, q25=q25, q75=q75,
+                    backbone="b.x", backbone_share=0.25)
+
+    a = {"summary": {"recommendation": [row("1 s", 1.0, 0.5, 0.4, 0.6),
+                                        row("1 min", 60.0, 0.8, None, 0.9136)]}}
+    b = {"summary": {"recommendation": [dict(row("1 s", 1.0, None, None, None, strategy=None), evaluator=None,
+                                             reason="no strategy selects a backbone in most runs by then")]}}
+    old = {"summary": {}}  # written by a simulate before the recommendation
+    table = recommendation_table([a, b, old], ["A", "B", "old"])
+    rows = [" | ".join(" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in tr.split("</td>")[:-1])
+            for tr in table.split("<tr>")[2:]]  # each cell's text, the header row left out
+    assert rows == [
+        "1 s | cycling × mlp 0.5000 (IQR 0.4000–0.6000) b.x (25%) | none — no strategy selects a backbone in most "
+        "runs by then | no recommendation in this output",
+        "1 min | cycling × mlp 0.8000 (q75 0.9136; a quarter of the runs or more select nothing yet) b.x (25%) | "
+        "no row at this budget | no recommendation in this output"]
+    assert "—–" not in table and "<td>—</td>" not in table
+
+
 def test_regret_is_best_possible_minus_the_score(outputs):
     outs = [load_output(outputs / "outA"), load_output(outputs / "outB")]
     fig = compare_figure(outs, ["a", "b"])
@@ -125,6 +150,10 @@ def test_compare_help_and_simulate_help_both_work(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--strategy" in out and "simulate compare" in out  # the epilog names the subcommand
+    # the subcommands, each with its line, before the options (issue 24 item 8)
+    commands = out.split("Commands")[1].split("Options:")[0]
+    assert [line.split()[0] for line in commands.splitlines()[1:] if line.startswith("  ") and
+            not line.startswith("   ")] == ["compare", "import", "league"]
 
 
 def test_labels_default_to_dataset_and_folder(outputs, tmp_path):

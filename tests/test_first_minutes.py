@@ -407,3 +407,24 @@ def test_no_raw_warnings_when_a_sweep_runs_small_fractions(tmp_path, heads, recw
                       weights="random", device="cpu", parts_dir=str(tmp_path / "parts"), cache_dir=str(tmp_path / "c"))
     run_sweep(cfg, pool_frame(["fake_a.x"]), show_progress=False, echo=None)
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+# ------------------------------------------------------------------------------------------------
+# A laptop without a GPU (issue 24 item 10)
+def test_make_install_cpu_takes_torch_from_the_cpu_wheel_index(tmp_path):
+    venv = tmp_path / "venv"
+    p = subprocess.run(["make", "--no-print-directory", "-n", "install-cpu", f"VENV={venv}",
+                        "TORCH_SPEC=torch==9.9 torchvision==8.8"], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    torch_lines = [line for line in p.stdout.splitlines() if "pip install" in line and "torch==" in line]
+    assert torch_lines == [f"{venv}/bin/python -m pip install -q --index-url https://download.pytorch.org/whl/cpu "
+                           "torch==9.9 torchvision==8.8"], p.stdout
+    p = subprocess.run(["make", "--no-print-directory", "-n", "install-cpu", f"VENV={venv}",
+                        "TORCH_CPU_INDEX=file:///mirror/cpu"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "pip install -q --index-url file:///mirror/cpu torch==" in p.stdout
+
+
+def test_the_readme_tells_laptop_users_first_that_simulate_needs_no_torch():
+    setup = (REPO / "README.md").read_text().split("## Set up\n", 1)[1].split("```", 1)[0]
+    assert "`pip install .` (no extras: no torch, no GPU) gives a working\n`simulate`" in setup

@@ -85,6 +85,46 @@ def test_latency_tables_file_and_timm_benchmark(tmp_path):
         latency_table(str(tmp_path / "missing.csv"))
 
 
+def test_latency_device_names_and_empty_tables_are_one_clear_line(tmp_path, monkeypatch):
+    """A device timm has no benchmark for is not a download failure, a device's capitals are not a
+    missing file, and an empty table says it is empty (issue 24, item 3)."""
+    monkeypatch.delenv("VIBES_TIMM_RESULTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached: a download would be tried
+    for name in ("cpu", "rtx5090", "cuda"):
+        with pytest.raises(VibesError) as err:
+            latency_table(name)
+        msg = str(err.value)
+        assert msg.startswith(f"--latency-device {name!r} is neither a latency table file nor a device of timm's "
+                              "published benchmarks (rtx3090, rtx4090)"), msg
+        assert "precompute latency" in msg and "offline" not in msg and "download" not in msg
+    assert not (tmp_path / "cache").exists()  # refused before any download was tried
+    # capitals: the same device (read here from a folder that has its file)
+    folder = tmp_path / "timm"
+    folder.mkdir()
+    (folder / "benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv").write_text(
+        "model,infer_samples_per_sec\na,500.0\nb,250.0\n")
+    got = latency_table("RTX4090", folder).sort("architecture")
+    assert got["architecture"].to_list() == ["a", "b"] and got["latency_ms"].to_list() == [2.0, 4.0]
+    # an empty file, a header alone
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(VibesError, match=r"^latency table '.*empty.csv' is empty; expected a header backbone, "
+                                         r"latency_ms\[, memory_mb\]"):
+        latency_table(str(tmp_path / "empty.csv"))
+    (tmp_path / "header.csv").write_text("backbone,latency_ms,memory_mb\n")
+    with pytest.raises(VibesError, match="has a header but no row"):
+        latency_table(str(tmp_path / "header.csv"))
+
+
+def test_cli_unknown_latency_device_is_one_line(tmp_path):
+    hand_oracle(HAND).write(tmp_path / "o.parquet")
+    p = run_cli("--oracle", str(tmp_path / "o.parquet"), "--out", str(tmp_path / "x"), "--max-latency-ms", "2",
+                "--latency-device", "cpu", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("error: --latency-device 'cpu' is neither a latency table file nor a device of "
+                               "timm's published benchmarks (rtx3090, rtx4090")
+
+
 # ------------------------------------------------------------------------------ simulate
 def runs_of(sim) -> pl.DataFrame:
     """The runs table (the engine keeps Arrow), backbone names as strings."""

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: command prefix -> why it does not run in this test
 NOT_HERE = {
     "make test": "this test suite itself",
+    "make install-cpu": "downloads PyTorch's CPU wheels from download.pytorch.org",
     "make install": "with TORCH_SPEC: downloads PyTorch's CPU wheels from download.pytorch.org",
     "make precompute": "downloads a dataset and evaluates the whole pool (hours on a GPU)",
     ".venv/bin/precompute run --dataset gtsrb": "gtsrb is a download",

@@ -140,3 +140,84 @@ def test_a_choice_that_gets_worse_with_budget_is_named():
     assert (w["favourite"], w["favourite_score"]) == ("d.t", 0.71)
     assert any(n.startswith("complexity-up × logme gets worse with more budget: 0.9600 at 1 s → 0.7100 at "
                             "40 s; its evaluator's favourite (d.t) scores 0.7100") for n in sim.summary["notes"])
+
+
+# ------------------------------------------------------------------------------------------------
+# How the answer reads (issue 24 item 2): the change mark follows the leading choice; ties summarised.
+
+def rec_row(label, budget_s, strategy, evaluator="mlp@0.03", median=0.9, tied=(), source="scale", **extra):
+    """A recommendation row as summary.json holds it, written by hand."""
+    return dict(budget_s=budget_s, label=label, source=source, strategy=strategy, evaluator=evaluator,
+                median=median, q25=median - 0.01, q75=median, backbone="vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+                backbone_share=0.75, n_selected=75, n_runs=100, best={"strategy": strategy, "evaluator": evaluator},
+                tied=[dict(strategy=s, evaluator=e, median=m, q25=m - 0.01, q75=m, backbone="b", backbone_share=0.5)
+                      for s, e, m in tied], **extra)
+
+
+# the demo's answer of the issue: complexity-down, then dataset-size-down, then complexity-up, all at
+# budgets of the oracle's time scale (none of them a "change" budget of the grid)
+DEMO_ROWS = [rec_row("1 s", 1.0, "complexity-down", median=0.10),
+             rec_row("5 s", 5.0, "dataset-size-down", median=0.91),
+             rec_row("30 s", 30.0, "complexity-up", median=0.97),
+             rec_row("2 min", 120.0, "complexity-up", median=0.97, source="change")]
+
+
+def test_the_change_mark_follows_the_leading_choice():
+    from simulate.cli import recommendation_lines
+    from simulate.recommend import lead_changes, previous_row
+    from simulate.report import recommendation_html
+
+    assert [lead_changes(r, previous_row(DEMO_ROWS, i)) for i, r in enumerate(DEMO_ROWS)] == \
+        [False, True, True, False]
+    lines = recommendation_lines(DEMO_ROWS)[1:]
+    assert [line.startswith(" ← ") for line in lines] == [False, True, True, False]
+    assert lines[1].startswith(" ←   5 s: dataset-size-down × mlp@0.03")
+    html = recommendation_html(DEMO_ROWS)
+    trs = html.split("<table id='recommendation-table'>")[1].split("<tr")[2:]  # the header row left out
+    assert ["the best choice changes" in tr for tr in trs] == [False, True, True, False]
+    assert [tr.startswith(" class='change'") for tr in trs] == [False, True, True, False]
+    # an answer after no answer is no change; with workers, each K's rows follow their own before
+    none = dict(rec_row("1 s", 1.0, None), strategy=None, evaluator=None, median=None, q25=None, q75=None,
+                backbone=None, backbone_share=None, reason="no strategy selects a backbone in most runs by then")
+    assert not lead_changes(DEMO_ROWS[0], none) and not lead_changes(none, DEMO_ROWS[0])
+    ks = [dict(r, workers=k) for k in (1, 4) for r in DEMO_ROWS[:2]]
+    assert previous_row(ks, 2) is None and previous_row(ks, 3) is ks[2] and previous_row(ks, 1) is ks[0]
+
+
+def test_ties_of_every_sampler_read_as_any_sampler():
+    from simulate.cli import recommendation_lines
+    from simulate.recommend import tie_summary
+    from simulate.report import recommendation_html
+
+    samplers = ["random", "complexity-up", "cycling"]
+    choices = [(s, e) for e in ("mlp@0.03", "silhouette", "knn") for s in samplers]
+    # every sampler with mlp@0.03 ties with the leader, and two of three with silhouette
+    row = rec_row("30 s", 30.0, "cycling", median=0.9721,
+                  tied=[("random", "mlp@0.03", 0.9720), ("complexity-up", "mlp@0.03", 0.9714),
+                        ("random", "silhouette", 0.9700), ("cycling", "silhouette", 0.9690)])
+    assert tie_summary(row, choices) == ("any sampler × mlp@0.03",
+                                         ["random × silhouette 0.9700", "cycling × silhouette 0.9690"], True)
+    # the third silhouette sampler tied too: that evaluator reads "any sampler" as well
+    every = dict(row, tied=row["tied"] + [dict(row["tied"][3], strategy="complexity-up")])
+    assert tie_summary(every, choices) == ("any sampler × mlp@0.03", ["any sampler × silhouette"], True)
+    # every evaluator with the leader's strategy; every choice
+    one = rec_row("1 s", 1.0, "cycling", tied=[("cycling", "silhouette", 0.9), ("cycling", "knn", 0.9)])
+    assert tie_summary(one, choices)[0] == "cycling × any evaluator"
+    all_tied = rec_row("1 s", 1.0, "cycling",
+                       tied=[(s, e, 0.9) for s, e in choices if (s, e) != ("cycling", "mlp@0.03")])
+    assert tie_summary(all_tied, choices) == ("any sampler × any evaluator", [], True)
+    # without the list of choices (an old summary), or a sampler missing from the tie: named one by one
+    assert tie_summary(row, None)[0] == "cycling × mlp@0.03"
+    part = dict(row, tied=row["tied"][1:])
+    assert tie_summary(part, choices)[:2] == ("cycling × mlp@0.03", [
+        "complexity-up × mlp@0.03 0.9714", "random × silhouette 0.9700", "cycling × silhouette 0.9690"])
+    # the command line and the report say it the same way
+    line = recommendation_lines([row], choices)[1]
+    assert line.startswith("   30 s: any sampler × mlp@0.03 (figures of cycling × mlp@0.03)  median 0.9721")
+    assert line.endswith("; tied: random × silhouette 0.9700, cycling × silhouette 0.9690")
+    html = recommendation_html([row], choices)
+    assert ("<b><span class='nm'>any sampler</span> × <span class='nm'>mlp@0.03</span></b>"
+            "<div class='sub'>figures of <span class='nm'>cycling</span> × <span class='nm'>mlp@0.03</span></div>"
+            in html)
+    assert "also tied within the noise: <span class='nm'>random</span> × <span class='nm'>silhouette 0.9700</span>" \
+        in html

@@ -49,6 +49,49 @@ def test_help_has_examples():
     assert p.returncode == 0 and "Examples:" in p.stdout and "--strategy cycling --runs 10" in p.stdout
 
 
+def test_help_lists_the_subcommands_and_the_strategies():
+    """`simulate --help` names compare, import and league with a line each, and --strategy's valid
+    samplers (issue 24 item 8); the subcommands answer their own --help; a word that is none of them,
+    or simulate's options before one, is one usage line."""
+    from shared.samplers import SAMPLERS
+
+    p = run_cli("--help")
+    assert p.returncode == 0, p.stderr
+    text = " ".join(p.stdout.split())
+    assert "Usage: simulate [OPTIONS] simulate COMMAND [ARGS]..." in text
+    for name, line in (("compare", "Overlay the BSECs of several `simulate --out` folders in one report."),
+                       ("import", "Turn a table of published results (CSV/Parquet) into oracles, one per dataset."),
+                       ("league", "Replay every strategy on several oracles: which to use on an unseen dataset.")):
+        assert f"{name} {line}" in text
+        sub = run_cli(name, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"Usage: simulate {name} [OPTIONS]"), sub.stdout
+    strategy = text.split("--strategy TEXT")[1].split("--evaluator")[0].replace("- ", "-")  # click wraps at hyphens
+    assert f"Sampler π (repeatable): {', '.join(SAMPLERS)}; or" in strategy
+    assert "sh:<sampler>" in strategy and "asha:<sampler>" in strategy
+    p = run_cli("fastest")
+    assert p.returncode == 2 and "no command 'fastest': simulate takes options, or a command first (compare, " \
+        "import, league)" in p.stderr
+    p = run_cli("--runs", "5", "compare", "x")
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "error: --runs before `compare`: options of a subcommand go after its name (`simulate compare --help` "
+        "lists them)")
+
+
+def test_timm_runs_leave_the_toy_models_out_and_say_so_once(timm_results, tmp_path):
+    """complexity-up on timm:sketch recommended timm's toy test_byobnet.r160_in1k (0.078) at its cheapest
+    budgets; two timm oracles in one run (a --prior-oracle) said the left-out note twice."""
+    p = run_cli("--timm-results", str(timm_results), "--oracle", "timm:sketch", "--strategy", "complexity-up",
+                "--strategy", "meta", "--prior-oracle", "timm:imagenet-r", "--runs", "3", "--no-report",
+                "--out", str(tmp_path / "o"))
+    assert p.returncode == 0, p.stderr
+    assert sum("left out" in line and "toy test_* models" in line for line in p.stderr.splitlines()) == 1
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    picks = [r["backbone"] for r in summary["recommendation"] if r["backbone"]]
+    assert picks and not [b for b in picks if b.startswith("test_")]
+    runs = pl.read_parquet(tmp_path / "o" / "runs.parquet")
+    assert not runs["backbone"].drop_nulls().cast(pl.String).str.starts_with("test_").any()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--strategy", "fastest"], "unknown strategy 'fastest'; valid:"),
     (["--evaluator", "knn"], "unknown evaluator 'knn'; valid: mlp, silhouette"),

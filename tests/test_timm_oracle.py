@@ -10,14 +10,16 @@ from shared.errors import VibesError
 from simulate import timm_oracle as tm
 
 
-def test_sketch_import_follows_the_formulas(timm_results, capsys):
+def test_sketch_import_follows_the_formulas(timm_results, capsys, monkeypatch):
+    monkeypatch.setattr(tm, "_SAID", set())  # the left-out note is said once per process
     oracle = tm.timm_oracle("sketch", timm_results)
     f = oracle.frame
     results = pl.read_csv(timm_results / "results-sketch.csv", infer_schema_length=None)
     bench = pl.read_csv(timm_results / tm.DEFAULT_BENCHMARK, infer_schema_length=None)
     unique_models = results["model"].n_unique()
     dropped = oracle.meta["models_without_benchmark"]
-    assert f.height == unique_models - dropped > 1000
+    toys = oracle.meta["toy_test_models_left_out"]
+    assert f.height == unique_models - dropped - toys > 1000
     assert "left out" in capsys.readouterr().err
     assert oracle.truth == "top1" and set(f["evaluator"]) == {"top1"} and set(f["seed"]) == {0}
     # one model by hand: convnext_base.fb_in22k_ft_in1k
@@ -40,6 +42,26 @@ def test_sketch_import_follows_the_formulas(timm_results, capsys):
     assert (joined["input_size"] == joined["img_size"]).all()
     # pretraining data known for most of the pool
     assert f["pretrain_dataset"].null_count() / f.height < 0.05
+
+
+def test_toy_test_models_are_left_out_with_one_note_per_process(timm_results, capsys, monkeypatch):
+    """timm's unit-test architectures (test_vit, test_byobnet, ...) are not backbones anyone deploys:
+    out of every timm:<set> oracle, counted, said once however many timm oracles a run loads."""
+    monkeypatch.setattr(tm, "_SAID", set())
+    results = pl.read_csv(timm_results / "results-sketch.csv", infer_schema_length=None)
+    toy_names = {m for m in results["model"].to_list() if m.split(".")[0].startswith("test_")}
+    assert len(toy_names) == 13 and "test_byobnet.r160_in1k" in toy_names  # what timm's file holds
+    sketch = tm.timm_oracle("sketch", timm_results)
+    assert not set(sketch.frame["backbone"].to_list()) & toy_names
+    assert sketch.meta["toy_test_models_left_out"] == 13
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "timm's 13 toy test_* models" in err[0] and "said once per run" in err[0]
+    assert f"{sketch.meta['models_without_benchmark']} of 1266 models with no row" in err[0]
+    tm.timm_oracle("imagenet", timm_results)  # a second timm oracle in the same process: silent
+    assert capsys.readouterr().err == ""
+    # the cheapest-first order no longer opens with a toy: its first pick is a real backbone
+    cheapest = sketch.true_scores().join(sketch.frame.select("backbone", "gmacs"), on="backbone").sort("gmacs")
+    assert not cheapest["backbone"][0].startswith("test_")
 
 
 @pytest.mark.parametrize("set_name, n", [("imagenet", 50_000), ("imagenet-r-clean", 30_000),
