@@ -66,6 +66,7 @@ from bench.gpu.proxies import part_proxies  # noqa: E402
 from bench.gpu.search import part_search  # noqa: E402
 from bench.gpu.sweep import part_sweep  # noqa: E402
 from bench.gpu.targets import judge, print_summary  # noqa: E402
+from precompute.datasets import resolve  # noqa: E402
 from shared.durations import format_duration, parse_duration  # noqa: E402
 from shared.errors import VibesError  # noqa: E402
 
@@ -118,7 +119,6 @@ def _device(args: argparse.Namespace):
     if threads:
         torch.set_num_threads(threads)
     if args.dataset is not None:
-        from precompute.datasets import resolve  # lazy: polars (through shared.oracle)
 
         try:
             resolve(args.dataset)

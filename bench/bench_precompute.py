@@ -52,6 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from precompute.datasets import load_dataset, subset_plan  # noqa: E402
 from shared.durations import format_duration  # noqa: E402
 from shared.protocol import DEFAULT_FRACTIONS, DEFAULT_SEEDS  # noqa: E402
 
@@ -159,7 +160,6 @@ def main() -> int:
 
     # lazy: torch, timm and polars load after the arguments are read (`--help` stays light)
     from precompute.backbone import resolve_device
-    from precompute.datasets import load_dataset, subset_plan
     from precompute.estimate import (
         device_info,
         measure_sample,

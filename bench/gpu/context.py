@@ -6,6 +6,7 @@ import gc
 import time
 
 from bench.gpu.plan import Plan
+from precompute.datasets import load_dataset, subset_plan
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_FRACTIONS, DEFAULT_SEEDS
 
 
@@ -68,7 +69,6 @@ class Context:
 
     def dataset(self):
         if self._ds is None:
-            from precompute.datasets import load_dataset  # lazy: polars (through shared.oracle)
 
             t0 = time.perf_counter()
             self._ds = load_dataset(self.plan.dataset)
@@ -87,7 +87,6 @@ class Context:
                            batch_size=self.plan.batch_size, input_size=self.plan.input_size)
 
     def extraction_plan(self, cfg):
-        from precompute.datasets import subset_plan  # lazy: polars
         from precompute.sweep import extraction_plan  # lazy: torch
 
         ds = self.dataset()

@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.gpu.context import Context
 from bench.gpu.plan import PROTOCOL_EPOCHS
+from precompute import datasets as D
 from shared.durations import format_duration
 from shared.protocol import DEFAULT_SEEDS
 
@@ -18,7 +19,6 @@ CALIBRATION_EPOCHS = 2
 
 def dataset_sizes(ctx: Context) -> tuple[int, int, int]:
     """(n_train, n_test, n_classes) of the plan's dataset, without generating it when it is not here."""
-    from precompute import datasets as D  # lazy: polars (through shared.oracle) stays out of `--help`
 
     if ctx.has_dataset or not ctx.plan.dataset.startswith(D.SYNTHETIC_PREFIX):
         ds = ctx.dataset()
