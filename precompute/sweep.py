@@ -747,9 +747,10 @@ def todo_backbones(cfg: SweepConfig, names: Sequence[str]) -> tuple[list[str], i
     return todo, skipped
 
 
-def check_existing_parts(cfg: SweepConfig, names: Sequence[str]) -> None:
+def check_existing_parts(cfg: SweepConfig, names: Sequence[str], folder_option: str = "--parts-dir") -> None:
     """Parts already in ``parts_dir`` must come from the same configuration (weights, protocol),
-    else skipping them would silently mix two runs in one oracle."""
+    else skipping them would silently mix two runs in one oracle.  The refusal names each setting that
+    differs and the option that chooses another folder (``folder_option``: ``--out`` for a search)."""
     want = json.loads(json.dumps({"weights": cfg.weights, "protocol": cfg.protocol()},
                                  default=str))
     for n in names:
@@ -757,11 +758,27 @@ def check_existing_parts(cfg: SweepConfig, names: Sequence[str]) -> None:
         if not path.exists():
             continue
         meta = P.read_part_meta(path)
-        for key in ("weights", "protocol"):
-            if key in meta and meta[key] != want[key]:
-                raise VibesError(f"part {str(path)!r} was made with a different {key} "
-                                 f"({json.dumps(meta[key], sort_keys=True)[:120]}); use another "
-                                 f"--parts-dir or delete the old parts")
+        diffs = [d for key in ("weights", "protocol") if key in meta
+                 for d in setting_differences(key, meta[key], want[key])]
+        if diffs:
+            raise VibesError(f"{str(path.parent)!r} holds parts of another run ({'; '.join(diffs[:4])}"
+                             f"{'; …' if len(diffs) > 4 else ''}); use another {folder_option} or delete the old "
+                             f"parts")
+
+
+def setting_differences(name: str, there, here) -> list[str]:
+    """``input_size 224 there, 32 here`` for each leaf of two JSON-like values that differs (dotted
+    paths below ``name``; a setting only one side has says ``absent``)."""
+    if isinstance(there, dict) and isinstance(here, dict):
+        keys = sorted(set(there) | set(here))
+        return [d for k in keys for d in setting_differences(f"{name}.{k}" if name not in ("protocol",) else k,
+                                                             there.get(k, "absent"), here.get(k, "absent"))]
+    if there == here:
+        return []
+    def show(v) -> str:
+        text = "not set" if v is None else v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        return text if len(text) <= 60 else text[:59] + "…"
+    return [f"{name} {show(there)} there, {show(here)} here"]
 
 
 def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | None = None,

@@ -356,7 +356,7 @@ def test_parts_of_another_timing_protocol_are_refused(monkeypatch, tmp_path, dat
     # the same run, but mlp's seeds > 0 now batched: fit_seconds would mean something else
     use(monkeypatch, {"mlp": EvaluatorSpec("mlp", True, rec.fn, batched=rec.batched),
                       "silhouette": FAST["silhouette"]})
-    with pytest.raises(VibesError, match="different protocol"):
+    with pytest.raises(VibesError, match="holds parts of another run .*there.*here"):
         run_sweep(cfg, pool_frame(["fake_p.x", "fake_q.x"]), show_progress=False, echo=None)
 
 

@@ -378,5 +378,6 @@ def test_unknown_evaluator_lists_valid(tmp_path, data_cache, fast):
 def test_rerun_with_another_protocol_is_refused(swept):
     cfg, pool, _ = swept
     cfg.seeds = 3
-    with pytest.raises(VibesError, match="different protocol.*another --parts-dir"):
+    with pytest.raises(VibesError, match=r"holds parts of another run \(seeds \[0, 1\] there, \[0, 1, 2\] here\); "
+                                         r"use another --parts-dir"):
         run_sweep(cfg, pool, show_progress=False, echo=None)
