@@ -73,7 +73,7 @@ class Sampler:
         all_null = self.empty_columns(pool)
         if pool.height and all_null and (not self.any_of or len(all_null) == len(self.requires)):
             raise VibesError(f"sampler {self.name!r} needs column(s) {', '.join(all_null)}, "
-                             f"which are empty (all null) in the oracle")
+                             f"which are empty (all null) in the oracle" + FILL_HINTS.get(self.name, ""))
 
     def empty_columns(self, pool: pl.DataFrame) -> list[str]:
         return [c for c in self.requires if c in pool.columns and pool.get_column(c).null_count() == pool.height]
@@ -159,6 +159,9 @@ SAMPLERS: dict[str, Sampler] = {}
 PAPER_SAMPLERS = ("random", "complexity-up", "complexity-down", "dataset-size-down", "cycling")
 #: priors beyond the paper: deterministic orders from free or meta-learned knowledge
 PRIOR_SAMPLERS = ("imagenet-top1", "meta")
+#: how a user fills a sampler's empty key column, said with the refusal
+FILL_HINTS = {"imagenet-top1": "; give simulate --timm-results DIR (timm's results-imagenet.csv; joined by backbone "
+                               "name) or build the pool with `precompute pool --timm-results DIR`"}
 
 
 def register(name: str, requires: tuple[str, ...] = (), deterministic: bool = False, any_of: bool = False):

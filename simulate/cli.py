@@ -15,7 +15,7 @@ from shared.limit_options import limit_options, limits_of
 from shared.successive_halving import SHConfig
 from simulate.league_cli import league
 from simulate.options import replay_options, source_options
-from simulate.oracles import load_oracle
+from simulate.oracles import load_oracle, with_imagenet_top1
 from simulate.recommend import (
     choices_of,
     iqr_text,
@@ -209,6 +209,9 @@ def _replay(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, r
     """``simulate`` without a subcommand: replay, write the outputs, print the summary and the answer."""
     t_start = time.perf_counter()
     oracle = load_oracle(oracle_spec, timm_results, timm_benchmark)
+    top1_note = None
+    if any(s.split(":")[-1] == "imagenet-top1" for s in strategies):  # its key, from timm's results if empty
+        oracle, top1_note = with_imagenet_top1(oracle, timm_results)
     from simulate import quality  # lazy: `simulate --help` answers without polars and plotly
 
     oracle = quality.with_truth(oracle, truth)
@@ -248,6 +251,8 @@ def _replay(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, r
                              workers=ks, limits=limits, latency=latency)
     if fit is not None:
         sim.summary["costs"] = fit.as_dict()
+    if top1_note:
+        sim.summary["notes"].append(top1_note)
     if "oracle_truth" in oracle.meta:
         sim.summary["notes"].append(f"truth: {oracle.truth} (chosen with --truth; the oracle's own "
                                     f"truth is {oracle.meta['oracle_truth']})")

@@ -3,6 +3,8 @@ published ImageNet-family results) or ``openclip:<set>`` (OpenCLIP's published z
 Importing this module imports nothing heavy: each reader is imported when its kind is asked for."""
 from __future__ import annotations
 
+import os
+
 
 def load_oracle(spec: str, timm_results, timm_benchmark):
     """The oracle a ``--oracle`` spec names."""
@@ -19,4 +21,28 @@ def load_oracle(spec: str, timm_results, timm_benchmark):
     return read_oracle(spec)
 
 
-__all__ = ["load_oracle"]
+def with_imagenet_top1(oracle, results_dir):
+    """The oracle with its empty ``imagenet_top1`` column (an oracle built by ``precompute run`` on a
+    pool measured without timm's results) filled from timm's published ``results-imagenet.csv``, joined
+    by backbone name, when that file is at hand (``--timm-results DIR``, ``$VIBES_TIMM_RESULTS`` or the
+    cache: nothing is downloaded here); and a note saying so.  Otherwise the oracle unchanged, None."""
+    import polars as pl  # lazy: `simulate --help` answers without polars
+
+    from shared.oracle import Oracle  # lazy: polars
+    from shared.timm_results import ENV_DIR, IMAGENET_RESULTS, cache_dir, imagenet_top1
+
+    frame = oracle.frame
+    if frame.get_column("imagenet_top1").null_count() < frame.height:
+        return oracle, None
+    folder = results_dir or os.environ.get(ENV_DIR)
+    if not folder and not (cache_dir() / IMAGENET_RESULTS).is_file():
+        return oracle, None
+    top1 = imagenet_top1(folder)
+    filled = frame.drop("imagenet_top1").join(top1, on="backbone", how="left", maintain_order="left")
+    n = filled.filter(pl.col("imagenet_top1").is_not_null()).get_column("backbone").n_unique()
+    note = (f"imagenet_top1 filled from timm's {IMAGENET_RESULTS} by backbone name: {n} of "
+            f"{frame.get_column('backbone').n_unique()} backbones")
+    return Oracle(filled, oracle.meta), note
+
+
+__all__ = ["load_oracle", "with_imagenet_top1"]

@@ -141,3 +141,34 @@ def test_baseline_absent_is_a_note_not_an_error(tmp_path, capsys):
                  "--no-report"]) == 0
     assert "not in the pool" in capsys.readouterr().err
     assert not (tmp_path / "o" / "report.html").exists()
+
+
+def _oracle_without_top1(path):
+    """Three backbones that timm's results-imagenet.csv lists (top-1 90.056, 89.956, 89.790 %), the
+    imagenet_top1 column empty, as an oracle precompute run builds from a pool measured offline."""
+    from shared.oracle import Oracle
+
+    names = {"eva02_large_patch14_448.mim_m38m_ft_in22k_in1k": 0.5, "eva02_large_patch14_448.mim_in22k_ft_in22k_in1k":
+             0.9, "eva_giant_patch14_560.m30m_ft_in22k_in1k": 0.7, "not_in_timm.x": 0.8}
+    rows = [dict(dataset="d", backbone=b, evaluator="mlp", fraction=1.0, seed=0, score=s, seconds=1.0, status="ok")
+            for b, s in names.items()]
+    Oracle(pl.DataFrame(rows), {"dataset": "d", "truth": "mlp"}).write(path)
+
+
+def test_imagenet_top1_is_filled_from_timms_results_or_says_how(tmp_path, monkeypatch, capsys, timm_results):
+    # #24 item 4: the strategy's key column is empty in oracles built here
+    path = tmp_path / "o.parquet"
+    _oracle_without_top1(path)
+    monkeypatch.delenv("VIBES_TIMM_RESULTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
+    args = ["--oracle", str(path), "--strategy", "imagenet-top1", "--runs", "2", "--budgets", "1,4", "--no-report"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "imagenet_top1, which are empty" in err[0] and "--timm-results DIR" in err[0]
+    assert main([*args, "--out", str(tmp_path / "b"), "--timm-results", str(timm_results)]) == 0
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert "imagenet_top1 filled from timm's results-imagenet.csv by backbone name: 3 of 4 backbones" in \
+        summary["notes"]
+    # descending top-1: the mim_m38m (90.056 %) first, whose true score is 0.5 here
+    at1 = [r for r in summary["recommendation"] if r["budget_s"] == 1.0][0]
+    assert at1["backbone"] == "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k" and at1["median"] == 0.5
