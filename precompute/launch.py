@@ -2,7 +2,9 @@
 
 Task k runs ``run_sweep(cfg, pool, shard=(k, N))`` and writes its own part files.  Slurm gets
 ONE job array (``executor.map_array(ShardTask(), configs, pools, shard_indices, shard_counts)``),
-each task with ``--gpus-per-task`` GPUs.  The local launcher submits one job per shard, each with
+each task a Slurm job of :class:`precompute.slurm.SlurmOptions` (the options ``precompute search
+--cluster slurm`` takes too: ``--gpus-per-job`` GPUs, ``--time-limit``, ``--slurm-arg`` ...).
+The local launcher submits one job per shard, each with
 its own GPU of this machine (submitit's ``gpus_per_node=1, visible_gpus=(g,)``, which sets the
 task's ``CUDA_VISIBLE_DEVICES``; :func:`local_gpus` lists them: :func:`precompute.gpus.visible_gpus`,
 the discovery the search's workers use too), so concurrent shards never share a GPU nor silently fall back to the CPU;
@@ -16,8 +18,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +27,11 @@ import polars as pl
 import submitit
 
 from precompute import gpus as G
+from precompute.slurm import SlurmOptions
 from precompute.sweep import SweepConfig, run_sweep
 from shared.errors import VibesError
 
 LAUNCHERS = ("none", "local", "slurm")
-
-
-@dataclass
-class SlurmOptions:
-    """Resources of every task of the array (``time_limit`` in minutes)."""
-
-    partition: str | None = None
-    gpus_per_task: int = 1
-    time_limit: int = 240
-    array_parallelism: int = 32
-    cpus_per_task: int = 8
-    mem_gb: float = 32.0
-    sbatch_args: dict[str, str] = field(default_factory=dict)
-    job_name: str = "vibes-precompute"
-
-
-def parse_sbatch_args(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["account=abc", "qos=high"]`` -> ``{"account": "abc", "qos": "high"}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lstrip("-")
-        if not sep or not key:
-            raise VibesError(f"--sbatch-arg must look like KEY=VALUE (e.g. account=myproj); "
-                             f"got {item!r}")
-        out[key] = value
-    return out
 
 
 class ShardTask(submitit.helpers.Checkpointable):
@@ -73,7 +49,7 @@ class ShardTask(submitit.helpers.Checkpointable):
 
 
 def make_executor(launcher: str, folder: str | os.PathLike, slurm: SlurmOptions | None = None,
-                  timeout_min: int = 24 * 60) -> submitit.Executor:
+                  timeout_min: int = 24 * 60, array_parallelism: int = 32) -> submitit.Executor:
     folder = Path(folder)
     if launcher == "local":
         ex = submitit.LocalExecutor(folder=folder)
@@ -86,16 +62,7 @@ def make_executor(launcher: str, folder: str | os.PathLike, slurm: SlurmOptions 
         except RuntimeError as exc:  # no srun / sbatch on this machine
             raise VibesError(f"--launcher slurm needs a Slurm cluster (srun and sbatch on PATH): "
                              f"{exc}") from None
-        params: dict[str, Any] = dict(
-            name=slurm.job_name, timeout_min=int(slurm.time_limit),
-            cpus_per_task=int(slurm.cpus_per_task), mem_gb=slurm.mem_gb,
-            slurm_gpus_per_task=int(slurm.gpus_per_task),
-            slurm_array_parallelism=int(slurm.array_parallelism),
-        )
-        if slurm.partition:
-            params["slurm_partition"] = slurm.partition
-        if slurm.sbatch_args:
-            params["slurm_additional_parameters"] = dict(slurm.sbatch_args)
+        params = slurm.submitit_parameters(array_parallelism)
         ex.update_parameters(**params)
         return ex
     raise VibesError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)}")
@@ -129,7 +96,7 @@ def _local_gpu_params(gpu: str | None) -> dict[str, Any]:
 
 def submit_shards(cfg: SweepConfig, pool: pl.DataFrame, launcher: str, shards: int,
                   slurm: SlurmOptions | None = None, folder: str | os.PathLike | None = None,
-                  task: ShardTask | None = None) -> list[submitit.Job]:
+                  task: ShardTask | None = None, array_parallelism: int = 32) -> list[submitit.Job]:
     """Submit ``shards`` tasks as one array (``map_array``); returns the jobs.  Task k runs
     ``task(cfg, pool_records, k, shards)`` (default task: :class:`ShardTask`)."""
     if shards < 1:
@@ -138,7 +105,7 @@ def submit_shards(cfg: SweepConfig, pool: pl.DataFrame, launcher: str, shards: i
         raise VibesError("the pool is empty; nothing to submit")
     folder = Path(folder or Path(cfg.parts_dir) / "_submitit")
     gpus = check_local_shards(shards) if launcher == "local" else []
-    ex = make_executor(launcher, folder, slurm)
+    ex = make_executor(launcher, folder, slurm, array_parallelism=array_parallelism)
     records = pool.to_dicts()
     task = task if task is not None else ShardTask()
     if launcher == "local":  # one job per shard: the parameters (its GPU) differ per job
@@ -151,8 +118,22 @@ def submit_shards(cfg: SweepConfig, pool: pl.DataFrame, launcher: str, shards: i
                         [shards] * shards)
 
 
-def wait_jobs(jobs: list[submitit.Job], echo: Callable[[str], None] = print) -> list[dict]:
-    """Wait for every job; echo each shard's summary; raise VibesError if any task failed."""
+def wait_jobs(jobs: list[submitit.Job], echo: Callable[[str], None] = print, timeout_s: float = 7 * 86400,
+              poll_s: float = 10.0, merge_hint: str | None = None) -> list[dict]:
+    """Wait for every job, at most ``timeout_s`` (then a one-line VibesError: the jobs go on, their
+    parts are kept); echo each shard's summary; raise VibesError if any task failed."""
+    deadline = time.monotonic() + float(timeout_s)
+    pending, pause = list(jobs), 0.05
+    while pending:
+        pending = [j for j in pending if not j.done()]
+        if pending and time.monotonic() >= deadline:
+            raise VibesError(f"--wait-timeout: {len(pending)} of {len(jobs)} task(s) not finished after "
+                             f"{timeout_s:g} s (job {pending[0].job_id} still running or queued); they go on and "
+                             f"keep their parts: " + (f"when they finish, run: {merge_hint}" if merge_hint
+                                                       else "rerun later to resume"))
+        if pending:  # look again soon, then every poll_s (Slurm's accounting is asked each time)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(poll_s, pause * 2)
     results, errors = [], []
     for job in jobs:
         try:
@@ -171,4 +152,4 @@ def wait_jobs(jobs: list[submitit.Job], echo: Callable[[str], None] = print) -> 
 
 
 __all__ = ["LAUNCHERS", "SlurmOptions", "ShardTask", "make_executor", "submit_shards",
-           "wait_jobs", "parse_sbatch_args", "local_gpus", "check_local_shards"]
+           "wait_jobs", "local_gpus", "check_local_shards"]

@@ -13,7 +13,8 @@ from test_sweep import data_cache, pool_frame  # noqa: F401  (fixture)
 
 from precompute import parts as P
 from precompute.cli import main
-from precompute.launch import ShardTask, parse_sbatch_args, submit_shards, wait_jobs
+from precompute.launch import ShardTask, submit_shards, wait_jobs
+from precompute.slurm import sbatch_line
 from precompute.sweep import SweepConfig
 from shared.errors import VibesError
 from shared.oracle import read_oracle
@@ -135,9 +136,9 @@ def test_slurm_submits_one_array_with_resources(capsys, tmp_path, fake_slurm):
     pool_frame(["fake_1.a", "fake_2.b", "fake_3.c"], [3.0, 2.0, 1.0]).write_parquet(pool)
     code = main(["run", "--dataset", "digits", "--pool", str(pool), "--weights", "random",
                  "--parts-dir", str(tmp_path / "parts"), "--launcher", "slurm", "--shards", "3",
-                 "--partition", "gpu", "--gpus-per-task", "1", "--time-limit", "90min",
-                 "--array-parallelism", "2", "--cpus-per-task", "6", "--mem-gb", "24",
-                 "--sbatch-arg", "account=proj", "--sbatch-arg", "qos=high", "--no-wait",
+                 "--partition", "gpu", "--gpus-per-job", "1", "--time-limit", "90min",
+                 "--array-parallelism", "2", "--cpus-per-job", "6", "--mem-gb", "24",
+                 "--slurm-arg", "--account=proj", "--slurm-arg", "--qos=high", "--no-wait",
                  "--seeds", "2", "--fractions", "1.0,0.1"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -154,13 +155,13 @@ def test_slurm_submits_one_array_with_resources(capsys, tmp_path, fake_slurm):
         assert sorted(r["backbone"] for r in records) == ["fake_1.a", "fake_2.b", "fake_3.c"]
     ex = fake_slurm["executor"]
     p = ex.parameters
-    assert p["partition"] == "gpu" and p["gpus_per_task"] == 1 and p["time"] == 90
+    assert p["partition"] == "gpu" and p["gres"] == "gpu:1" and p["time"] == 90
     assert p["cpus_per_task"] == 6 and p["mem"] == "24GB" and p["array_parallelism"] == 2
     assert p["additional_parameters"] == {"account": "proj", "qos": "high"}
     ex.parameters["map_count"] = len(subs)
     sbatch = ex._make_submission_file_text("python -u -m submitit.core._submit X", "uid")
     for line in ("#SBATCH --array=0-2%2", "#SBATCH --partition=gpu", "#SBATCH --time=90",
-                 "#SBATCH --gpus-per-task=1", "#SBATCH --account=proj", "#SBATCH --qos=high",
+                 "#SBATCH --gres=gpu:1", "#SBATCH --account=proj", "#SBATCH --qos=high",
                  "#SBATCH --cpus-per-task=6", "#SBATCH --signal=USR2@90"):
         assert line in sbatch, line
 
@@ -185,16 +186,22 @@ def test_slurm_without_cluster_is_one_line(capsys, tmp_path, monkeypatch):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_sbatch_arg_parsing():
-    assert parse_sbatch_args(["account=a", "--constraint=a100&80gb"]) == {
-        "account": "a", "constraint": "a100&80gb"}
-    with pytest.raises(VibesError, match="KEY=VALUE"):
-        parse_sbatch_args(["novalue"])
+def test_slurm_arg_parsing():
+    assert sbatch_line("--account=a") == ("account", "a")
+    assert sbatch_line("--constraint=a100&80gb") == ("constraint", "a100&80gb")
+    assert sbatch_line("account=a") == ("account", "a")  # the old --sbatch-arg spelling
+    assert sbatch_line("--exclusive") == ("exclusive", True)
+    for bad in ("novalue", "-A proj", "--account proj"):
+        with pytest.raises(VibesError, match="--slurm-arg takes one long #SBATCH option"):
+            sbatch_line(bad)
 
 
 def test_wait_reports_crashed_tasks():
     class Bad:
         job_id = "7"
+
+        def done(self):
+            return True
 
         def result(self):
             raise RuntimeError("node died")

@@ -380,7 +380,7 @@ def test_gpu_workers_run_their_tasks_on_their_own_gpu(monkeypatch):
     made = {}
 
     class Engine:
-        def __init__(self, cluster, k, name, device=None, threads=None):
+        def __init__(self, cluster, k, name, device=None, threads=None, wait_timeout_s=None):
             made.update(k=k, name=name, device=device, threads=threads)
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")

@@ -41,6 +41,7 @@ from precompute.search import (
 )
 from shared.oracle import BACKBONE_META, Oracle, conform
 from shared.samplers import SAMPLERS, strategy_rng
+from shared.successive_halving import base_sampler
 
 # digits' small fractions keep fewer test images than classes: expected, not news
 pytestmark = [pytest.mark.filterwarnings("ignore:fraction .* keeps .* image:UserWarning"),
@@ -187,7 +188,7 @@ def simulator_selections(parts_dir: Path, pool: pl.DataFrame, strategy: str, spe
     runs = pl.from_arrow(sim.runs).with_columns(pl.col("backbone").cast(pl.String)).sort("budget_s")
     assert runs.get_column("budget_s").to_list() == budgets.tolist()
     spool = oracle.true_scores()
-    order = SAMPLERS[strategy.removeprefix("sh:")].orders(spool, 1, strategy_rng(seed, strategy, spec))[0]
+    order = SAMPLERS[base_sampler(strategy)].orders(spool, 1, strategy_rng(seed, strategy, spec))[0]
     return runs.get_column("backbone").to_list(), [spool["backbone"][int(i)] for i in order]
 
 
@@ -482,7 +483,8 @@ def test_k_workers_live_replays_in_the_simulator(fakes, data_cache, tmp_path, tw
 
 def test_k_workers_really_run_at_once(fakes, data_cache, tmp_path, two_threads, monkeypatch):  # noqa: F811
     """Two workers run two evaluations at the same time (for a sampler, nothing waits: the next
-    backbone of the order is known; for sh, a rung's evaluations run side by side)."""
+    backbone of the order is known; for sh, a rung's evaluations run side by side; for asha, the
+    next backbones of the order run ahead while the walk waits for an outcome)."""
     import threading
 
     state = {"now": 0, "most": 0}
@@ -499,7 +501,7 @@ def test_k_workers_really_run_at_once(fakes, data_cache, tmp_path, two_threads, 
                 state["now"] -= 1
 
     monkeypatch.setitem(FAKE_EVALUATORS, "counting", EvaluatorSpec("counting", True, counting))
-    for strategy in ("cycling", "sh:random"):
+    for strategy in ("cycling", "sh:random", "asha:cycling"):
         state["most"] = 0
         run_search(config(tmp_path, data_cache, strategy=strategy, evaluator="counting", workers=2,
                           out=str(tmp_path / strategy)), fake_pool(6, 0), show_progress=False, echo=None,
@@ -712,7 +714,9 @@ def test_library_input_errors_come_before_anything_is_written(fakes, data_cache,
 def test_parts_of_another_protocol_are_refused(fakes, data_cache, tmp_path):  # noqa: F811
     pool = fake_pool(2, 0)
     run_search(config(tmp_path, data_cache), pool, show_progress=False, echo=None)
-    with pytest.raises(Exception, match="different protocol"):
+    # the refusal names what differs and the search's own option (it has no --parts-dir)
+    with pytest.raises(Exception, match=r"holds parts of another run \(.*input_size not set there, 16 here.*\); "
+                                        r"use another --out or delete the old parts$"):
         run_search(config(tmp_path, data_cache, input_size=16), pool, show_progress=False, echo=None)
 
 
@@ -974,30 +978,13 @@ def test_report_draws_in_headless_chromium(fakes, data_cache, tmp_path):  # noqa
         assert label in dom, label
 
 
-def test_slurm_workers_job_script():
-    """``--cluster slurm``: dask-jobqueue's SLURMCluster, one job per worker; the rendered job script
-    (no Slurm here: nothing is submitted) asks for what the options say and runs one evaluation at
-    a time per worker."""
-    from precompute.search import SlurmOptions
-
-    cluster = SlurmOptions(partition="gpu", time_limit_minutes=90, cpus=6, mem_gb=24, gpus=1,
-                           extra=("--account=proj",)).cluster()
-    try:
-        script = cluster.job_script()
-    finally:
-        cluster.close()
-    for line in ("#SBATCH -p gpu", "#SBATCH --cpus-per-task=6", "#SBATCH -t 01:30:00", "#SBATCH --gres=gpu:1",
-                 "#SBATCH --account=proj"):
-        assert line in script, script
-    assert "--nthreads 1" in script and "--resources slot=1" in script and "--nanny" in script
-    assert "distributed.cli.dask_worker" in script
-
-
 def test_search_refuses_bad_worker_options(data_cache, tmp_path):  # noqa: F811
     for kw, msg in ((dict(workers=0), "--workers must be a positive integer"),
                     (dict(workers=2, threads=0), "--threads must be a positive integer"),
                     (dict(cluster="k8s"), "--cluster must be local or slurm"),
-                    (dict(strategy="asha:cycling"), "asynchronous successive halving is simulated")):
+                    (dict(cluster="slurm", budget="5h"), r"--time-limit 4h \(each worker's Slurm job\) is shorter "
+                                                         r"than --budget 5h"),
+                    (dict(wait_timeout="soon"), "--wait-timeout")):
         with pytest.raises(SearchError, match=msg):
             config(tmp_path, data_cache, **kw)
     # --threads unset: the engine gives a CPU worker one torch thread, a GPU worker torch's own

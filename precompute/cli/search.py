@@ -1,12 +1,12 @@
 """``precompute search``: run one strategy for real on a dataset under a time budget."""
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import click
 
 from precompute.pool import resolve_pool
-from shared.durations import parse_duration
+from precompute.slurm import slurm_options
 from shared.limit_options import limit_options, limits_of
 from shared.protocol import DEFAULT_FRACTIONS, fractions_text
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
@@ -25,6 +25,9 @@ Examples:
       --pool 'lcnet*' --out out/search-sh   # digits cannot give 1 %: rungs 0.03, 0.1, 1.0
   precompute search --dataset digits --weights random --input-size 32 --budget 60s --workers 2 \\
       --device cpu --strategy cycling --evaluator mlp@0.1 --pool data/pool-5m.parquet --out out/search-k2
+  precompute search --dataset digits --weights random --input-size 32 --budget 40s --workers 2 \\
+      --device cpu --strategy asha:cycling --evaluator mlp@0.1 --sh-fractions 0.03,0.1,1.0 \\
+      --pool data/pool-5m.parquet --out out/search-asha   # asynchronous successive halving
   precompute search --dataset folder:/data/my_images --budget 1h --strategy cycling --evaluator mlp@0.1 \\
       --max-params 25 --max-latency-ms 2 --latency-device rtx4090 --out out/my-search-deploy
 (data/pool-5m.parquet: `precompute pool --max-params 5 --out data/pool-5m.parquet`.  On a CPU
@@ -41,7 +44,8 @@ spent is counted from the part files); a larger --budget continues the same sear
 @click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--budget", required=True, help="Time budget t_max, e.g. 90s, 10min, 2h, 1h30m (plain numbers: seconds).")
 @click.option("--strategy", required=True,
-              help="Sampler π (e.g. cycling, random, complexity-up) or sh:<sampler> (successive halving).")
+              help="Sampler π (e.g. cycling, random, complexity-up), sh:<sampler> (successive halving) or "
+                   "asha:<sampler> (asynchronous successive halving).")
 @click.option("--evaluator", required=True, help="Evaluator spec ε̃: <evaluator>[@<fraction>], e.g. mlp@0.1.")
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; repeatable. "
@@ -63,13 +67,13 @@ spent is counted from the part files); a larger --budget continues the same sear
 @click.option("--download", is_flag=True, help="Download the dataset if missing.")
 @click.option("--cache-dir", default="data/cache", show_default=True)
 @click.option("--eta", type=int, default=DEFAULT_ETA, show_default=True,
-              help="sh:<sampler>: keep the top 1/eta per rung.")
+              help="sh:/asha:<sampler>: keep the top 1/eta per rung.")
 @click.option("--sh-chunk", type=int, default=None, help="sh:<sampler>: backbones per chunk (default eta^(L-1)).")
 @click.option("--sh-fractions", default=fractions_text(sorted(DEFAULT_FRACTIONS)), show_default=True,
-              help="sh:<sampler>: rung fractions; those below the evaluator's fraction, then it.")
+              help="sh:/asha:<sampler>: rung fractions; those below the evaluator's fraction, then it.")
 @click.option("--promotion-cost", type=click.Choice(PROMOTION_COSTS), default=DEFAULT_PROMOTION_COST,
               show_default=True,
-              help="sh:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
+              help="sh:/asha:<sampler>: a promotion keeps the lower fraction's features (load + Δextract + fit) "
                    "or is a cold evaluation; the same default as simulate --promotion-cost.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="K workers (Dask): on CUDA one process per GPU, its own, from --device's on (--device cuda:1 "
@@ -80,24 +84,22 @@ spent is counted from the part files); a larger --budget continues the same sear
                    "run once more on another.")
 @click.option("--threads", type=int, default=None,
               help="torch threads per worker (default: torch's with one worker or on a GPU, 1 per CPU worker).")
-@click.option("--cluster", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
-@click.option("--partition", default=None, help="--cluster slurm: the partition.")
-@click.option("--time-limit", default="4h", show_default=True, help="--cluster slurm: time per worker job.")
-@click.option("--cpus-per-worker", type=int, default=8, show_default=True, help="--cluster slurm.")
-@click.option("--mem-gb", type=float, default=32.0, show_default=True, help="--cluster slurm: memory per worker.")
-@click.option("--gpus-per-worker", type=int, default=1, show_default=True, help="--cluster slurm (0: none).")
-@click.option("--slurm-arg", "slurm_args", multiple=True, help="--cluster slurm: one more #SBATCH option, "
-              "e.g. --account=myproj (repeatable).")
+@click.option("--cluster", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="slurm: one Slurm job per worker (dask-jobqueue), with the Slurm options below, the same as "
+                   "`precompute run --launcher slurm` takes.")
+@slurm_options
+@click.option("--wait-timeout", default="15m", show_default=True,
+              help="The longest the search waits on its workers: for them to start, and for an evaluation to come "
+                   "back past what its budget allows.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the closing table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models, max_params, max_gmacs,
                max_latency_ms, latency_device, max_memory_mb, weights, device, seed, out, final,
                input_size, batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost,
-               workers, threads, cluster, partition, time_limit, cpus_per_worker, mem_gb, gpus_per_worker, slurm_args,
-               top, no_progress) -> None:
+               workers, threads, cluster, slurm, wait_timeout, top, no_progress) -> None:
     """Find a backbone for DATASET: run one strategy for real under a time budget."""
     # lazy: torch, timm and plotly stay out of `precompute --help`
-    from precompute.search import SearchConfig, SlurmOptions, parse_fractions, run_search, summary_lines
+    from precompute.search import SearchConfig, parse_fractions, run_search, summary_lines
 
     # every cheap check, once, before the pool is built (SearchConfig validates when it is made)
     limits, latency = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb)
@@ -106,9 +108,8 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                        data_root=data_root, download=download, cache_dir=cache_dir, final=final, eta=eta,
                        sh_chunk=sh_chunk, sh_fractions=parse_fractions(sh_fractions),
                        promotion_cost=promotion_cost, workers=workers, threads=threads, cluster=cluster,
-                       slurm=SlurmOptions(partition, math.ceil(parse_duration(time_limit, "--time-limit") / 60),
-                                          cpus_per_worker, mem_gb, gpus_per_worker, tuple(slurm_args))
-                       if cluster == "slurm" else None, limits=limits)
+                       slurm=replace(slurm, job_name="vibes-search") if cluster == "slurm" else None,
+                       wait_timeout=wait_timeout, limits=limits)
     pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo, include_test_models=include_test_models)
     res = run_search(cfg, pool, show_progress=not no_progress, echo=None, latency=latency)
     for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,

@@ -1,7 +1,7 @@
 """``precompute pool``, ``run`` and ``merge``: the pool table, the (sharded, resumable) sweep, the oracle."""
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -25,6 +25,7 @@ from precompute.pool import (
     read_pool_file,
     test_models_note,
 )
+from precompute.slurm import slurm_options
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
 from shared.limit_options import limit_options, limits_of
@@ -52,7 +53,7 @@ Examples:
   precompute run --dataset digits --pool 'resnet1*' --weights random --input-size 32
   precompute run --dataset gtsrb --shard 2/8                  # this machine: shard 2 of 8 (1-based)
   precompute run --dataset gtsrb --launcher slurm --shards 64 --partition gpu \\
-      --gpus-per-task 1 --time-limit 4h --sbatch-arg account=myproj --no-wait
+      --gpus-per-job 1 --time-limit 4h --slurm-arg --account=myproj --no-wait
   precompute run --dataset gtsrb --retry-failed               # redo only failed backbones
   HF_HUB_OFFLINE=1 precompute run --dataset gtsrb --pool data/pool.parquet --evict-weights
 Parts go to <parts-dir>/<dataset>/<backbone>.parquet; a rerun skips the ones done.
@@ -153,21 +154,17 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, late
 @click.option("--launcher", type=click.Choice(["none", "local", "slurm"]), default="none", show_default=True)
 @click.option("--shards", type=int, default=None,
               help="Tasks (local: one per GPU, default all GPUs or 2 on a CPU; slurm: array size, default 1).")
-@click.option("--partition", default=None, help="Slurm partition.")
-@click.option("--gpus-per-task", type=int, default=1, show_default=True)
-@click.option("--time-limit", default="4h", show_default=True,
-              help="Slurm time per task, a duration such as 4h or 90min (plain numbers are seconds).")
-@click.option("--array-parallelism", type=int, default=32, show_default=True)
-@click.option("--cpus-per-task", type=int, default=8, show_default=True)
-@click.option("--mem-gb", type=float, default=32.0, show_default=True)
-@click.option("--sbatch-arg", "sbatch_args", multiple=True, help="KEY=VALUE sbatch option (repeatable).")
+@slurm_options
+@click.option("--array-parallelism", type=int, default=32, show_default=True,
+              help="Slurm: tasks of the array running at once.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the jobs, then merge.")
+@click.option("--wait-timeout", default="7d", show_default=True,
+              help="--wait: give up waiting after this long (the jobs go on; merge when they finish).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, truth, weights, pretrained_file, device,
             batch_size, input_size, data_root, download, cache_dir, out, parts_dir, fmt,
-            keep_features, shard, retry_failed, evict_weights, launcher, shards, partition,
-            gpus_per_task, time_limit, array_parallelism, cpus_per_task, mem_gb, sbatch_args, wait,
-            no_progress) -> None:
+            keep_features, shard, retry_failed, evict_weights, launcher, shards, slurm, array_parallelism,
+            wait, wait_timeout, no_progress) -> None:
     """Evaluate every backbone of the pool on DATASET; write parts, then merge the oracle."""
     from precompute.sweep import SweepConfig, run_sweep  # lazy: torch and timm stay out of `precompute --help`
 
@@ -179,7 +176,7 @@ def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, t
                       keep_features=keep_features, retry_failed=retry_failed,
                       evict_weights=evict_weights, truth=truth)
     the_shard = _check_run_args(cfg, pools, shard, launcher, shards, include_test_models)
-    time_limit_min = math.ceil(parse_duration(time_limit, "--time-limit") / 60)
+    wait_s = parse_duration(wait_timeout, "--wait-timeout")
     pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo,
                                  include_test_models=include_test_models)
     oracle_path = P.default_oracle_path(cfg.dataset, out, fmt)
@@ -193,31 +190,21 @@ def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, t
                        f"run: {merge_hint}")
             return
     else:
-        from precompute.launch import (  # lazy: submitit only when a launcher is asked for
-            SlurmOptions,
-            local_gpus,
-            parse_sbatch_args,
-            submit_shards,
-            wait_jobs,
-        )
+        from precompute.launch import local_gpus, submit_shards, wait_jobs  # lazy: submitit only for a launcher
 
         n = shards if shards is not None else (1 if launcher == "slurm" else (len(local_gpus()) or 2))
-        slurm = SlurmOptions(partition=partition, gpus_per_task=gpus_per_task,
-                             time_limit=time_limit_min,
-                             array_parallelism=array_parallelism,
-                             cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-                             sbatch_args=parse_sbatch_args(sbatch_args))
         if launcher == "local":  # this machine's tasks would each refuse the data: say it once, before them
             from precompute.sweep import check_data  # lazy: the command's domain code
 
             check_data(cfg)
-        jobs = submit_shards(cfg, pool, launcher, n, slurm)
+        jobs = submit_shards(cfg, pool, launcher, n, replace(slurm, job_name="vibes-precompute"),
+                             array_parallelism=array_parallelism)
         click.echo(f"submitted {len(jobs)} {launcher} task(s): job ids "
                    f"{', '.join(str(j.job_id) for j in jobs)}")
         if not wait:
             click.echo(f"when they finish, run: {merge_hint}")
             return
-        wait_jobs(jobs, echo=click.echo)
+        wait_jobs(jobs, echo=click.echo, timeout_s=wait_s, merge_hint=merge_hint)
     report = P.merge(cfg.dataset, parts_dir, oracle_path, fmt,
                      expected=pool.get_column("backbone").to_list(), truth=truth)
     _echo_report(report)

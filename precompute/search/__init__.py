@@ -4,7 +4,8 @@ The search is the simulator's Eqs. 3-4 done live, on the oracle's own definition
 
 * **order** π (:mod:`.schedule`): ``SAMPLERS[strategy].orders(pool, 1, strategy_rng(seed, strategy,
   spec))[0]`` over the pool as the simulator sees it, so both walk the same order for the same seed;
-  ``sh:<sampler>`` walks successive halving's one schedule (:mod:`shared.successive_halving`);
+  ``sh:<sampler>`` walks successive halving's one schedule (:mod:`shared.successive_halving`),
+  ``asha:<sampler>`` asynchronous successive halving decided on the workers' timeline (:mod:`.asha`);
 * **evaluator** ε̃ = the spec ``<evaluator>[@<fraction>]`` (:mod:`shared.evaluator_spec`), each
   evaluation the sweep's own :func:`precompute.sweep.evaluate_backbone` extracting only the images
   and splits its evaluator needs;
@@ -22,6 +23,8 @@ is :mod:`precompute.cli.search`.
 """
 from __future__ import annotations
 
+from precompute.slurm import SlurmOptions
+
 from .config import (
     DEFAULT_RUNGS,
     SEED,
@@ -36,10 +39,11 @@ from .config import (
 from .loop import Evaluation, SearchResult, Trace, charge, run_search, start_workers, worker_gpus
 from .report import REPORT_HTML, SEARCH_JSON, ranked_trace, report_html, summary_lines, wall_ratio
 from .schedule import sampler_pool, search_order
-from .workers import DaskWorkers, InProcess, SlurmOptions, local_cluster, local_workers
+from .workers import DaskWorkers, InProcess, WorkersTimeout, local_cluster, local_workers
 
 __all__ = ["SearchConfig", "SearchError", "SearchResult", "parse_budget", "parse_evaluator", "run_search",
            "sampler_pool", "search_order", "summary_lines", "report_html", "check_fraction", "check_final",
            "parse_fractions", "DEFAULT_RUNGS", "SEED", "Evaluation", "Trace", "charge", "ranked_trace", "start_workers",
-           "DaskWorkers", "InProcess", "SlurmOptions", "local_cluster", "local_workers", "worker_gpus",
+           "DaskWorkers", "InProcess", "SlurmOptions", "WorkersTimeout", "local_cluster", "local_workers",
+           "worker_gpus",
            "wall_ratio", "SEARCH_JSON", "REPORT_HTML"]

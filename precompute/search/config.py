@@ -7,10 +7,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from precompute import datasets as D
 from precompute import evaluators as E
+from precompute.slurm import SlurmOptions
 from precompute.sweep import Setup, SweepConfig
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
@@ -22,12 +22,12 @@ from shared.successive_halving import (
     DEFAULT_ETA,
     DEFAULT_PROMOTION_COST,
     SHConfig,
-    base_sampler,
     is_asha,
     is_sh,
     ladder,
 )
 
+DEFAULT_WAIT_TIMEOUT = "15m"  # for the workers to start, and for an evaluation past what its budget allows
 SEED = 0  # subset and head seed of every evaluation: the sweep's seed 0
 #: successive halving's fidelities below the evaluator's fraction (the sweep's fractions, ascending)
 DEFAULT_RUNGS: tuple[float, ...] = tuple(sorted(DEFAULT_FRACTIONS))
@@ -39,8 +39,17 @@ class SearchError(VibesError):
 
 def parse_budget(text: str | float) -> float:
     """``--budget``: the one duration grammar (:mod:`shared.durations`) -> seconds (> 0)."""
+    return _duration(text, "--budget")
+
+
+def _duration(text: str | float, option: str) -> float:
+    return _refused(parse_duration, text, option)
+
+
+def _refused(check, *args):
+    """``check(*args)``, its VibesError a SearchError (one line)."""
     try:
-        return parse_duration(text, "--budget")
+        return check(*args)
     except VibesError as exc:
         raise SearchError(str(exc)) from None
 
@@ -84,8 +93,8 @@ def check_fraction(ds, fraction: float, spec: str, needs_test: bool) -> None:
 
 @dataclass
 class SearchConfig(Setup):
-    """One live search: the strategy (a sampler or ``sh:<sampler>``), the evaluator spec, the budget,
-    where its parts go; the loading setup is the sweep's own (:class:`~precompute.sweep.Setup`)."""
+    """One live search: the strategy (a sampler, ``sh:<sampler>`` or ``asha:<sampler>``), the evaluator
+    spec, the budget, where its parts go; the loading setup is the sweep's own (:class:`~precompute.sweep.Setup`)."""
 
     _: KW_ONLY
     budget: str | float
@@ -101,10 +110,12 @@ class SearchConfig(Setup):
     workers: int = 1  # K: evaluations run on K workers (precompute.search.workers), laid on one timeline
     threads: int | None = None  # torch threads per worker (default: torch's for one worker, 1 per CPU worker of K)
     cluster: str = "local"  # "local": this machine (one worker process per GPU); "slurm": one job per worker
-    slurm: Any = None  # precompute.search.workers.SlurmOptions with cluster="slurm"
+    slurm: SlurmOptions | None = None  # with cluster="slurm" (None: the defaults); its walltime covers the budget
+    wait_timeout: str | float = DEFAULT_WAIT_TIMEOUT  # the longest a wait on the workers may last (see wait_timeout_s)
     limits: Limits | None = None  # deployment limits: backbones outside leave the pool, never evaluated
     # derived and checked in __post_init__
     budget_s: float = field(init=False)
+    wait_timeout_s: float = field(init=False)
     name: str = field(init=False)  # the evaluator
     fraction: float = field(init=False)
     spec: str = field(init=False)
@@ -119,10 +130,13 @@ class SearchConfig(Setup):
             raise SearchError(f"--threads must be a positive integer; got {self.threads!r}")
         if self.cluster not in ("local", "slurm"):
             raise SearchError(f"--cluster must be local or slurm; got {self.cluster!r}")
-        if is_asha(self.strategy):
-            raise SearchError(f"--strategy {self.strategy}: asynchronous successive halving is simulated "
-                              f"(simulate --strategy {self.strategy} --workers K); live, run "
-                              f"sh:{base_sampler(self.strategy)}")
+        self.wait_timeout_s = _duration(self.wait_timeout, "--wait-timeout")
+        if self.cluster == "slurm":
+            self.slurm = self.slurm if self.slurm is not None else SlurmOptions()
+            _refused(self.slurm.check_covers, self.budget_s)
+        if is_asha(self.strategy) and self.sh_chunk is not None:
+            raise SearchError(f"--sh-chunk is for sh:<sampler>; {self.strategy} promotes over the whole order, "
+                              f"in no chunks")
         self.name, self.fraction, self.spec = parse_evaluator(self.evaluator)
         sampler_of(self.strategy)  # an unknown strategy lists the valid ones
         self.sh = SHConfig(self.eta, self.sh_chunk, self.promotion_cost) if is_sh(self.strategy) else None
@@ -135,10 +149,18 @@ class SearchConfig(Setup):
     def chunk(self) -> int:
         return self.sh.chunk_size(len(self.ladder)) if self.sh else 1
 
+    @property
+    def asha(self) -> bool:
+        return is_asha(self.strategy)
+
     def sh_doc(self) -> dict | None:
-        """What search.json records of successive halving (None for a sampler)."""
-        return None if self.sh is None else {"eta": self.sh.eta, "chunk": self.chunk,
-                                             "promotion_cost": self.sh.promotion_cost}
+        """What search.json records of successive halving (None for a sampler; ``asha:`` has no chunk)."""
+        if self.sh is None:
+            return None
+        if self.asha:
+            return {"eta": self.sh.eta, "chunk": None, "promotion_cost": self.sh.promotion_cost,
+                    "asynchronous": True}
+        return {"eta": self.sh.eta, "chunk": self.chunk, "promotion_cost": self.sh.promotion_cost}
 
     def sweep_config(self, evaluator: str, fractions: Sequence[float], parts_dir: Path | str) -> SweepConfig:
         """The sweep configuration one evaluation runs with (one seed, one evaluator)."""

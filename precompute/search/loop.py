@@ -19,6 +19,10 @@
   (``not_counted``) and not run again for the same budget.  On one worker the search ends at the
   first evaluation that does not count; on K, an evaluation stopped (its worker busy past t_max)
   does not keep the others from counting.
+* ``asha:<sampler>`` (:class:`_AshaSearch`, :mod:`.asha`): no fixed sequence; each decision (promote, or
+  start the next backbone) is taken on the timeline itself, by the worker free earliest, from the
+  evaluations ended by then, so an outcome is laid out when the walk decides it; the workers the walk
+  leaves idle evaluate the next backbones of the order ahead.
 * Failures are told apart (:mod:`.workers`).  A failed evaluation (any exception in it) is a row like
   any other: counted, written, charged the seconds it measured, its worker free again.  A lost one
   (its worker died, and the one it was retried on) is not counted, holds no worker on the timeline
@@ -64,6 +68,7 @@ from shared.oracle import BACKBONE_META, COLUMNS
 from shared.successive_halving import promotion_seconds
 from shared.workers import Timeline
 
+from .asha import AshaWalk
 from .config import SEED, SearchConfig, SearchError, check_fraction
 from .report import SEARCH_JSON, summary_lines, write_outputs
 from .schedule import schedule, search_order
@@ -305,7 +310,7 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         P.remove_stale_tmp(out)
         progress = _Progress(cfg.budget_s, 0.0, show_progress)
         engine = workers if workers is not None else start_workers(cfg, setup.gpus)
-        search = _Search(cfg, setup, engine, progress)
+        search = (_AshaSearch if cfg.asha else _Search)(cfg, setup, engine, progress)
         search.run()
         return search.finish(echo, t_start)
     except BaseException:
@@ -335,11 +340,11 @@ def _prepare(cfg: SearchConfig, pool: pl.DataFrame, latency, own_workers: bool) 
     ds = D.load_dataset(cfg.dataset, data_root=cfg.data_root, download=cfg.download, cache_dir=cfg.cache_dir)
     for f in cfg.ladder:
         check_fraction(ds, f, format_spec(cfg.name, f), E.EVALUATORS[cfg.name].needs_test)
-    sweep.check_existing_parts(scfg, order)
+    sweep.check_existing_parts(scfg, order, "--out")
     fcfg = None
     if cfg.final is not None:
         fcfg = cfg.sweep_config(cfg.final, (1.0,), out / FINAL_DIR)
-        sweep.check_existing_parts(fcfg, order)
+        sweep.check_existing_parts(fcfg, order, "--out")
     sh_doc = cfg.sh_doc()
     _check_same_schedule(out, cfg, sh_doc)
     return _Setup(order, rows, out, scfg, fcfg, ds, sh_doc, _previous_stops(out, cfg, sh_doc), limits_doc, gpus)
@@ -409,8 +414,9 @@ class _Search:
             self._drop_kept()
         self.progress.close()
 
-    def _take(self, i: int, b: str, lv: int) -> None:
-        """Evaluation i (backbone b at rung lv): from its part, refused by the budget, or submitted."""
+    def _slot(self, i: int, b: str, lv: int) -> Slot:
+        """Evaluation i (backbone b at rung lv) with the row one rung below; its own row, charge and
+        wall seconds when its part holds them (measured by an earlier run: what it costs)."""
         f = self.cfg.ladder[lv]
         part = _read_part(P.part_path(self.setup.scfg.parts_dir, self.cfg.dataset, b))
         row = _row_of(part[0], self.cfg.name, f) if part else None
@@ -419,13 +425,20 @@ class _Search:
         # a promotion keeps features only from a lower evaluation that succeeded (else it is cold)
         promotion = None if lv == 0 else (self.rule if lower_ok else "cold")
         sl = Slot(i, b, lv, f, promotion, lower)
-        self.slots.append(sl)
-        if row is not None:  # measured by an earlier run: its recorded rows are what it costs
+        if row is not None:
             sl.row, sl.cost, sl.from_part = row, charge(row, lower, promotion), True
             sl.wall = (part[1].get(WALL_KEY) or {}).get(repr(float(f)))
             sl.retries = int((part[1].get(RETRY_KEY) or {}).get(repr(float(f)), 0))
             self.resumed += 1
-            self.walk.done(i, _score(row))
+        return sl
+
+    def _take(self, i: int, b: str, lv: int) -> None:
+        """Evaluation i (backbone b at rung lv): from its part, refused by the budget, or submitted."""
+        f = self.cfg.ladder[lv]
+        sl = self._slot(i, b, lv)
+        self.slots.append(sl)
+        if sl.from_part:
+            self.walk.done(i, _score(sl.row))
             self._lay_out()
             return
         start = self._lower_bound_start(i)
@@ -442,6 +455,7 @@ class _Search:
         self._submit(sl, self.budget - start)
 
     def _submit(self, sl: Slot, cap: float) -> None:
+        """Send evaluation ``sl`` to a worker, stopped once its measured seconds pass ``cap``."""
         b, lv, ladder, incremental = sl.backbone, sl.level, self.cfg.ladder, sl.promotion == "incremental"
         best = self._best()
         self.progress.show(self.spent, f"{b} (weights)", best)
@@ -456,13 +470,17 @@ class _Search:
         sl.stop = {"remaining_s": cap}  # until it comes back
 
     def _receive(self, outcome: Done | Failed | Lost) -> None:
-        """Resolve the slot of a task that came back: rows (ok or failed), a budget stop, or lost."""
+        """Resolve the slot of a task that came back; the walk learns its ε̃ (None: none)."""
         sl = self.slots[outcome.index]
+        self._resolve(sl, outcome)
+        self.walk.done(sl.index, None if sl.row is None else _score(sl.row))
+
+    def _resolve(self, sl: Slot, outcome: Done | Failed | Lost) -> None:
+        """A task that came back: rows (ok or failed), a budget stop, or lost."""
         if isinstance(outcome, Lost):
             sl.lost, sl.cost = True, 0.0
             sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "lost", "error": outcome.error,
                        "from_part": False, "remaining_s": sl.stop["remaining_s"]}
-            self.walk.done(sl.index, None)
             return
         self.loop_wall += outcome.wall
         if isinstance(outcome, Failed):  # an exception Dask gave back: a failed evaluation, nothing measured
@@ -475,7 +493,6 @@ class _Search:
             sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "budget", "from_part": False,
                        **{k_: v for k_, v in outcome.stopped.items() if k_ != "cap_s"},
                        "remaining_s": outcome.stopped["cap_s"], "wall_s": outcome.wall}
-            self.walk.done(sl.index, None)
             return
         row = _row_of(outcome.frame, self.cfg.name, sl.fraction)
         if row is None:  # cannot happen: the sweep writes one row per expected key
@@ -483,7 +500,6 @@ class _Search:
                                f"{sl.backbone}")
         sl.row, sl.frame = row, _fill_meta(outcome.frame, self.setup.rows[sl.backbone])
         sl.cost, sl.stop = charge(row, sl.lower, sl.promotion), None
-        self.walk.done(sl.index, _score(row))
 
     # ---------------------------------------------------------------------- the timeline
     def _lay_out(self) -> None:
@@ -494,18 +510,22 @@ class _Search:
             self.laid += 1
             if sl.lost:
                 continue
-            sl.placed = self.timeline.place(sl.cost, int(self.group[sl.index]), int(self.waits[sl.index]))
-            sl.counted = sl.placed[2] <= self.budget
-            if not sl.counted:
-                self.budget_stop = True
-                if sl.stop is None:  # it finished, but after the budget
-                    sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "over budget",
-                               "from_part": sl.from_part, "seconds": sl.cost,
-                               "remaining_s": self.budget - sl.placed[1],
-                               **({"wall_s": sl.wall} if not sl.from_part else {})}
-            else:
-                self._count(sl)
-            self.progress.show(self.spent, None, self._best())
+            self._settle(sl, self.timeline.place(sl.cost, int(self.group[sl.index]), int(self.waits[sl.index])))
+
+    def _settle(self, sl: Slot, placed: tuple[int, float, float]) -> None:
+        """An evaluation laid on the timeline at ``placed``: counted (its part written) if it ends by
+        the budget, else remembered with why."""
+        sl.placed = placed
+        sl.counted = sl.placed[2] <= self.budget
+        if not sl.counted:
+            self.budget_stop = True
+            if sl.stop is None:  # it finished, but after the budget
+                sl.stop = {"backbone": sl.backbone, "fraction": sl.fraction, "reason": "over budget",
+                           "from_part": sl.from_part, "seconds": sl.cost, "remaining_s": self.budget - sl.placed[1],
+                           **({"wall_s": sl.wall} if not sl.from_part else {})}
+        else:
+            self._count(sl)
+        self.progress.show(self.spent, None, self._best())
 
     def _count(self, sl: Slot) -> None:
         if not sl.from_part:
@@ -576,6 +596,100 @@ class _Search:
         return result
 
 
+class _AshaSearch(_Search):
+    """``asha:<sampler>`` live (:mod:`.asha`): every decision is taken on the timeline of charges by
+    :class:`~.asha.AshaWalk`, the simulator's rule, so the trace is the run the simulator replays.
+
+    A decision whose outcome is not known yet (the *frontier*) is evaluated first; the other workers
+    evaluate ahead the next backbones of the order at the lowest rung (ASHA evaluates them in that
+    order whatever happens), each stopped once its measured seconds pass what the budget leaves after
+    the frontier's time.  An outcome is laid on the timeline only when the walk decides it, so an
+    evaluation run ahead but never reached by the budget is dropped (nothing written)."""
+
+    def __init__(self, cfg: SearchConfig, setup: _Setup, engine, progress: _Progress):
+        super().__init__(cfg, setup, engine, progress)
+        self.walk = AshaWalk(setup.order, len(cfg.ladder), cfg.sh.eta, self.k)
+        self.tasks: dict[int, Slot] = {}  # in flight, by task id
+        self.ready: dict[tuple[str, int], Slot] = {}  # came back, not decided yet, by (backbone, level)
+        self.frontier: tuple[float, str, int] | None = None  # (time, backbone, level) the walk waits for
+        self._ids = 0
+
+    def run(self) -> None:
+        while True:
+            self._advance()
+            self._fill()
+            if self.engine.busy == 0:
+                break
+            outcome = self.engine.wait()
+            self.progress.idle()
+            sl = self.tasks.pop(outcome.index)
+            self._resolve(sl, outcome)
+            self.ready[(sl.backbone, sl.level)] = sl
+            self._drop_kept()
+        for sl in self.ready.values():  # run ahead, never reached: their kept features go too
+            if sl.level + 1 < len(self.cfg.ladder):
+                Path(self._kept_path(sl.backbone, sl.fraction)).unlink(missing_ok=True)
+        self.progress.close()
+
+    def _advance(self) -> None:
+        """Lay every decision whose outcome is known on the timeline, up to the frontier or the budget."""
+        self.frontier = None
+        while self.nxt is None:
+            got = self.walk.decide()
+            if got is None:
+                return
+            t, _w, b, lv = got
+            if t >= self.budget:  # it cannot start by the budget
+                self.nxt = {"backbone": b, "fraction": self.cfg.ladder[lv]}
+                return
+            sl = self.ready.pop((b, lv), None) or self._known(b, lv, t)
+            if sl is None:
+                self.frontier = (t, b, lv)
+                return
+            sl.index = len(self.slots)
+            self.slots.append(sl)
+            self.laid = len(self.slots)
+            if sl.lost:
+                self.walk.skip()
+                continue
+            self._settle(sl, self.walk.place(None if sl.row is None else _score(sl.row), sl.cost))
+
+    def _known(self, b: str, lv: int, t: float) -> Slot | None:
+        """Decision (b, lv) at time t without running it: from its part, or stopped by an earlier run
+        with at least as much left; None: it must run."""
+        sl = self._slot(-1, b, lv)
+        if sl.from_part:
+            return sl
+        again = self.setup.previous.get((b, sl.fraction))
+        if again is not None and self.budget - t <= again["remaining_s"] + 1e-9:
+            sl.cost, sl.stop = math.inf, again
+            return sl
+        return None
+
+    def _fill(self) -> None:
+        """The frontier's evaluation to a worker (unless in flight), then the next new backbones."""
+        if self.frontier is None:
+            return
+        t, b, lv = self.frontier
+        flying = {(s.backbone, s.level) for s in self.tasks.values()}
+        if (b, lv) not in flying:
+            self._send(self._slot(-1, b, lv), self.budget - t)
+        ahead = self.walk.ahead(self.k + len(self.tasks) + len(self.ready))
+        for name in ahead:
+            if self.engine.busy >= self.k:
+                return
+            if (name, 0) in flying or (name, 0) in self.ready or (name, 0) == (b, lv) \
+                    or P.part_path(self.setup.scfg.parts_dir, self.cfg.dataset, name).exists() \
+                    or (name, self.cfg.ladder[0]) in self.setup.previous:
+                continue
+            self._send(self._slot(-1, name, 0), self.budget - t)
+
+    def _send(self, sl: Slot, cap: float) -> None:
+        sl.index, self._ids = self._ids, self._ids + 1
+        self.tasks[sl.index] = sl
+        self._submit(sl, cap)
+
+
 def _refuse_without_evaluation(cfg: SearchConfig, counted: list[Slot], not_counted: list[dict]) -> None:
     """No evaluation counted (nothing written): the budget is below one evaluation, or every
     evaluation was lost with its workers; each says its own cause."""
@@ -613,11 +727,11 @@ def start_workers(cfg: SearchConfig, gpus: list[str] | None = None):
     """The search's workers: this process for one worker on this machine, else a Dask cluster (on
     CUDA, one worker per GPU of ``gpus``: :func:`worker_gpus`)."""
     if cfg.cluster == "slurm":
-        return slurm_workers(cfg.workers, cfg.slurm, cfg.device)
+        return slurm_workers(cfg.workers, cfg.slurm, cfg.device, cfg.wait_timeout_s)
     if cfg.workers == 1:
         return InProcess()
     device = str(B.resolve_device(cfg.device))
-    return local_workers(cfg.workers, device, gpus if device.startswith("cuda") else None)
+    return local_workers(cfg.workers, device, gpus if device.startswith("cuda") else None, cfg.wait_timeout_s)
 
 
 def _within_limits(pool: pl.DataFrame, limits: Limits | None,

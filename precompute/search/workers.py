@@ -7,7 +7,12 @@ distributed engine, Dask distributed — never a home-made queue.
   installed (the ``[gpu]`` extra), else one Dask nanny per GPU with its ``CUDA_VISIBLE_DEVICES``; the
   GPUs are :func:`precompute.gpus.gpus_for` the ``--device``; on a CPU, K processes with one torch
   thread each; ``processes=False`` gives threads of this process, for tests) or
-  :func:`slurm_workers` (dask-jobqueue's ``SLURMCluster``: one Slurm job per worker, one GPU each).
+  :func:`slurm_workers` (dask-jobqueue's ``SLURMCluster``: one Slurm job per worker, of the
+  :class:`precompute.slurm.SlurmOptions` the sweep's job array takes too).
+
+No wait is without a timeout (``--wait-timeout``): for the workers to start, and for the next
+evaluation to come back (the longest cap in flight plus it); either ends in a one-line
+:class:`WorkersTimeout`.
 
 Failures are told apart.  An exception inside an evaluation is a *failed evaluation*: the sweep
 records a failed row for a backbone problem, and :func:`run_task` turns any other exception into
@@ -39,9 +44,17 @@ from precompute import datasets as D
 from precompute import gpus as G
 from precompute import parts as P
 from precompute import weights as W
+from precompute.slurm import SlurmOptions
+from shared.errors import VibesError
 
 #: a task whose worker dies is run once more (on the next free worker); a second death loses it
 RETRIES = 1
+#: the longest a wait on the workers lasts beyond what the budget explains (``--wait-timeout``)
+DEFAULT_WAIT_S = 15 * 60.0
+
+
+class WorkersTimeout(VibesError):
+    """A wait on the workers ran past ``--wait-timeout`` (they did not start, or nothing came back)."""
 
 #: the dataset a worker process decoded, by (name, data_root, cache_dir, download): decoded once
 _DATA: dict[tuple, tuple] = {}
@@ -231,15 +244,25 @@ class DaskWorkers:
     ``--device`` names the box's GPUs, not a worker's); ``threads``: torch threads of a task that
     sets none (1 on CPU workers)."""
 
-    def __init__(self, cluster, k: int, name: str, device: str | None = None, threads: int | None = None):
+    def __init__(self, cluster, k: int, name: str, device: str | None = None, threads: int | None = None,
+                 wait_timeout_s: float = DEFAULT_WAIT_S):
         from distributed import Client  # lazy: dask only when workers are asked for
 
         self.cluster, self.k, self.name = cluster, k, name
         self.device, self.threads = device, threads
+        self.wait_timeout_s = float(wait_timeout_s)
         self.run = run_task  # what a worker runs for a task
-        self.client = Client(cluster)
-        self.client.wait_for_workers(k, timeout=600)
         self._futures: dict = {}
+        try:
+            self.client = Client(cluster)
+            self.client.wait_for_workers(k, timeout=self.wait_timeout_s)
+        except (TimeoutError, OSError) as exc:
+            self.close()
+            started = len(getattr(self.cluster, "workers", {}) or {})
+            raise WorkersTimeout(f"--wait-timeout: {k} worker(s) asked for ({name}), {started} started within "
+                                 f"{self.wait_timeout_s:g} s ({type(exc).__name__}); nothing was evaluated: on Slurm "
+                                 f"the jobs may still be queued (squeue): raise --wait-timeout or ask for fewer "
+                                 f"--workers") from None
 
     @property
     def busy(self) -> int:
@@ -252,17 +275,25 @@ class DaskWorkers:
             task = replace(task, threads=self.threads)
         fut = self.client.submit(self.run, task, pure=False, key=f"evaluation-{task.index}-{task.backbone}",
                                  resources={"slot": 1}, retries=0)
-        self._futures[fut] = (task.index, time.monotonic())
+        self._futures[fut] = (task.index, time.monotonic(), float(task.cap))
 
     def wait(self) -> Done | Failed | Lost:
         """The next task to end: its :class:`Done`; :class:`Lost` when its worker died twice
-        (``KilledWorker``); :class:`Failed` for any other exception Dask gives back."""
+        (``KilledWorker``); :class:`Failed` for any other exception Dask gives back.  At most the
+        longest cap in flight plus ``wait_timeout_s`` (then :class:`WorkersTimeout`, one line)."""
         from distributed import wait
         from distributed.scheduler import KilledWorker
 
-        done, _ = wait(list(self._futures), return_when="FIRST_COMPLETED")
+        timeout = max(cap for _, _, cap in self._futures.values()) + self.wait_timeout_s
+        try:
+            done, _ = wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            raise WorkersTimeout(f"--wait-timeout: none of the {len(self._futures)} evaluation(s) in flight came "
+                                 f"back within {timeout:g} s (their budget and --wait-timeout "
+                                 f"{self.wait_timeout_s:g} s): are the workers alive? Parts written so far are kept; "
+                                 f"rerun to resume") from None
         fut = next(iter(done))
-        index, t0 = self._futures[fut]
+        index, t0, _ = self._futures[fut]
         try:
             got = fut.result()
             got.retries = self._deaths(fut.key)
@@ -284,7 +315,8 @@ class DaskWorkers:
 
     def close(self) -> None:
         try:
-            self.client.close()
+            if getattr(self, "client", None) is not None:
+                self.client.close()
         finally:
             self.cluster.close()
 
@@ -367,7 +399,8 @@ def _cuda_cluster_class():
     return LocalCUDACluster
 
 
-def local_workers(k: int, device: str, gpus: list[str] | None = None) -> DaskWorkers:
+def local_workers(k: int, device: str, gpus: list[str] | None = None,
+                  wait_timeout_s: float = DEFAULT_WAIT_S) -> DaskWorkers:
     """:func:`local_cluster`'s K workers as the search's engine: on CUDA each task runs on its worker's
     own GPU (``cuda:0`` there); on a CPU with one torch thread."""
     device = str(device)
@@ -376,41 +409,19 @@ def local_workers(k: int, device: str, gpus: list[str] | None = None) -> DaskWor
         gpus = list(gpus) if gpus is not None else G.gpus_for(device, k)
     where = f"GPUs {','.join(gpus)}" if cuda else "the CPU"
     return DaskWorkers(local_cluster(k, device, gpus=gpus), k, f"{k} local Dask worker processes on {where}",
-                       device="cuda:0" if cuda else None, threads=None if cuda else 1)
+                       device="cuda:0" if cuda else None, threads=None if cuda else 1, wait_timeout_s=wait_timeout_s)
 
 
-@dataclass
-class SlurmOptions:
-    """One Slurm job per worker (dask-jobqueue), each with ``gpus`` GPUs."""
-
-    partition: str | None = None
-    time_limit_minutes: int = 240
-    cpus: int = 8
-    mem_gb: float = 32.0
-    gpus: int = 1
-    extra: tuple[str, ...] = ()  # more #SBATCH lines, e.g. "--account=myproj"
-
-    def cluster(self):
-        from dask_jobqueue import SLURMCluster  # lazy: dask-jobqueue only for a Slurm search
-
-        h, m = divmod(int(self.time_limit_minutes), 60)
-        directives = [*([f"--gres=gpu:{self.gpus}"] if self.gpus else []), *self.extra]
-        # one worker thread (one evaluation at a time), the job's CPUs for the data loading and torch
-        with _scheduler_config():
-            return SLURMCluster(queue=self.partition, cores=1, processes=1, job_cpu=self.cpus,
-                                memory=f"{self.mem_gb:g}GB", walltime=f"{h:02d}:{m:02d}:00",
-                                job_extra_directives=directives, worker_extra_args=["--resources", "slot=1"])
-
-
-def slurm_workers(k: int, options: SlurmOptions, device: str = "auto") -> DaskWorkers:
-    """K Slurm jobs, one worker each: a CUDA task runs on its job's own GPU (``cuda:0`` there), with
-    the job's CPUs as torch threads."""
-    cluster = options.cluster()
+def slurm_workers(k: int, options: SlurmOptions, device: str = "auto",
+                  wait_timeout_s: float = DEFAULT_WAIT_S) -> DaskWorkers:
+    """K Slurm jobs of ``options`` (:class:`precompute.slurm.SlurmOptions`, the sweep's too), one worker
+    each: a CUDA task runs on its job's own GPU (``cuda:0`` there), with the job's CPUs as torch threads."""
+    cluster = options.jobqueue_cluster(["--resources", "slot=1"], _scheduler_config)
     cluster.scale(jobs=k)
     return DaskWorkers(cluster, k, f"{k} Slurm job(s)", device="cuda:0" if str(device).startswith("cuda") else None,
-                       threads=int(options.cpus))
+                       threads=int(options.cpus), wait_timeout_s=wait_timeout_s)
 
 
 __all__ = ["Task", "Done", "Failed", "Lost", "RETRIES", "run_task", "failed_frame", "InProcess", "DaskWorkers",
-           "local_cluster", "local_workers", "worker_env", "SlurmOptions",
-           "slurm_workers", "save_prior", "load_prior"]
+           "local_cluster", "local_workers", "worker_env", "slurm_workers", "save_prior", "load_prior",
+           "WorkersTimeout"]
