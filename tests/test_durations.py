@@ -95,7 +95,7 @@ def test_estimate_within_600_is_600_seconds(monkeypatch, capsys):
 
 
 def test_check_timeout_90s_is_90_seconds(monkeypatch, capsys):
-    import precompute.check as check_mod
+    import precompute.cli.check as check_mod  # the command's own binding of run_check
     from precompute.cli import main
 
     seen = {}

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import polars as pl
 
+from precompute import pool as pool_mod  # called through the module: tests stub it there
 from precompute.datasets import resolve
-from precompute.pool import resolve_pool
 from shared.durations import format_duration, parse_duration
 from shared.errors import VibesError
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, fractions_text
@@ -94,7 +94,7 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
         torch.set_num_threads(threads)
     dev, dev_name = est.device_info(device)
     guard = max_memory_gb if max_memory_gb is not None else est.memory_guard_gb(dev)
-    pool = resolve_pool(pools, progress=sys.stderr.isatty(), echo=stderr_echo)
+    pool = pool_mod.resolve_pool(pools, progress=sys.stderr.isatty(), echo=stderr_echo)
     runnable, left_out = est.runnable_pool(pool, input_size)
     max_params = guard * 1e9 / 4 / 1e6
     chosen = est.stratified_sample(runnable, sample, seed, max_params_m=max_params)

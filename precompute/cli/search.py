@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import click
 
-from precompute.pool import resolve_pool
+from precompute import pool as pool_mod  # called through the module: tests stub it there
 from precompute.slurm import slurm_options
 from shared.limit_options import limit_options, limits_of
 from shared.protocol import DEFAULT_FRACTIONS, fractions_text
@@ -110,7 +110,8 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                        promotion_cost=promotion_cost, workers=workers, threads=threads, cluster=cluster,
                        slurm=replace(slurm, job_name="vibes-search") if cluster == "slurm" else None,
                        wait_timeout=wait_timeout, limits=limits)
-    pool = resolve_pool(pools, progress=not no_progress, echo=stderr_echo, include_test_models=include_test_models)
+    pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo,
+                                 include_test_models=include_test_models)
     res = run_search(cfg, pool, show_progress=not no_progress, echo=None, latency=latency)
     for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,
                               loop_wall=res.evaluation_wall_seconds, changed=res.changed):
