@@ -30,6 +30,7 @@ from simulate.recommend import (
     row_label,
     stop_text,
     tie_summary,
+    worse_text,
 )
 from simulate.words import REPORT_WORDS, words_html
 from simulate.workers import worker_label
@@ -202,8 +203,10 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
                      f"<code>{html.escape(c['formula'])}</code>; {err}. The budgets below are that device's "
                      f"time (costs.parquet: per backbone the oracle's and the predicted seconds).</p>")
     parts.append(recommendation_html(s.get("recommendation"), choices_of(s)))
+    parts.append(worse_html(s.get("worse_with_budget") or []))
+    worse = {worse_text(w) for w in s.get("worse_with_budget") or []}
     for note in s.get("notes", []):
-        if not (s.get("limits") and note.startswith("deployment limits")):  # the banner above says it
+        if not (s.get("limits") and note.startswith("deployment limits")) and note not in worse:
             parts.append(f"<p class='warn'>{html.escape(note)}</p>")
     for i, (label, fig) in enumerate(figs):
         div = pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"bsec-{i}",
@@ -490,6 +493,18 @@ def _rec_row(r: dict, before: dict | None, choices) -> str:
             f"<div class='sub'>{html.escape(iqr_text(r['q25'], r['q75']))}</div></td>"
             f"<td>{_backbone(r['backbone'])}<div class='sub'>{100 * r['backbone_share']:.0f}% of runs</div></td></tr>"
             + tie)
+
+
+def worse_html(worse: list[dict]) -> str:
+    """One box naming every strategy × evaluator whose median falls with more budget (summary.json
+    ``worse_with_budget``), each with its fall and its evaluator's favourite."""
+    if not worse:
+        return ""
+    items = "".join(f"<li>{html.escape(worse_text(w))}</li>" for w in worse)
+    return (f"<div class='warn' id='worse-with-budget'><b>{len(worse)} strategy × evaluator choice"
+            f"{'s get' if len(worse) > 1 else ' gets'} worse with more budget</b> (more backbones evaluated, "
+            f"and the evaluator's favourite is not the best; the recommendation above stops such a search "
+            f"early):<ul>{items}</ul></div>")
 
 
 def recommendation_html(rows, choices=None) -> str:

@@ -221,3 +221,15 @@ def test_ties_of_every_sampler_read_as_any_sampler():
             in html)
     assert "also tied within the noise: <span class='nm'>random</span> × <span class='nm'>silhouette 0.9700</span>" \
         in html
+
+
+def test_the_report_names_what_gets_worse_in_one_box(tmp_path):
+    from simulate.report import write_report
+
+    sim = run_simulation(misleading_oracle(), ["complexity-up"], ["logme", "mlp"], n_runs=20,
+                         budgets=np.array([1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 40.0]), baseline=None)
+    page = write_report(sim, tmp_path / "r.html").read_text()
+    box = page.split("id='worse-with-budget'")[1].split("</div>")[0]
+    assert "1 strategy × evaluator choice gets worse with more budget" in box
+    assert "complexity-up × logme gets worse with more budget: 0.9600 at 1 s → 0.7100 at 40 s" in box
+    assert page.count("gets worse with more budget: 0.9600") == 1  # not repeated among the notes
