@@ -31,8 +31,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # pytest exits 5 when it collected no test: that is a failure here, said out loud.
+# the suite on every core (pytest-xdist; worksteal: the long end-to-end tests do not hold a core idle at the end)
 test: install
-	@$(PY) -m pytest -q; rc=$$?; \
+	@$(PY) -m pytest -q -n auto --dist worksteal --durations=10; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 # the outputs promised byte-identical on every CPU, checked again with numpy's AVX-512 paths switched
