@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
+from shared.atomic import write_text
 from shared.durations import format_duration
 from simulate.pareto import Deployment, pareto_front
 from simulate.recommend import (
@@ -128,80 +129,9 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
     """Write ``report.html`` for a :class:`simulate.simulation.Simulation`; ``quality`` (a
     :class:`simulate.quality.Quality`) adds the section on how good each evaluator is,
     ``deployment`` (a :class:`Deployment`) the Pareto view."""
-    path = Path(path)
-    curves = sim.bsec
-    figs: list[tuple[str, go.Figure]] = []
-    for ev in sim.evaluators:
-        figs.append((f"Strategies with evaluator {ev}", bsec_figure(
-            curves.filter(pl.col("evaluator") == ev), "strategy",
-            f"Sampling strategies π — evaluator ε̃ = {ev}", sim.baseline, sim.baseline_score,
-            sim.budgets)))
-    if len(sim.evaluators) > 1:
-        for st in sim.strategies:
-            figs.append((f"Evaluators with strategy {st}", bsec_figure(
-                curves.filter(pl.col("strategy") == st), "evaluator",
-                f"Approximate evaluators ε̃ — strategy π = {st}", sim.baseline,
-                sim.baseline_score, sim.budgets)))
+    figs = _figures(sim)
     s = sim.summary
-    weights = s.get("weights", "pretrained")
-    banner = ""
-    if weights != "pretrained":
-        banner = (f'<p class="warn">This oracle was computed with <b>{html.escape(str(weights))}</b> '
-                  f'backbone weights (an offline demo): the scores say nothing about real '
-                  f'pretrained backbones.</p>')
-    k_col = "workers" in s
-    rows = "".join(
-        f"<tr><td>{html.escape(r['strategy'])}</td><td>{html.escape(r['evaluator'])}</td>"
-        + (f"<td>{r['workers']}</td>" if k_col else "")
-        + f"<td>{_fmt(r['score_1h'])}</td><td>{_fmt(r['score_1d'])}</td>"
-        f"<td>{format_duration(r['time_to_beat_baseline_s']) if r['time_to_beat_baseline_s'] else '—'}</td>"
-        f"<td>{_fmt(r['auc_log'])}</td></tr>" for r in s["strategies"])
-    base = s["baseline"]
-    table = "".join([
-        f"<details id='summary-table'><summary>Every strategy × evaluator ({len(s['strategies'])} rows): score at "
-        f"1 h and 1 day, time to beat the baseline, AUC</summary>",
-        "<table><tr><th>strategy π</th><th>evaluator ε̃</th>" + ("<th>workers K</th>" if k_col else "")
-        + "<th>score at 1 h</th>"
-        "<th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th></tr>",
-        rows, "</table></details>"])
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title or 'VIBES BSEC report')}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px}"
-        "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
-        "vertical-align:top}.warn{background:#fff3cd;border:1px solid #e0c36b;padding:8px}.fig{margin:18px 0}"
-        "tr.tied td{color:#555;font-size:90%;padding-top:0}tr:has(+tr.tied) td{border-bottom:none}"
-        ".num{white-space:nowrap}.change{font-weight:600}details{margin:18px 0}"
-        "summary{cursor:pointer;font-weight:600}dl.words dt{font-weight:600}"
-        "@media (max-width:1000px){td,th{padding:3px 5px}}</style>"
-        "</head><body>",
-        f"<h1>{html.escape(title or 'VIBES — Backbone Selection Efficiency Curves')}</h1>",
-        banner,
-        f"<p>Oracle <b>{html.escape(str(s['dataset']))}</b>: {s['pool_size']} backbones, truth "
-        f"evaluator <code>{html.escape(str(s['truth']))}</code>; {s['n_runs']} runs per strategy, "
-        f"seed {s['seed']}; {s['budgets']['n']} budgets from {format_duration(s['budgets']['min_s'])} to "
-        f"{format_duration(s['budgets']['max_s'])}. Best possible: "
-        f"{html.escape(s['best_possible']['backbone'])} ({s['best_possible']['true_score']:.4f}). "
-        f"Baseline: {html.escape(str(base['backbone']))} "
-        f"({_fmt(base['true_score']) if base['true_score'] is not None else 'not in the pool'}).</p>",
-    ]
-    if s.get("cost_model"):  # a declared cost model is said wherever its oracle is used
-        parts.append(f"<p class='cost-model warn'>Costs {html.escape(str(s['cost_model']))}</p>")
-    if s.get("limits"):
-        lim = s["limits"]
-        parts.append(f"<p class='limits'>Deployment limits: <b>{html.escape(lim['described'])}</b> — "
-                     f"{lim['left_out']} of "
-                     f"{lim['pool_before']} backbones are outside them and never evaluated; the best possible "
-                     f"is the best within.</p>")
-    if s.get("costs"):
-        c = s["costs"]
-        err = (f"leave-one-out median |log(predicted/actual)| {c['loo_error']:.3f} (×{math.exp(c['loo_error']):.3f}), "
-               f"the constant ratio's {c['loo_error_constant']:.3f}" if c.get("loo_error") is not None
-               and c.get("loo_error_constant") is not None else "no leave-one-out error (one sampled backbone)")
-        parts.append(f"<p class='warn'>Costs for <b>{html.escape(str(c.get('device') or 'the target device'))}</b>, "
-                     f"predicted from {c['n_sample']} backbones timed there ({html.escape(str(c.get('source')))}): "
-                     f"<code>{html.escape(c['formula'])}</code>; {err}. The budgets below are that device's "
-                     f"time (costs.parquet: per backbone the oracle's and the predicted seconds).</p>")
+    parts = [_head(title), _oracle_header(s), *_banners(s)]
     parts.append(recommendation_html(s.get("recommendation"), choices_of(s)))
     parts.append(worse_html(s.get("worse_with_budget") or []))
     worse = {worse_text(w) for w in s.get("worse_with_budget") or []}
@@ -216,12 +146,98 @@ def write_report(sim, path: str | Path, title: str | None = None, quality=None, 
         parts.append(deployment_section(deployment, sim))
     if quality is not None:
         parts.append(quality_section(quality))
-    parts.append(table)
+    parts.append(_summary_table(s))
     parts.append(words_html(REPORT_WORDS))
     parts.append("<script>window.VIBES_FIGURES = " + json.dumps(len(figs)) + ";</script>")
     parts.append("</body></html>")
-    path.write_text("".join(parts), encoding="utf-8")
-    return path
+    return write_text(path, "".join(parts))
+
+
+def _figures(sim) -> list[tuple[str, go.Figure]]:
+    """The BSECs: per evaluator every strategy, and with several evaluators per strategy every evaluator."""
+    curves = sim.bsec
+    figs: list[tuple[str, go.Figure]] = []
+    for ev in sim.evaluators:
+        figs.append((f"Strategies with evaluator {ev}", bsec_figure(
+            curves.filter(pl.col("evaluator") == ev), "strategy",
+            f"Sampling strategies π — evaluator ε̃ = {ev}", sim.baseline, sim.baseline_score,
+            sim.budgets)))
+    if len(sim.evaluators) > 1:
+        for st in sim.strategies:
+            figs.append((f"Evaluators with strategy {st}", bsec_figure(
+                curves.filter(pl.col("strategy") == st), "evaluator",
+                f"Approximate evaluators ε̃ — strategy π = {st}", sim.baseline,
+                sim.baseline_score, sim.budgets)))
+    return figs
+
+
+def _head(title: str | None) -> str:
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title or 'VIBES BSEC report')}</title>"
+            "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px}"
+            "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
+            "vertical-align:top}.warn{background:#fff3cd;border:1px solid #e0c36b;padding:8px}.fig{margin:18px 0}"
+            "tr.tied td{color:#555;font-size:90%;padding-top:0}tr:has(+tr.tied) td{border-bottom:none}"
+            ".num{white-space:nowrap}.change{font-weight:600}details{margin:18px 0}"
+            "summary{cursor:pointer;font-weight:600}dl.words dt{font-weight:600}"
+            "@media (max-width:1000px){td,th{padding:3px 5px}}</style>"
+            "</head><body>"
+            f"<h1>{html.escape(title or 'VIBES — Backbone Selection Efficiency Curves')}</h1>")
+
+
+def _oracle_header(s: dict) -> str:
+    """The demo banner (random weights) and the line saying which oracle, runs, budgets and baseline."""
+    weights = s.get("weights", "pretrained")
+    banner = "" if weights == "pretrained" else (
+        f'<p class="warn">This oracle was computed with <b>{html.escape(str(weights))}</b> '
+        f'backbone weights (an offline demo): the scores say nothing about real pretrained backbones.</p>')
+    base = s["baseline"]
+    return (banner + f"<p>Oracle <b>{html.escape(str(s['dataset']))}</b>: {s['pool_size']} backbones, truth "
+            f"evaluator <code>{html.escape(str(s['truth']))}</code>; {s['n_runs']} runs per strategy, "
+            f"seed {s['seed']}; {s['budgets']['n']} budgets from {format_duration(s['budgets']['min_s'])} to "
+            f"{format_duration(s['budgets']['max_s'])}. Best possible: "
+            f"{html.escape(s['best_possible']['backbone'])} ({s['best_possible']['true_score']:.4f}). "
+            f"Baseline: {html.escape(str(base['backbone']))} "
+            f"({_fmt(base['true_score']) if base['true_score'] is not None else 'not in the pool'}).</p>")
+
+
+def _banners(s: dict) -> list[str]:
+    """What the numbers below rest on: a declared cost model, deployment limits, another device's costs."""
+    out = []
+    if s.get("cost_model"):  # a declared cost model is said wherever its oracle is used
+        out.append(f"<p class='cost-model warn'>Costs {html.escape(str(s['cost_model']))}</p>")
+    if s.get("limits"):
+        lim = s["limits"]
+        out.append(f"<p class='limits'>Deployment limits: <b>{html.escape(lim['described'])}</b> — "
+                   f"{lim['left_out']} of {lim['pool_before']} backbones are outside them and never evaluated; "
+                   f"the best possible is the best within.</p>")
+    if s.get("costs"):
+        c = s["costs"]
+        err = (f"leave-one-out median |log(predicted/actual)| {c['loo_error']:.3f} (×{math.exp(c['loo_error']):.3f}), "
+               f"the constant ratio's {c['loo_error_constant']:.3f}" if c.get("loo_error") is not None
+               and c.get("loo_error_constant") is not None else "no leave-one-out error (one sampled backbone)")
+        out.append(f"<p class='warn'>Costs for <b>{html.escape(str(c.get('device') or 'the target device'))}</b>, "
+                   f"predicted from {c['n_sample']} backbones timed there ({html.escape(str(c.get('source')))}): "
+                   f"<code>{html.escape(c['formula'])}</code>; {err}. The budgets below are that device's "
+                   f"time (costs.parquet: per backbone the oracle's and the predicted seconds).</p>")
+    return out
+
+
+def _summary_table(s: dict) -> str:
+    """Every strategy × evaluator's score at 1 h and 1 day, time to beat the baseline and AUC, folded."""
+    k_col = "workers" in s
+    rows = "".join(
+        f"<tr><td>{html.escape(r['strategy'])}</td><td>{html.escape(r['evaluator'])}</td>"
+        + (f"<td>{r['workers']}</td>" if k_col else "")
+        + f"<td>{_fmt(r['score_1h'])}</td><td>{_fmt(r['score_1d'])}</td>"
+        f"<td>{format_duration(r['time_to_beat_baseline_s']) if r['time_to_beat_baseline_s'] else '—'}</td>"
+        f"<td>{_fmt(r['auc_log'])}</td></tr>" for r in s["strategies"])
+    return "".join([
+        f"<details id='summary-table'><summary>Every strategy × evaluator ({len(s['strategies'])} rows): score at "
+        f"1 h and 1 day, time to beat the baseline, AUC</summary>",
+        "<table><tr><th>strategy π</th><th>evaluator ε̃</th>" + ("<th>workers K</th>" if k_col else "")
+        + "<th>score at 1 h</th><th>score at 1 day</th><th>time to beat baseline</th><th>AUC (log time)</th></tr>",
+        rows, "</table></details>"])
 
 
 # ------------------------------------------------------------------------ deployment section
