@@ -63,7 +63,7 @@ def search_options(tmp_path, data_cache, monkeypatch, *options) -> SlurmOptions:
         raise VibesError("caught before submitting")
 
     monkeypatch.setattr(loop_mod, "slurm_workers", caught)
-    monkeypatch.setattr(search_cli, "resolve_pool", lambda *a, **k: fake_pool(3, 0))
+    monkeypatch.setattr(search_cli.pool_mod, "resolve_pool", lambda *a, **k: fake_pool(3, 0))
     code = main(["search", "--dataset", "digits", "--weights", "random", "--budget", "1h", "--strategy", "cycling",
                  "--evaluator", "mlp@0.1", "--device", "cpu", "--cache-dir", data_cache, "--no-progress",
                  "--out", str(tmp_path / "search"), "--cluster", "slurm", "--workers", "3", *options])
