@@ -18,9 +18,8 @@ import torch
 
 from precompute import clock
 from precompute import weights as W
+from precompute.inputs import WEIGHTS
 from shared.errors import VibesError, unknown
-
-WEIGHTS = ("pretrained", "random")
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from precompute import heads, proxies
 from precompute.scores import EvalResult, as_tensor
 from shared.errors import unknown
-from shared.protocol import MLP_PROTOCOL
+from shared.protocol import EVALUATOR_NAMES, MLP_PROTOCOL
 
 
 def mlp_score(
@@ -141,6 +141,8 @@ EVALUATORS: dict[str, EvaluatorSpec] = {
     "logme": EvaluatorSpec("logme", needs_test=False, fn=proxies.logme),
     "hscore": EvaluatorSpec("hscore", needs_test=False, fn=proxies.hscore),
 }
+if tuple(EVALUATORS) != EVALUATOR_NAMES:  # the command line checks and lists the names without torch
+    raise AssertionError(f"shared.protocol.EVALUATOR_NAMES {EVALUATOR_NAMES} != the registry {tuple(EVALUATORS)}")
 
 
 def get_evaluator(name: str) -> EvaluatorSpec:

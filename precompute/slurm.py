@@ -177,7 +177,8 @@ def slurm_of(ctx, partition, time_limit, cpus_per_job, mem_gb, gpus_per_job, slu
             values[target] += tuple(v for _, vs in given for v in vs)
             continue
         new = target.replace("_", "-")
-        if ctx.get_parameter_source(target).name != "DEFAULT" or len(given) > 1:
+        # the new spelling on the command line too: given twice (a --config file's value it overrides)
+        if ctx.get_parameter_source(target).name not in ("DEFAULT", "DEFAULT_MAP") or len(given) > 1:
             raise VibesError(f"--{new} is given twice ({' and '.join(o for o, _ in given)}); give --{new} once")
         values[target] = given[0][1]
     return SlurmOptions(partition, parse_duration(time_limit, "--time-limit"), values["cpus_per_job"], mem_gb,

@@ -48,7 +48,6 @@ sweep goes on.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -58,7 +57,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import KW_ONLY, asdict, dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,19 +73,19 @@ from precompute import evaluators as E
 from precompute import extract as X
 from precompute import parts as P
 from precompute import weights as W
-from precompute.scores import as_result
-from shared.errors import VibesError, unknown
-from shared.oracle import BACKBONE_META, COLUMNS, SCHEMA_VERSION
-from shared.protocol import (
-    DEFAULT_EVALUATORS,
-    DEFAULT_FRACTIONS,
-    DEFAULT_SEEDS,
-    HEADS,
-    MLP_PROTOCOL,
-    infer_truth,
+from precompute.inputs import (  # the torch-free checks, re-exported: callers import them from here too
+    WEIGHTS,
+    Setup,
+    SweepConfig,
+    check_dataset_name,
+    check_evaluators,
+    check_truth,
 )
+from precompute.scores import as_result
+from shared.errors import VibesError
+from shared.oracle import BACKBONE_META, COLUMNS, SCHEMA_VERSION
+from shared.protocol import MLP_PROTOCOL
 
-WEIGHTS = B.WEIGHTS
 EXTRACTION_ORDER = ("one pass per backbone: fraction by fraction (smallest first); below 1.0 seed by seed, "
                     "each seed's nested difference (its subset less its subset at the previous fraction), "
                     "train then test; a fraction every seed shares (1.0) once, for the images not extracted "
@@ -94,84 +93,12 @@ EXTRACTION_ORDER = ("one pass per backbone: fraction by fraction (smallest first
 META_COLUMNS = BACKBONE_META  # per-backbone metadata repeated on every row (shared.oracle)
 
 
-@dataclass
-class Setup:
-    """How a backbone is loaded and a dataset read: what a sweep and a live search share."""
-
-    dataset: str
-    _: KW_ONLY
-    weights: str = "pretrained"
-    pretrained_file: str | None = None
-    device: str = "auto"
-    batch_size: int = 256
-    input_size: int | None = None
-    data_root: str = "data/datasets"
-    download: bool = False
-    cache_dir: str = "data/cache"
-
-    def __post_init__(self):
-        if self.weights not in WEIGHTS:
-            raise VibesError(f"weights must be one of {', '.join(WEIGHTS)}; got {self.weights!r}")
-        if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
-            raise VibesError(f"batch size must be a positive integer; got {self.batch_size}")
-        if self.input_size is not None and int(self.input_size) < 1:
-            raise VibesError(f"input size must be a positive integer; got {self.input_size}")
-
-    def setup_fields(self) -> dict[str, Any]:
-        """This object's :class:`Setup` fields (to build another config on the same setup)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Setup)}
-
-
-@dataclass
-class SweepConfig(Setup):
-    """Everything a sweep (or one shard of it) needs; plain data, so it pickles to Slurm."""
-
-    _: KW_ONLY
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-    seeds: int = DEFAULT_SEEDS
-    evaluators: tuple[str, ...] = DEFAULT_EVALUATORS
-    parts_dir: str = P.DEFAULT_PARTS_DIR
-    keep_features: bool = False
-    retry_failed: bool = False
-    evict_weights: bool = False  # delete each backbone's freshly downloaded weights after it
-    truth: str | None = None  # the evaluator whose fraction-1.0 score is the truth (None: infer_truth)
-
-    def __post_init__(self):
-        self.fractions = tuple(sorted({float(f) for f in self.fractions}, reverse=True))
-        self.evaluators = tuple(dict.fromkeys(self.evaluators))
-        if not self.fractions or any(not (0 < f <= 1) for f in self.fractions):
-            raise VibesError(f"fractions must be in (0, 1], e.g. 1.0,0.1,0.01; got "
-                             f"{list(self.fractions)}")
-        if int(self.seeds) < 1:
-            raise VibesError(f"seeds must be a positive number of replicates; got {self.seeds}")
-        self.seeds = int(self.seeds)
-        super().__post_init__()
-        if not self.evaluators:
-            raise VibesError("at least one evaluator is needed, e.g. mlp,silhouette")
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds))
-
-    def truth_evaluator(self) -> str:
-        """The truth this run's parts record: ``truth`` if named, else :func:`shared.protocol.infer_truth`."""
-        return self.truth or infer_truth(self.evaluators)
-
-    def batched_evaluators(self) -> list[str]:
-        """The run's evaluators whose seeds > 0 go through one ``batched`` call."""
-        if self.seeds < 2:
-            return []
-        return [e for e in self.evaluators if e in E.EVALUATORS and E.EVALUATORS[e].batched is not None]
-
-    def needs_test(self) -> bool:
-        """Whether any evaluator of the run scores on the test split (else it is never extracted)."""
-        return any(E.EVALUATORS[e].needs_test for e in self.evaluators if e in E.EVALUATORS)
-
-    def protocol(self) -> dict[str, Any]:
-        return {"head": dict(MLP_PROTOCOL), "fractions": list(self.fractions), "seeds": self.seed_list,
-                "evaluators": list(self.evaluators), "extraction_order": EXTRACTION_ORDER,
-                "input_size": self.input_size, "subsets": "stratified, nested per seed",
-                "timing": timing_protocol(self)}
+def sweep_protocol(cfg: SweepConfig) -> dict[str, Any]:
+    """The protocol a sweep's parts record (and a rerun's parts must match)."""
+    return {"head": dict(MLP_PROTOCOL), "fractions": list(cfg.fractions), "seeds": cfg.seed_list,
+            "evaluators": list(cfg.evaluators), "extraction_order": EXTRACTION_ORDER,
+            "input_size": cfg.input_size, "subsets": "stratified, nested per seed",
+            "timing": timing_protocol(cfg)}
 
 
 def derived_fit_seconds(fit0: float, epochs0: int | None, epochs: int | None) -> float:
@@ -221,31 +148,6 @@ def timing_protocol(cfg: SweepConfig) -> dict[str, Any]:
     }
 
 
-def check_evaluators(names: Sequence[str]) -> None:
-    for n in names:
-        if n not in E.EVALUATORS:
-            raise unknown("evaluator", n, E.EVALUATORS)
-
-
-def check_truth(cfg: SweepConfig) -> str:
-    """The run's truth, checked before anything runs: it must be one of the run's evaluators, and the
-    run must evaluate fraction 1.0 (else the parts hold no truth rows and no oracle can be merged)."""
-    truth = cfg.truth_evaluator()
-    if cfg.truth is not None:
-        if cfg.truth not in E.EVALUATORS:
-            raise unknown("evaluator", cfg.truth, E.EVALUATORS)
-        if cfg.truth not in cfg.evaluators:
-            raise VibesError(f"--truth {cfg.truth} is not among --evaluators {','.join(cfg.evaluators)}; "
-                             f"add it there")
-    elif truth not in cfg.evaluators:
-        raise VibesError(f"--evaluators {','.join(cfg.evaluators)} has no head to be the truth "
-                         f"({' or '.join(HEADS)}, at fraction 1.0): add one, or name the truth with --truth NAME")
-    if 1.0 not in cfg.fractions:
-        raise VibesError(f"the truth ({truth} at fraction 1.0) needs 1.0 in --fractions; got "
-                         f"{','.join(repr(f) for f in cfg.fractions)}")
-    return truth
-
-
 def scored_on_test(cfg: SweepConfig) -> list[str]:
     """The run's evaluators that score on the test split."""
     return [e for e in cfg.evaluators if e in E.EVALUATORS and E.EVALUATORS[e].needs_test]
@@ -285,15 +187,6 @@ def subset_notes(cfg: SweepConfig, ds, plans) -> list[str]:
                          f"lack {', '.join(map(str, lack))} of the {k} classes "
                          f"({D.subset_size(len(ds.test_labels), f)} of {len(ds.test_labels)} images)")
     return notes
-
-
-def check_dataset_name(name: str) -> str:
-    """The canonical dataset name, checked without loading anything: an unknown name lists the
-    valid ones; ``folder:PATH`` must be a folder holding sub-folders (one-line DatasetError)."""
-    canonical, _spec, extra = D.resolve(name)
-    if extra.get("path") is not None:
-        D.check_folder(extra["path"])
-    return canonical
 
 
 # --------------------------------------------------------------------- extraction plan
@@ -705,7 +598,7 @@ def run_meta(cfg: SweepConfig, ds) -> dict[str, Any]:
         "n_test": int(len(ds.test_labels)),
         "n_classes": int(ds.n_classes),
         "skipped_images": facts.get("skipped", getattr(ds, "skipped", None)),
-        "protocol": cfg.protocol(),
+        "protocol": sweep_protocol(cfg),
         "truth": cfg.truth_evaluator(),
         "weights": cfg.weights,
         "hardware": {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(),
@@ -751,7 +644,7 @@ def check_existing_parts(cfg: SweepConfig, names: Sequence[str], folder_option: 
     """Parts already in ``parts_dir`` must come from the same configuration (weights, protocol),
     else skipping them would silently mix two runs in one oracle.  The refusal names each setting that
     differs and the option that chooses another folder (``folder_option``: ``--out`` for a search)."""
-    want = json.loads(json.dumps({"weights": cfg.weights, "protocol": cfg.protocol()},
+    want = json.loads(json.dumps({"weights": cfg.weights, "protocol": sweep_protocol(cfg)},
                                  default=str))
     for n in names:
         path = P.part_path(cfg.parts_dir, cfg.dataset, n)
@@ -797,7 +690,8 @@ def run_sweep(cfg: SweepConfig, pool: pl.DataFrame, shard: tuple[int, int] | Non
     todo, skipped = todo_backbones(cfg, list(rows))
     ds = check_data(cfg) if todo else None
     P.write_manifest(cfg.parts_dir, cfg.dataset, pool.get_column("backbone").to_list(),
-                     {"protocol": cfg.protocol(), "weights": cfg.weights})
+                     {"protocol": sweep_protocol(cfg), "weights": cfg.weights,
+                      **({"config": cfg.command_config} if cfg.command_config else {})})
     # leftovers of killed workers: temporary files and the locks of backbones they finished
     P.remove_stale_tmp(P.dataset_dir(cfg.parts_dir, cfg.dataset))
     for name in rows:
@@ -869,6 +763,6 @@ def _sweep_loop(cfg, todo, rows, ds, plans, plan, images, meta, summary, show_pr
 
 __all__ = ["SweepConfig", "ExtractionPlan", "extraction_plan", "evaluate_backbone",
            "failed_rows", "run_sweep", "run_meta", "SweepSummary", "todo_backbones",
-           "check_evaluators", "error_text", "warm_up", "timing_protocol", "check_dataset_name", "Setup", "Prior",
-           "derived_fit_seconds", "BackboneResult", "check_truth", "check_subsets", "check_data", "subset_notes",
-           "scored_on_test"]
+           "check_evaluators", "error_text", "warm_up", "timing_protocol", "sweep_protocol",
+           "check_dataset_name", "Setup", "Prior", "derived_fit_seconds", "BackboneResult", "WEIGHTS",
+           "check_truth", "check_subsets", "check_data", "subset_notes", "scored_on_test"]

@@ -21,6 +21,10 @@ TRUTH = "mlp"
 #: the heads (a classifier trained on the features, scored by test accuracy): what a sweep takes as its truth
 #: when it runs no ``mlp`` and exactly one of them (``precompute run --evaluators mlp-sklearn``)
 HEADS: tuple[str, ...] = ("mlp", "mlp-sklearn")
+#: every evaluator ``precompute`` has, in its registry's order (``precompute/evaluators.py``'s
+#: ``EVALUATORS`` is keyed by exactly these): what ``--evaluators`` / ``--evaluator`` take, checked and
+#: listed without importing torch
+EVALUATOR_NAMES: tuple[str, ...] = (*HEADS, "silhouette", *PROXIES)
 #: the paper's head: Linear(D, 50) -> ReLU -> Linear(50, C), Adam lr 1e-3, 200 epochs, batch 200
 MLP_PROTOCOL = {"hidden": 50, "optimizer": "Adam", "lr": 1e-3, "epochs": 200, "batch_size": 200,
                 "loss": "cross_entropy"}
@@ -39,5 +43,5 @@ def fractions_text(fractions=DEFAULT_FRACTIONS) -> str:
     return ",".join(repr(float(f)) for f in fractions)
 
 
-__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "PROXIES", "DEFAULT_EVALUATORS", "TRUTH", "HEADS", "MLP_PROTOCOL",
-           "fractions_text", "infer_truth"]
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "PROXIES", "DEFAULT_EVALUATORS", "EVALUATOR_NAMES", "TRUTH", "HEADS",
+           "MLP_PROTOCOL", "fractions_text", "infer_truth"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from shared.durations import format_duration, parse_durations
+from shared.durations import format_duration
 from shared.errors import VibesError
+from shared.help_sections import SectionedGroup, sections
 from shared.limit_options import limit_options, limits_of
 from shared.successive_halving import SHConfig
 from simulate.league_cli import league
@@ -31,7 +32,7 @@ from simulate.workers import check_workers
 EPILOG = """\b
 Examples:
   simulate --timm-results ../shared/timm-results --strategy cycling --runs 10
-  simulate --oracle timm:imagenet --runs 1000 --budgets 60:86400:50
+  simulate --oracle timm:imagenet --timm-results ../shared/timm-results --runs 1000 --budgets 60:86400:50
   simulate --oracle data/oracles/digits.parquet --evaluator mlp --evaluator mlp@0.1 \\
            --evaluator silhouette --baseline resnet18.a1_in1k --out out/digits
   simulate --oracle data/oracles/digits.parquet --list
@@ -39,13 +40,14 @@ Examples:
   simulate --oracle data/oracles/resnet18/digits.parquet --truth mlp-sklearn --out out/digits-sk
   simulate --oracle data/oracles/digits.parquet --strategy sh:random --strategy random \\
            --evaluator mlp --evaluator mlp@0.1 --eta 3 --promotion-cost incremental
-  simulate --oracle timm:sketch --strategy imagenet-top1 --strategy meta \\
+  simulate --oracle timm:sketch --timm-results ../shared/timm-results --strategy imagenet-top1 --strategy meta \\
            --prior-oracle timm:imagenet-r --prior-oracle timm:imagenetv2-matched-frequency
   simulate compare out/digits out/digits-sk --out out/compare.html
   simulate --oracle openclip:cifar-10 --strategy cycling --runs 100   # $VIBES_OPENCLIP_RESULTS or ../shared
   simulate import results.csv --out oracles/ --dataset-col dataset --score-col top1 --seconds-col seconds
   simulate import --help
-  simulate --oracle timm:sketch --max-params 25 --max-latency-ms 1 --latency-device rtx4090
+  simulate --oracle timm:sketch --timm-results ../shared/timm-results --max-params 25 --max-latency-ms 1 \\
+           --latency-device rtx4090
   simulate --oracle data/oracles/digits.parquet --costs-from my-gpu.csv   # precompute estimate --out my-gpu.csv
 (data/oracles/resnet18/digits.parquet: the README's `precompute run --dataset digits --pool 'resnet18.*' ...`,
 which runs mlp-sklearn too.)
@@ -127,7 +129,7 @@ SUBCOMMANDS = {
 }
 
 
-class SimulateGroup(click.Group):
+class SimulateGroup(SectionedGroup):
     """``simulate [OPTIONS]`` replays strategies (the group's own options and callback); ``simulate
     COMMAND ...`` runs a subcommand of :data:`SUBCOMMANDS` instead, imported only then."""
 
@@ -135,26 +137,46 @@ class SimulateGroup(click.Group):
         return list(SUBCOMMANDS)
 
     def get_command(self, ctx, name):
-        return SUBCOMMANDS[name][0]() if name in SUBCOMMANDS else None
+        if name not in SUBCOMMANDS:
+            return None
+        if ctx.meta.get(_HELP_ONLY):  # `simulate --help`: the registry's line; no subcommand is imported
+            return click.Command(name, short_help=SUBCOMMANDS[name][1])
+        return SUBCOMMANDS[name][0]()
 
     def resolve_command(self, ctx, args):
         if args and args[0] not in SUBCOMMANDS:
             ctx.fail(f"no command {args[0]!r}: simulate takes options, or a command first ({', '.join(SUBCOMMANDS)})")
         return super().resolve_command(ctx, args)
 
-    def format_usage(self, ctx, formatter):
-        formatter.write_usage(ctx.command_path, "[OPTIONS]")
-        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix=" " * len("Usage: "))
+    def format_usage(self, ctx, formatter):  # two forms, one under the other
+        from rich.padding import Padding  # lazy: rich loads only when a help is drawn
+        from rich.text import Text
 
-    def format_options(self, ctx, formatter):  # the subcommands first, where a reader of --help sees them
-        self.format_commands(ctx, formatter)
-        click.Command.format_options(self, ctx, formatter)
+        path = ctx.command_path
+        formatter.write(Padding(Text(f"Usage: {path} [OPTIONS]\n       {path} COMMAND [ARGS]..."),
+                                formatter.config.padding_usage))
 
-    def format_commands(self, ctx, formatter):  # the registry's lines: no subcommand is imported for --help
-        with formatter.section("Commands (`simulate COMMAND --help` for each)"):
-            formatter.write_dl([(name, line) for name, (_, line) in SUBCOMMANDS.items()])
+    def format_options(self, ctx, formatter):  # the subcommands first (commands_before_options), then the sections
+        ctx.meta[_HELP_ONLY] = True
+        try:
+            super().format_options(ctx, formatter)
+        finally:
+            del ctx.meta[_HELP_ONLY]
 
 
+_HELP_ONLY = "vibes_help_only"  # ctx.meta: the commands are listed for --help, not run
+
+
+@sections(("Common", ("--oracle", "--out", "--list", "--quality-only", "--no-report", "--help")),
+          ("Budget and strategy", ("--strategy", "--evaluator", "--runs", "--budgets", "--seed", "--workers", "--eta",
+                                   "--sh-chunk", "--promotion-cost", "--baseline", "--recommend-at",
+                                   "--prior-oracle")),
+          ("Oracle", ("--timm-results", "--timm-benchmark", "--truth")),
+          ("Costs on your hardware", ("--costs-from",)),
+          ("Deployment limits", ("--max-params", "--max-gmacs", "--max-latency-ms", "--latency-device",
+                                 "--max-memory-mb")),
+          commands_panel_title="Commands (`simulate COMMAND --help` for each)",
+          padding_helptext_first_line=(0, 0, 1, 0))  # a blank line between the docstring's paragraphs
 @click.group(cls=SimulateGroup, invoke_without_command=True, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--oracle", "oracle_spec", default="timm:sketch", show_default=True,
@@ -227,7 +249,7 @@ def _replay(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, r
         _quality_only(oracle, out, _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark))
         return
     from shared.samplers import sampler_of  # lazy: `simulate --help` answers without polars and plotly
-    from simulate.simulation import parse_budgets, run_simulation
+    from simulate.simulation import asked_budgets, parse_budgets, run_simulation
 
     for s in strategies:
         sampler_of(s)
@@ -237,7 +259,7 @@ def _replay(oracle_spec, timm_results, timm_benchmark, strategies, evaluators, r
     sh = SHConfig(eta, sh_chunk, promotion_cost)
     ks = None if workers is None else check_workers(str(workers).split(","))
     limits, latency = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb, timm_results)
-    rec_at = parse_durations(recommend_at, "--recommend-at") if recommend_at is not None else None
+    rec_at = asked_budgets(budgets, recommend_at)
     priors = _load_priors(oracle_spec, prior_oracles, timm_results, timm_benchmark)
     out_dir = Path(out) if out else _new_out_dir()
     from tqdm import tqdm

@@ -28,14 +28,17 @@ class _StrategyOption(click.Option):
     """``--strategy``, whose help lists the samplers of :data:`shared.samplers.SAMPLERS`, read when the
     help is shown (importing them takes numpy and polars: a command that runs pays nothing for it)."""
 
-    def get_help_record(self, ctx):
+    @property
+    def help(self):
+        if not self._help_template:
+            return self._help_template
         from shared.samplers import SAMPLERS  # lazy: only `--help` needs the names (numpy, polars)
 
-        template, self.help = self.help, self.help.replace("{samplers}", ", ".join(SAMPLERS))
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.help = template
+        return self._help_template.replace("{samplers}", ", ".join(SAMPLERS))
+
+    @help.setter
+    def help(self, text):
+        self._help_template = text
 
 
 def replay_options(default_strategies: str):

@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 
 from shared.durations import parse_duration, parse_durations
-from shared.errors import VibesError
+from shared.errors import VibesError, unknown
 from shared.exactmath import log_spaced
 from shared.limits import Limits
 from shared.limits import apply as apply_limits
@@ -103,6 +103,14 @@ def parse_budgets(text: str | None) -> np.ndarray | None:
     except (ValueError, VibesError):
         raise VibesError(f"--budgets {text!r}: {expected}") from None
     return np.unique(values)
+
+
+def asked_budgets(budgets: str | None, recommend_at: str | None) -> list[float] | None:
+    """The recommendation's rows the user asked for: ``--recommend-at``'s budgets and those of a
+    ``--budgets T1,T2,...`` list (a ``LO:HI:N`` range is the curves' grid, not rows); None: none."""
+    listed = parse_budgets(budgets).tolist() if budgets is not None and ":" not in budgets else []
+    at = parse_durations(recommend_at, "--recommend-at") if recommend_at is not None else []
+    return sorted(set(listed) | set(at)) or None
 
 
 def _rng(seed: int, strategy: str, evaluator: str) -> np.random.Generator:
@@ -262,10 +270,13 @@ def _baseline_score(oracle: Oracle, pool: pl.DataFrame, baseline: str | None,
     """The baseline backbone's true score, or None and a note saying why there is no baseline line."""
     if not baseline:
         return None, None
+    known = oracle.true_scores().get_column("backbone").to_list()
+    if baseline != DEFAULT_BASELINE and baseline not in known:  # a name the user gave: a typo, not a note
+        raise unknown("--baseline backbone", baseline, known)
     hit = pool.filter(pl.col("backbone") == baseline)
     if hit.height:
         return float(hit.get_column("true_score")[0]), None
-    outside = limited and baseline in set(oracle.true_scores().get_column("backbone"))
+    outside = limited and baseline in set(known)
     return None, (f"baseline {baseline!r} is outside the deployment limits; no baseline line" if outside
                   else f"baseline {baseline!r} is not in the pool; no baseline line")
 

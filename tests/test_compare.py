@@ -151,7 +151,7 @@ def test_compare_help_and_simulate_help_both_work(capsys):
     out = capsys.readouterr().out
     assert "--strategy" in out and "simulate compare" in out  # the epilog names the subcommand
     # the subcommands, each with its line, before the options (issue 24 item 8)
-    commands = out.split("Commands")[1].split("Options:")[0]
+    commands = out.split("Commands")[1].split("Common:")[0]  # the options' first section (issue 25 item 4)
     assert [line.split()[0] for line in commands.splitlines()[1:] if line.startswith("  ") and
             not line.startswith("   ")] == ["compare", "import", "league"]
 

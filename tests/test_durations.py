@@ -123,3 +123,22 @@ def test_simulate_recommend_at_and_budgets_take_durations(tmp_path):
     assert [r["label"] for r in asked] == ["10 min", "1.5 h"]
     budgets = sorted(pl.read_parquet(out / "bsec.parquet")["budget_s"].unique().to_list())
     assert budgets[0] == 60.0 and budgets[-1] == 3600.0 and len(budgets) == 3
+
+
+def test_simulate_budgets_list_gives_each_a_recommendation_row(tmp_path):
+    """#24 item 8: ``--budgets 10min`` (a list, not a LO:HI:N range) is answered at 10 min: a row."""
+    from simulate.cli import main
+
+    path = tmp_path / "toy.parquet"
+    random_oracle(n_backbones=8, seeds=2, rng_seed=4).write(path)
+    out = tmp_path / "sim"
+    assert main(["--oracle", str(path), "--strategy", "random", "--runs", "5", "--budgets", "10min,1h30m",
+                 "--no-report", "--out", str(out), "--baseline", "arch001.tag1"]) == 0
+    rows = json.loads((out / "summary.json").read_text())["recommendation"]
+    asked = [(r["budget_s"], r["label"]) for r in rows if r["source"] == "asked"]
+    assert asked == [(600.0, "10 min"), (5400.0, "1.5 h")]
+    out = tmp_path / "grid"
+    assert main(["--oracle", str(path), "--strategy", "random", "--runs", "5", "--budgets", "1min:1h:3",
+                 "--no-report", "--out", str(out), "--baseline", "arch001.tag1"]) == 0
+    rows = json.loads((out / "summary.json").read_text())["recommendation"]
+    assert not [r for r in rows if r["source"] == "asked"]  # a range is the curves' grid, not rows

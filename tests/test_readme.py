@@ -45,7 +45,11 @@ SLOW = {
     ".venv/bin/python bench/": "benchmarks",
 }
 #: commands that continue an earlier one (they may change its outputs)
-CONTINUES: tuple[str, ...] = ()
+CONTINUES: tuple[str, ...] = (
+    # the offline search demo again, from examples/search-demo.toml: nothing new to evaluate, but search.json
+    # now records that its options came from the file
+    ".venv/bin/precompute search --config examples/search-demo.toml",
+)
 #: a latency limit on this machine's measured latencies may leave nothing on a slow host: the README
 #: says that this is a one-line error, which is then accepted
 TIMING_DEPENDENT = {"--latency-device data/latency-here.csv": "no backbone of the oracle's pool"}

@@ -904,6 +904,64 @@ def test_ctrl_c_keeps_what_was_done(sweep_home, tmp_path):
     assert not (out / ".search.lock").exists()
 
 
+def interrupted_at(call: int):
+    """The fake mlp, with a Ctrl-C (KeyboardInterrupt) in its ``call``-th evaluation."""
+    calls = []
+
+    def fit(*a, **k):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return centroid_acc(*a, **k)
+    return EvaluatorSpec("mlp", True, fit)
+
+
+def test_outputs_never_describe_an_earlier_search(fakes, data_cache, tmp_path, monkeypatch):  # noqa: F811
+    """#24 item 6: ``search.json`` and ``report.html`` an earlier search left in the folder never pass
+    for this one's.  A Ctrl-C once an evaluation counted writes this search's (``interrupted``); one
+    before any leaves the earlier ones marked stale (their content otherwise whole, for the resume);
+    a refusal puts them back byte for byte."""
+    from precompute.search.report import STALE_MARK
+
+    out = tmp_path / "search"
+    run_search(config(tmp_path, data_cache, strategy="random"), fake_pool(5, 0), show_progress=False, echo=None)
+    pool = fake_pool(8, 0)  # fake_00 .. fake_04 are in the parts; the other three are new
+    order = search_order(pool, "cycling", "mlp@0.1", 0)
+    second_new = [i for i, b in enumerate(order) if int(b[5:7]) >= 5][1]
+    monkeypatch.setitem(FAKE_EVALUATORS, "mlp", interrupted_at(2))
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config(tmp_path, data_cache, strategy="cycling", budget="2h"), pool, show_progress=False,
+                   echo=None)
+    doc = json.loads((out / "search.json").read_text())
+    assert "stale" not in doc and (doc["strategy"], doc["budget"], doc["pool_size"]) == ("cycling", "2h", 8)
+    assert doc["finished"] == "interrupted" and [e["backbone"] for e in doc["trace"]] == order[:second_new]
+    page = (out / "report.html").read_text()
+    assert STALE_MARK not in page and "<b>Interrupted</b>" in page and "<b>cycling</b>" in page
+    assert not (out / ".search.lock").exists()
+
+    # a Ctrl-C before any evaluation counted: the earlier outputs, marked stale
+    before = {p: (out / p).read_text() for p in ("search.json", "report.html")}
+    monkeypatch.setitem(FAKE_EVALUATORS, "mlp", interrupted_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config(tmp_path, data_cache, strategy="random", budget="3h"), fake_pool(10, 0).tail(2),
+                   show_progress=False, echo=None)
+    doc = json.loads((out / "search.json").read_text())
+    assert list(doc)[0] == "stale" and "this describes an earlier search" in doc.pop("stale")
+    assert doc == json.loads(before["search.json"])
+    page = (out / "report.html").read_text()
+    assert page.count(STALE_MARK) == 1 and "<b>Stale:</b>" in page
+    assert page.replace(page[page.index(STALE_MARK):page.index("\n", page.index(STALE_MARK)) + 1], "") \
+        == before["report.html"]
+
+    # a refusal (a budget below one evaluation): the files as they were before it, byte for byte
+    before = {p: (out / p).read_bytes() for p in ("search.json", "report.html")}
+    monkeypatch.setitem(FAKE_EVALUATORS, "mlp", EvaluatorSpec("mlp", True, centroid_acc))
+    with pytest.raises(SearchError, match="below one evaluation"):
+        run_search(config(tmp_path, data_cache, budget="0.001s"), fake_pool(10, 0).tail(2), show_progress=False,
+                   echo=None)
+    assert {p: (out / p).read_bytes() for p in before} == before
+
+
 def test_folder_dataset_search_and_merge(fakes, data_cache, tmp_path):  # noqa: F811
     """``folder:PATH`` (the README's real-data case) with an evaluator at fraction 1.0: the parts
     merge into an oracle whose truth rows are the search's own rows."""

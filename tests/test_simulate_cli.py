@@ -143,6 +143,19 @@ def test_baseline_absent_is_a_note_not_an_error(tmp_path, capsys):
     assert not (tmp_path / "o" / "report.html").exists()
 
 
+def test_baseline_named_but_not_in_the_oracle_is_one_line(tmp_path):
+    """#24: a --baseline the user typed that the oracle lacks is a typo, refused naming the close ones
+    (the default baseline missing from an oracle stays a note)."""
+    random_oracle().write(tmp_path / "o.parquet")
+    p = run_cli("--oracle", str(tmp_path / "o.parquet"), "--out", str(tmp_path / "o"), "--runs", "5",
+                "--baseline", "arch001.tag9")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("error: unknown --baseline backbone 'arch001.tag9'; valid: ")
+    assert "arch001.tag1" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 def _oracle_without_top1(path):
     """Three backbones that timm's results-imagenet.csv lists (top-1 90.056, 89.956, 89.790 %), the
     imagenet_top1 column empty, as an oracle precompute run builds from a pool measured offline."""

@@ -7,6 +7,7 @@ import click
 import polars as pl
 
 from precompute.check import STATUSES, CheckConfig, _sample_names, resolve_names, run_check, summary_lines, worker_log
+from precompute.inputs import check_device_name
 from shared.durations import parse_duration
 from shared.errors import VibesError
 
@@ -43,8 +44,7 @@ A backbone whose fp32 weights exceed --max-memory-gb is 'skipped' (this machine'
 def check_cmd(pools, include_test_models, sample, device, timeout, input_size, n_images, threads, max_memory_gb,
               out, redo, quiet) -> None:
     """Load every backbone with random weights and extract a few images: ok / failed / timeout / skipped."""
-    from precompute.backbone import resolve_device  # lazy, as every command here: `--help` stays light
-
+    check_device_name(device)
     if out is not None and Path(out).suffix.lower() != ".parquet":
         raise VibesError(f"--out must end in .parquet; got {out!r}")
     timeout = parse_duration(timeout, "--timeout")
@@ -58,12 +58,14 @@ def check_cmd(pools, include_test_models, sample, device, timeout, input_size, n
     for s in redo_set:
         if s not in STATUSES:
             raise VibesError(f"--redo takes statuses among {', '.join(STATUSES)}; got {s!r}")
-    dev = str(resolve_device(device))
+    if sample is not None and sample < 1:
+        raise VibesError(f"--sample must be >= 1, got {sample}")
     names, params = resolve_names(pools, include_test_models)
     if sample is not None:
-        if sample < 1:
-            raise VibesError(f"--sample must be >= 1, got {sample}")
         names = _sample_names(names, sample)
+    from precompute.backbone import resolve_device  # lazy: torch loads once the arguments are checked
+
+    dev = str(resolve_device(device))
     cfg = CheckConfig(device=dev, input_size=input_size, timeout=timeout, n_images=n_images, threads=threads,
                       max_memory_gb=max_memory_gb or None)
     echo = None if quiet else (lambda s: click.echo(s, err=True))

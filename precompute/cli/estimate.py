@@ -11,11 +11,13 @@ import polars as pl
 
 from precompute import pool as pool_mod  # called through the module: tests stub it there
 from precompute.datasets import resolve
+from precompute.inputs import SweepConfig, check_evaluators
 from shared.durations import format_duration, parse_duration
 from shared.errors import VibesError
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, fractions_text
 
 from .options import parse_floats, parse_names, stderr_echo
+from .sweep import EVALUATORS_HELP
 
 EPILOG = """\b
 Examples:
@@ -33,6 +35,16 @@ then predicts the oracle's costs on this device.  For that, time the oracle's pr
 """
 
 
+def _check_numbers(json_out, max_memory_gb, threads) -> None:
+    """The cheap checks of the numbers and the --json folder, before torch loads."""
+    if json_out is not None and not Path(json_out).parent.exists():
+        raise VibesError(f"--json folder {str(Path(json_out).parent)!r} does not exist")
+    if max_memory_gb is not None and not max_memory_gb > 0:
+        raise VibesError(f"--max-memory-gb must be a positive number of GB; got {max_memory_gb}")
+    if threads is not None and threads < 1:
+        raise VibesError(f"--threads must be a positive integer; got {threads}")
+
+
 @click.command("estimate", epilog=EPILOG)
 @click.option("--dataset", required=True,
               help="Registry name, folder:PATH or synthetic:N@SIZE; a registry dataset whose data is "
@@ -45,7 +57,7 @@ then predicts the oracle's costs on this device.  For that, time the oracle's pr
               help="Pool file or name glob (as for `precompute run`); default: all pretrained timm backbones.")
 @click.option("--fractions", default=fractions_text(), show_default=True)
 @click.option("--seeds", type=int, default=DEFAULT_SEEDS, show_default=True)
-@click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True)
+@click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True, help=EVALUATORS_HELP)
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="random", show_default=True,
               help="random: no download; pretrained: the sample's weights are fetched (untimed) first.")
 @click.option("--device", default="auto", show_default=True)
@@ -66,10 +78,6 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
                  input_size, data_root, cache_dir, synthetic, seed, max_memory_gb, threads, json_out,
                  out_file) -> None:
     """Time a GMACs-stratified sample of the pool here and project the whole sweep's device-hours."""
-    from precompute import estimate as est  # lazy, as every command here: `--help` stays light
-    from precompute.backbone import resolve_device
-    from precompute.sweep import SweepConfig, check_evaluators, check_subsets
-
     # everything cheap first (fail fast), then the pool, then the dataset, then the clock
     within_h = parse_duration(within, "--within") / 3600
     if sample < 2:
@@ -79,16 +87,16 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
                       evaluators=parse_names(evaluators, "evaluators"), weights=weights, device=device,
                       batch_size=batch_size, input_size=input_size, data_root=data_root, cache_dir=cache_dir)
     check_evaluators(cfg.evaluators)
+    _check_numbers(json_out, max_memory_gb, threads)
+    # lazy: torch and timm load once the arguments above are checked
+    from precompute import estimate as est
+    from precompute.backbone import resolve_device
+    from precompute.sweep import check_subsets
+
     resolve_device(device)
-    if json_out is not None and not Path(json_out).parent.exists():
-        raise VibesError(f"--json folder {str(Path(json_out).parent)!r} does not exist")
     if out_file is not None:
         est.check_sample_path(out_file)
-    if max_memory_gb is not None and not max_memory_gb > 0:
-        raise VibesError(f"--max-memory-gb must be a positive number of GB; got {max_memory_gb}")
     if threads is not None:
-        if threads < 1:
-            raise VibesError(f"--threads must be a positive integer; got {threads}")
         import torch
 
         torch.set_num_threads(threads)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from precompute.inputs import check_device_name
 from precompute.parts import write_frame
 from precompute.pool import pool_names
 from shared.errors import VibesError
@@ -41,11 +42,13 @@ def latency_cmd(pools, device, batch_size, input_size, warmup, repeats, weights,
     for name, v, low in (("--batch-size", batch_size, 1), ("--repeats", repeats, 1), ("--warmup", warmup, 0)):
         if v < low:
             raise VibesError(f"{name} must be an integer >= {low}; got {v}")
-    from precompute.backbone import resolve_device  # lazy, as every command here: `--help` stays light
+    check_device_name(device)
+    names = pool_names(pools)
+    # lazy: torch and timm load once the arguments are checked
+    from precompute.backbone import resolve_device
     from precompute.latency import measure_all
 
     dev = str(resolve_device(device))
-    names = pool_names(pools)
     table = measure_all(names, dev, batch_size, warmup, repeats, weights, input_size,
                         echo=None if quiet else stderr_echo)
     write_frame(table, out)  # atomically: an interrupted write never leaves half a table

@@ -5,12 +5,17 @@ from dataclasses import replace
 
 import click
 
+import precompute.search as live  # run_search loads torch on first use (precompute/search/__init__.py)
 from precompute import pool as pool_mod  # called through the module: tests stub it there
+from precompute.search.config import SearchConfig, parse_fractions
 from precompute.slurm import slurm_options
+from shared.help_sections import SectionedCommand, sections
 from shared.limit_options import limit_options, limits_of
-from shared.protocol import DEFAULT_FRACTIONS, fractions_text
+from shared.protocol import DEFAULT_FRACTIONS, EVALUATOR_NAMES, fractions_text
+from shared.samplers import SAMPLERS
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
 
+from .config import config_option, resolved_config
 from .options import stderr_echo
 from .sweep import DATASET_HELP
 
@@ -28,25 +33,40 @@ Examples:
   precompute search --dataset digits --weights random --input-size 32 --budget 40s --workers 2 \\
       --device cpu --strategy asha:cycling --evaluator mlp@0.1 --sh-fractions 0.03,0.1,1.0 \\
       --pool data/pool-5m.parquet --out out/search-asha   # asynchronous successive halving
-  precompute search --dataset folder:/data/my_images --budget 1h --strategy cycling --evaluator mlp@0.1 \\
-      --max-params 25 --max-latency-ms 2 --latency-device rtx4090 --out out/my-search-deploy
+  VIBES_TIMM_RESULTS=../shared/timm-results precompute search --dataset folder:/data/my_images --budget 1h \\
+      --strategy cycling --evaluator mlp@0.1 --max-params 25 --max-latency-ms 2 --latency-device rtx4090 \\
+      --out out/my-search-deploy
 (data/pool-5m.parquet: `precompute pool --max-params 5 --out data/pool-5m.parquet`.  On a CPU
 give a small pool: the whole pool's order can start with a 0.8 B-parameter ViT.)
 Budgets: 90s, 45m, 10min, 2h, 1d, 1h30m, 1.5h or plain seconds; the budget is a hard deadline on
 the summed charges, each what the oracle charges for that evaluation (its measured seconds; for an
 incremental promotion load + the added images' extraction + fit); an evaluation is stopped as
 soon as its measured seconds pass what is left.  Rerun the same command to resume (time already
-spent is counted from the part files); a larger --budget continues the same search.
+spent is counted from the part files); a larger --budget continues the same search.  search.json and
+report.html describe the last search in --out: an earlier one's are marked stale when a search starts,
+and replaced at its budget, at the end of the pool, or at Ctrl-C (what counted so far).
 """
 
 
-@click.command("search", epilog=SEARCH_EPILOG)
+@sections(("Common", ("--config", "--dataset", "--pool", "--include-test-models", "--out", "--seed", "--top",
+                       "--no-progress", "--help")),
+          ("Budget and strategy", ("--budget", "--strategy", "--evaluator", "--final", "--eta", "--sh-chunk",
+                                   "--sh-fractions", "--promotion-cost")),
+          ("Data", ("--weights", "--input-size", "--batch-size", "--data-root", "--download", "--cache-dir")),
+          ("Devices", ("--device", "--workers", "--threads")),
+          ("Cluster", ("--cluster", "--partition", "--time-limit", "--cpus-per-job", "--mem-gb", "--gpus-per-job",
+                       "--slurm-arg", "--wait-timeout")),
+          ("Deployment limits", ("--max-params", "--max-gmacs", "--max-latency-ms", "--latency-device",
+                                 "--max-memory-mb")))
+@click.command("search", cls=SectionedCommand, epilog=SEARCH_EPILOG)
+@config_option
 @click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--budget", required=True, help="Time budget t_max, e.g. 90s, 10min, 2h, 1h30m (plain numbers: seconds).")
 @click.option("--strategy", required=True,
-              help="Sampler π (e.g. cycling, random, complexity-up), sh:<sampler> (successive halving) or "
-                   "asha:<sampler> (asynchronous successive halving).")
-@click.option("--evaluator", required=True, help="Evaluator spec ε̃: <evaluator>[@<fraction>], e.g. mlp@0.1.")
+              help=f"Sampler π, one of {', '.join(SAMPLERS)}; or sh:<sampler> (successive halving) or "
+                   f"asha:<sampler> (asynchronous successive halving), e.g. sh:cycling.")
+@click.option("--evaluator", required=True,
+              help=f"Evaluator spec ε̃: <evaluator>[@<fraction>], e.g. mlp@0.1; of {', '.join(EVALUATOR_NAMES)}.")
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; repeatable. "
                    "Default: all pretrained timm backbones.")
@@ -98,8 +118,6 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                input_size, batch_size, data_root, download, cache_dir, eta, sh_chunk, sh_fractions, promotion_cost,
                workers, threads, cluster, slurm, wait_timeout, top, no_progress) -> None:
     """Find a backbone for DATASET: run one strategy for real under a time budget."""
-    # lazy: torch, timm and plotly stay out of `precompute --help`
-    from precompute.search import SearchConfig, parse_fractions, run_search, summary_lines
 
     # every cheap check, once, before the pool is built (SearchConfig validates when it is made)
     limits, latency = limits_of(max_params, max_gmacs, max_latency_ms, latency_device, max_memory_mb)
@@ -109,10 +127,10 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
                        sh_chunk=sh_chunk, sh_fractions=parse_fractions(sh_fractions),
                        promotion_cost=promotion_cost, workers=workers, threads=threads, cluster=cluster,
                        slurm=replace(slurm, job_name="vibes-search") if cluster == "slurm" else None,
-                       wait_timeout=wait_timeout, limits=limits)
+                       wait_timeout=wait_timeout, limits=limits, command_config=resolved_config())
     pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo,
                                  include_test_models=include_test_models)
-    res = run_search(cfg, pool, show_progress=not no_progress, echo=None, latency=latency)
-    for line in summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,
+    res = live.run_search(cfg, pool, show_progress=not no_progress, echo=None, latency=latency)
+    for line in live.summary_lines(res.doc, res.resumed, res.new_evaluations, top=top,
                               loop_wall=res.evaluation_wall_seconds, changed=res.changed):
         click.echo(line)

@@ -11,6 +11,7 @@ from precompute import parts as P
 from precompute import pool as pool_mod
 from precompute import weights as W
 from precompute.datasets import dataset_names
+from precompute.inputs import SweepConfig, check_dataset_name, check_evaluators, check_truth
 from precompute.parts import write_frame
 from precompute.pool import (
     _TOP1_NOTE,
@@ -28,15 +29,19 @@ from precompute.pool import (
 from precompute.slurm import slurm_options
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
+from shared.help_sections import SectionedCommand, sections
 from shared.limit_options import limit_options, limits_of
-from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, HEADS, TRUTH, fractions_text
+from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, EVALUATOR_NAMES, HEADS, TRUTH, fractions_text
 
+from .config import config_option, resolved_config
 from .options import parse_floats, parse_names, stderr_echo
 
 DATASET_HELP = (f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree; synthetic:N@SIZE: "
                 f"N random images at SIZE px, for timing).")
 TRUTH_HELP = (f"The evaluator whose score at fraction 1.0 is the truth (the oracle metadata's `truth`); default "
               f"{TRUTH} if it runs, else the only head of --evaluators ({', '.join(HEADS)}).")
+EVALUATORS_HELP = (f"Comma-separated, of: {', '.join(EVALUATOR_NAMES)} (mlp, mlp-sklearn: heads trained on the "
+                   f"features; the others score the frozen features; silhouette, logme, hscore need no test split).")
 TEST_MODELS_HELP = ("Keep timm's toy test models (test_vit, test_resnet, ...: names starting with test_) in the "
                     "default pool and in globs that also match real backbones; named ones are always kept.")
 
@@ -44,7 +49,8 @@ POOL_EPILOG = """\b
 Examples:
   precompute pool --out data/pool.parquet
   precompute pool --glob 'resnet*' --glob 'convnext_*' --max-gmacs 5 --out small.csv
-  precompute pool --max-params 25 --max-latency-ms 2 --latency-device rtx4090 --out data/pool-fast.parquet
+  precompute pool --max-params 25 --max-latency-ms 2 --latency-device rtx4090 --out data/pool-fast.parquet \\
+      --timm-results ../shared/timm-results   # timm's benchmark and results files, offline
 """
 
 RUN_EPILOG = """\b
@@ -123,7 +129,16 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, late
         click.echo(f"note: {note}", err=True)
 
 
-@click.command("run", epilog=RUN_EPILOG)
+@sections(("Common", ("--config", "--dataset", "--pool", "--include-test-models", "--out", "--parts-dir", "--format",
+                       "--no-progress", "--help")),
+          ("Evaluation", ("--fractions", "--seeds", "--evaluators", "--truth", "--keep-features", "--retry-failed")),
+          ("Data", ("--weights", "--pretrained-file", "--input-size", "--batch-size", "--data-root", "--download",
+                    "--cache-dir", "--evict-weights")),
+          ("Devices and shards", ("--device", "--shard", "--launcher", "--shards")),
+          ("Cluster", ("--partition", "--time-limit", "--cpus-per-job", "--mem-gb", "--gpus-per-job", "--slurm-arg",
+                       "--array-parallelism", "--wait", "--wait-timeout")))
+@click.command("run", cls=SectionedCommand, epilog=RUN_EPILOG)
+@config_option
 @click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--pool", "pools", multiple=True,
               help="Pool file (.parquet/.csv from `precompute pool`, .txt names) or a name glob; "
@@ -133,7 +148,7 @@ def pool_cmd(out, globs, names_file, max_params, max_gmacs, max_latency_ms, late
               help="Shares of the train and test splits, comma-separated; a fraction that leaves a class "
                    "without a test image is refused while an evaluator scores on the test split.")
 @click.option("--seeds", type=int, default=DEFAULT_SEEDS, show_default=True, help="Replicates 0..N-1.")
-@click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True)
+@click.option("--evaluators", default=",".join(DEFAULT_EVALUATORS), show_default=True, help=EVALUATORS_HELP)
 @click.option("--truth", default=None, help=TRUTH_HELP)
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True)
 @click.option("--pretrained-file", type=click.Path(), default=None, help="Local weights for a single backbone.")
@@ -166,25 +181,27 @@ def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, t
             keep_features, shard, retry_failed, evict_weights, launcher, shards, slurm, array_parallelism,
             wait, wait_timeout, no_progress) -> None:
     """Evaluate every backbone of the pool on DATASET; write parts, then merge the oracle."""
-    from precompute.sweep import SweepConfig, run_sweep  # lazy: torch and timm stay out of `precompute --help`
-
     cfg = SweepConfig(dataset=dataset, fractions=parse_floats(fractions, "fractions"),
                       seeds=seeds, evaluators=parse_names(evaluators, "evaluators"),
                       weights=weights, pretrained_file=pretrained_file, device=device,
                       batch_size=batch_size, input_size=input_size, data_root=data_root,
                       download=download, cache_dir=cache_dir, parts_dir=parts_dir,
                       keep_features=keep_features, retry_failed=retry_failed,
-                      evict_weights=evict_weights, truth=truth)
+                      evict_weights=evict_weights, truth=truth, command_config=resolved_config())
     the_shard = _check_run_args(cfg, pools, shard, launcher, shards, include_test_models)
     wait_s = parse_duration(wait_timeout, "--wait-timeout")
-    pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=stderr_echo,
+    notes: list[str] = []  # the pool's notes, said once the run went ahead (a refusal says only itself)
+    pool = pool_mod.resolve_pool(pools, progress=not no_progress, echo=notes.append,
                                  include_test_models=include_test_models)
     oracle_path = P.default_oracle_path(cfg.dataset, out, fmt)
     merge_hint = (f"precompute merge --dataset {dataset} --parts-dir {parts_dir} --out {out} --format {fmt}"
                   + (f" --truth {truth}" if truth else ""))
 
     if launcher == "none":
+        from precompute.sweep import run_sweep  # lazy: torch and timm load once the arguments are checked
+
         run_sweep(cfg, pool, the_shard, show_progress=not no_progress, echo=click.echo)
+        _say(notes)
         if the_shard is not None:
             click.echo(f"shard {the_shard[0] + 1}/{the_shard[1]} done; when all shards are, "
                        f"run: {merge_hint}")
@@ -199,6 +216,7 @@ def run_cmd(dataset, pools, include_test_models, fractions, seeds, evaluators, t
             check_data(cfg)
         jobs = submit_shards(cfg, pool, launcher, n, replace(slurm, job_name="vibes-precompute"),
                              array_parallelism=array_parallelism)
+        _say(notes)
         click.echo(f"submitted {len(jobs)} {launcher} task(s): job ids "
                    f"{', '.join(str(j.job_id) for j in jobs)}")
         if not wait:
@@ -233,11 +251,9 @@ def merge_cmd(dataset, parts_dir, out, fmt, pools, truth) -> None:
 
 
 def _check_run_args(cfg, pools, shard, launcher, shards, include_test_models=False) -> tuple[int, int] | None:
-    """Every cheap check of ``run``, before the pool is built or a model loaded; returns the shard."""
+    """Every cheap check of ``run``, before the pool is built or a model loaded (torch is imported only
+    once the arguments are checked: for whether this machine has the device); returns the shard."""
     import shutil
-
-    from precompute.backbone import resolve_device  # lazy: torch and timm stay out of `precompute --help`
-    from precompute.sweep import check_dataset_name, check_evaluators, check_truth
 
     check_evaluators(cfg.evaluators)
     check_truth(cfg)  # a run without truth rows would write parts no oracle can be merged from
@@ -254,8 +270,6 @@ def _check_run_args(cfg, pools, shard, launcher, shards, include_test_models=Fal
         if shutil.which("srun") is None:
             raise VibesError("--launcher slurm needs a Slurm cluster (srun and sbatch on PATH): "
                              "srun not found")
-    else:  # the device is this machine's (slurm: the compute node's, checked there)
-        resolve_device(cfg.device)
     if launcher == "local":
         from precompute.launch import check_local_shards  # lazy: submitit only for --launcher local
 
@@ -264,8 +278,12 @@ def _check_run_args(cfg, pools, shard, launcher, shards, include_test_models=Fal
     if cfg.pretrained_file is not None and not Path(cfg.pretrained_file).is_file():
         raise VibesError(f"pretrained weights file {cfg.pretrained_file!r} not found; "
                          f"expected a .safetensors/.pth state dict")
+    names = pool_names(pools, include_test_models)  # an unknown name or glob: said before torch loads
+    if launcher != "slurm":  # the device is this machine's (slurm: the compute node's, checked there)
+        from precompute.backbone import resolve_device  # lazy: torch and timm load for this check only
+
+        resolve_device(cfg.device)
     if cfg.weights == "pretrained" and cfg.pretrained_file is None and W.is_offline():
-        names = pool_names(pools, include_test_models)
         missing = [n for n in names if not W.is_cached(n)]
         if missing and len(missing) == len(names):
             raise VibesError(f"HF_HUB_OFFLINE=1 and none of the {len(names)} backbones' weights are "
@@ -276,6 +294,11 @@ def _check_run_args(cfg, pools, shard, launcher, shards, include_test_models=Fal
                        f"cached weights (e.g. {missing[0]}); they become failed rows; run `precompute "
                        f"fetch` with the same --pool first, then --retry-failed", err=True)
     return the_shard
+
+
+def _say(notes: list[str]) -> None:
+    for note in notes:
+        stderr_echo(note)
 
 
 def _echo_report(report) -> None:

@@ -36,10 +36,26 @@ from .config import (
     parse_evaluator,
     parse_fractions,
 )
-from .loop import Evaluation, SearchResult, Trace, charge, run_search, start_workers, worker_gpus
-from .report import REPORT_HTML, SEARCH_JSON, ranked_trace, report_html, summary_lines, wall_ratio
 from .schedule import sampler_pool, search_order
-from .workers import DaskWorkers, InProcess, WorkersTimeout, local_cluster, local_workers
+
+#: the names of the loop, the report and the workers, imported on first use (PEP 562 ``__getattr__``):
+#: ``precompute search`` checks its arguments through :mod:`.config` before torch, timm and plotly load
+_LAZY = {"loop": ("Evaluation", "SearchResult", "Trace", "charge", "run_search", "start_workers", "worker_gpus"),
+         "report": ("REPORT_HTML", "SEARCH_JSON", "ranked_trace", "report_html", "summary_lines", "wall_ratio"),
+         "workers": ("DaskWorkers", "InProcess", "WorkersTimeout", "local_cluster", "local_workers")}
+
+
+def __getattr__(name: str):
+    """``precompute.search.run_search`` and the other names of :data:`_LAZY`, bound here once loaded."""
+    where = next((module for module, names in _LAZY.items() if name in names), None)
+    if where is None:  # a submodule's own name too: the import system then loads it
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import loop, report, workers  # lazy: torch, timm and plotly stay out of the argument checks
+
+    value = getattr({"loop": loop, "report": report, "workers": workers}[where], name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["SearchConfig", "SearchError", "SearchResult", "parse_budget", "parse_evaluator", "run_search",
            "sampler_pool", "search_order", "summary_lines", "report_html", "check_fraction", "check_final",

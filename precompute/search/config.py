@@ -1,6 +1,6 @@
 """A live search's inputs, checked once: ``SearchConfig`` validates every cheap input when it is
 made (before a pool is built, a dataset read or anything written), for the CLI and the library
-alike."""
+alike, without importing torch: ``precompute search`` answers a bad argument in a moment."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from precompute import datasets as D
-from precompute import evaluators as E
+from precompute.inputs import Setup, SweepConfig, evaluator_names
 from precompute.slurm import SlurmOptions
-from precompute.sweep import Setup, SweepConfig
 from shared.durations import parse_duration
 from shared.errors import VibesError, unknown
 from shared.evaluator_spec import format_spec, split_spec
@@ -58,8 +57,8 @@ def parse_evaluator(spec: str) -> tuple[str, float, str]:
     """``'mlp@0.1'`` -> ``('mlp', 0.1, 'mlp@0.1')``: name, fraction and the canonical spec string
     the simulator uses, checked against the precompute evaluators."""
     name, fraction = split_spec(spec, option="--evaluator")
-    if name not in E.EVALUATORS:
-        raise unknown("evaluator", name, E.EVALUATORS)
+    if name not in evaluator_names():
+        raise unknown("evaluator", name, evaluator_names())
     return name, fraction, format_spec(name, fraction)
 
 
@@ -67,8 +66,8 @@ def check_final(name: str) -> None:
     """``--final`` takes a bare evaluator name: it runs at fraction 1.0."""
     if "@" in str(name):
         raise SearchError(f"--final {name!r}: give an evaluator name (it runs at fraction 1.0), e.g. mlp")
-    if name not in E.EVALUATORS:
-        raise unknown("evaluator", name, E.EVALUATORS)
+    if name not in evaluator_names():
+        raise unknown("evaluator", name, evaluator_names())
 
 
 def check_fraction(ds, fraction: float, spec: str, needs_test: bool) -> None:
@@ -113,6 +112,7 @@ class SearchConfig(Setup):
     slurm: SlurmOptions | None = None  # with cluster="slurm" (None: the defaults); its walltime covers the budget
     wait_timeout: str | float = DEFAULT_WAIT_TIMEOUT  # the longest a wait on the workers may last (see wait_timeout_s)
     limits: Limits | None = None  # deployment limits: backbones outside leave the pool, never evaluated
+    command_config: dict | None = None  # the command's options as resolved (search.json's "config"; no effect)
     # derived and checked in __post_init__
     budget_s: float = field(init=False)
     wait_timeout_s: float = field(init=False)

@@ -38,6 +38,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -70,7 +71,7 @@ from shared.workers import Timeline
 
 from .asha import AshaWalk
 from .config import SEED, SearchConfig, SearchError, check_fraction
-from .report import SEARCH_JSON, summary_lines, write_outputs
+from .report import SEARCH_JSON, mark_stale, put_back, summary_lines, write_outputs
 from .schedule import schedule, search_order
 from .workers import Done, Failed, InProcess, Lost, Task, failed_frame, local_workers, slurm_workers
 
@@ -305,17 +306,20 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         _remove_created(created)
         raise SearchError(f"another search is running in {str(out)!r} (lock {str(lock.path)!r}); wait for "
                           f"it or use another --out")
-    progress = engine = None
+    progress = engine = search = None
+    earlier: dict[Path, str] = {}
     try:
         P.remove_stale_tmp(out)
+        earlier = mark_stale(out, time.strftime("%Y-%m-%d %H:%M:%S"))  # an earlier run's outputs say so
         progress = _Progress(cfg.budget_s, 0.0, show_progress)
         engine = workers if workers is not None else start_workers(cfg, setup.gpus)
         search = (_AshaSearch if cfg.asha else _Search)(cfg, setup, engine, progress)
         search.run()
         return search.finish(echo, t_start)
-    except BaseException:
+    except BaseException as exc:
         if progress is not None:
             progress.close()
+        _ended_early(exc, search, earlier)
         lock.release()
         _remove_created(created, keep_if_parts=True)
         raise
@@ -323,6 +327,20 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
         if engine is not None and workers is None:
             engine.close()
         lock.release()
+
+
+def _ended_early(exc: BaseException, search: _Search | None, earlier: dict[Path, str]) -> None:
+    """The outputs of a search that ends in an exception before writing its own: on Ctrl-C those of the
+    evaluations counted so far (none counted: the earlier run's keep their stale mark); on a refusal
+    before any evaluation counted (e.g. a budget below one evaluation), the earlier run's as they were."""
+    if search is not None and search.wrote:
+        return
+    if isinstance(exc, KeyboardInterrupt):
+        if search is not None:
+            with contextlib.suppress(OSError, VibesError):  # a second problem never hides the Ctrl-C
+                search.write_interrupted()
+    elif isinstance(exc, VibesError) and (search is None or not any(sl.counted for sl in search.slots)):
+        put_back(earlier)
 
 
 def _prepare(cfg: SearchConfig, pool: pl.DataFrame, latency, own_workers: bool) -> _Setup:
@@ -390,6 +408,7 @@ class _Search:
         self.best = None  # the incumbent so far: ((level, score), backbone)
         self.nxt = None  # the evaluation taken but not started: it cannot end by the budget
         self.budget_stop = False  # an evaluation laid out did not count because of the budget
+        self.wrote = False  # search.json and report.html describe this run
         self.run_meta = sweep.run_meta(setup.scfg, setup.ds)
 
     # ------------------------------------------------------------------------- the loop
@@ -571,9 +590,7 @@ class _Search:
     def finish(self, echo, t_start: float) -> SearchResult:
         """The trace, ``--final``, ``search.json`` and the report; an error when there is no answer."""
         cfg, setup = self.cfg, self.setup
-        counted = [sl for sl in self.slots if sl.counted]
-        laid = self.slots[:self.laid]
-        not_counted = [dict(sl.stop, backbone=sl.backbone, fraction=sl.fraction) for sl in laid if not sl.counted]
+        counted, not_counted = self._outcomes()
         _refuse_without_evaluation(cfg, counted, not_counted)
         trace = _trace(counted, self.k)
         final = None
@@ -583,10 +600,9 @@ class _Search:
         whole = self.walk.finished and len(counted) == len(self.slots) and self.nxt is None
         if whole and self.kept_dir.is_dir():
             shutil.rmtree(self.kept_dir, ignore_errors=True)
-        doc = _document(cfg, self.budget, len(setup.order), trace, not_counted[0] if not_counted else None, final,
-                        finished="pool" if whole else "budget", next_evaluation=self.nxt, sh=setup.sh_doc,
-                        workers=self.k, not_counted=not_counted, engine=self.engine.name, limits=setup.limits_doc)
+        doc = self._document(trace, not_counted, final, "pool" if whole else "budget", self.nxt)
         changed = write_outputs(setup.out, doc)
+        self.wrote = True
         _refuse_all_failed(trace, not_counted, setup.out)
         result = SearchResult(doc, setup.out, self.resumed, self.new, time.monotonic() - t_start, self.loop_wall,
                               changed)
@@ -594,6 +610,28 @@ class _Search:
             for line in summary_lines(doc, self.resumed, self.new, loop_wall=self.loop_wall, changed=changed):
                 echo(line)
         return result
+
+
+    def write_interrupted(self) -> None:
+        """Ctrl-C: ``search.json`` and the report of the evaluations counted so far (``finished:
+        "interrupted"``; a rerun resumes from the parts); nothing when none counted."""
+        counted, not_counted = self._outcomes()
+        if counted:
+            write_outputs(self.setup.out, self._document(_trace(counted, self.k), not_counted, None, "interrupted"))
+            self.wrote = True
+
+    def _outcomes(self) -> tuple[list[Slot], list[dict]]:
+        """The counted evaluations, and the stops of those laid out that did not count."""
+        laid = self.slots[:self.laid]
+        return ([sl for sl in self.slots if sl.counted],
+                [dict(sl.stop, backbone=sl.backbone, fraction=sl.fraction) for sl in laid if not sl.counted])
+
+    def _document(self, trace: Trace, not_counted: list[dict], final: dict | None, finished: str,
+                  nxt: dict | None = None) -> dict:
+        setup = self.setup
+        return _document(self.cfg, self.budget, len(setup.order), trace, not_counted[0] if not_counted else None,
+                         final, finished=finished, next_evaluation=nxt, sh=setup.sh_doc, workers=self.k,
+                         not_counted=not_counted, engine=self.engine.name, limits=setup.limits_doc)
 
 
 class _AshaSearch(_Search):
@@ -917,7 +955,7 @@ def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, st
         "device": cfg.device,
         "workers": workers,
         "engine": engine,
-        "finished": finished,  # "budget": the next evaluation did not fit; "pool": all evaluated
+        "finished": finished,  # "budget": the next evaluation did not fit; "pool": all evaluated; "interrupted": Ctrl-C
         "next": next_evaluation,
         "incumbent": inc,
         "trace": [e.as_dict() for e in trace.entries],
@@ -925,6 +963,7 @@ def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, st
         "not_counted": not_counted or [],
         "final": final,
         "parts_dir": str(Path(cfg.out) / "parts"),
+        "config": cfg.command_config,  # each option of `precompute search` and where it came from (--config)
     }
 
 

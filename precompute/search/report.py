@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from shared.durations import format_duration
 PROMOTION_TEXT = {"incremental": "keep the lower fraction's features", "cold": "evaluated cold"}
 SEARCH_JSON = "search.json"
 REPORT_HTML = "report.html"
+STALE_KEY = "stale"  # search.json's first key while a later search in its folder has not written its own
+STALE_MARK = "<!-- vibes: stale -->"  # report.html's banner line, likewise
 
 
 def wall_ratio(trace: list[dict]) -> float | None:
@@ -27,20 +30,75 @@ def wall_ratio(trace: list[dict]) -> float | None:
 
 
 def write_outputs(out: Path, doc: dict) -> bool:
-    """Write ``search.json`` and ``report.html`` unless they already hold exactly this; True if written."""
+    """Write ``search.json`` and ``report.html`` unless they already hold exactly this; True when they
+    did not (a stale mark, :func:`mark_stale`, is removed either way, and is not a change)."""
     changed = False
     text = json.dumps(doc, indent=1, default=_json_default) + "\n"
     html = report_html(doc)
     for path, content in ((out / SEARCH_JSON, text), (out / REPORT_HTML, html)):
         try:
-            same = path.read_text(encoding="utf-8") == content
+            old = path.read_text(encoding="utf-8")
         except OSError:
-            same = False
-        if not same:
+            old = None
+        if old != content:
             with P.atomic_path(path) as tmp:
                 tmp.write_text(content, encoding="utf-8")
-            changed = True
+            changed = changed or old is None or _unmarked(old) != content
     return changed
+
+
+def mark_stale(out: Path, started: str) -> dict[Path, str]:
+    """At a search's start, the outputs an earlier run left in ``out`` say they are not this search's:
+    ``search.json`` gains a first key ``"stale"`` (its other keys, which a resumed search reads, are
+    kept), ``report.html`` a banner under its title.  :func:`write_outputs` replaces both when this
+    search ends (its budget, the whole pool, or Ctrl-C after an evaluation counted).  Returns each
+    file marked with its text before (for :func:`put_back`)."""
+    note = (f"a search started in this folder at {started} and has not written its own outputs yet "
+            f"(still running, interrupted before any evaluation counted, or refused); this describes an "
+            f"earlier search")
+    marked: dict[Path, str] = {}
+    doc_path, html_path = out / SEARCH_JSON, out / REPORT_HTML
+    try:
+        old = doc_path.read_text(encoding="utf-8")
+        doc = json.loads(old)
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict):
+        doc.pop(STALE_KEY, None)
+        with P.atomic_path(doc_path) as tmp:
+            tmp.write_text(json.dumps({STALE_KEY: note, **doc}, indent=1) + "\n", encoding="utf-8")
+        marked[doc_path] = old
+    try:
+        old = html_path.read_text(encoding="utf-8")
+    except OSError:
+        old = None
+    if old is not None and "<body>" in old:
+        banner = f"{STALE_MARK}<p class='warn'><b>Stale:</b> {html.escape(note)}.</p>\n"
+        with P.atomic_path(html_path) as tmp:
+            tmp.write_text(_unmarked(old).replace("<body>", "<body>" + banner, 1), encoding="utf-8")
+        marked[html_path] = old
+    return marked
+
+
+def put_back(marked: dict[Path, str]) -> None:
+    """The files :func:`mark_stale` marked, as they were (a search refused before it counted anything)."""
+    for path, text in marked.items():
+        with P.atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+
+def _unmarked(text: str) -> str:
+    """An output as :func:`write_outputs` wrote it: without the stale mark :func:`mark_stale` added."""
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(doc, dict) and STALE_KEY in doc:
+            doc.pop(STALE_KEY)
+            return json.dumps(doc, indent=1) + "\n"
+        return text
+    return re.sub(re.escape(STALE_MARK) + r"[^\n]*\n", "", text)
 
 
 def _json_default(x):
@@ -85,16 +143,7 @@ def summary_lines(doc: dict, resumed: int = 0, new: int = 0, top: int = 10, loop
     if lim:
         lines.append(f"deployment limits {lim['described']}: {lim['pool_within']} of {lim['pool_before']} "
                      f"backbones within, the other {lim['pool_before'] - lim['pool_within']} never evaluated")
-    st = doc.get("stopped")
-    if st:
-        how = (f"stopped when its measured seconds reached {st['measured_s']:.2f} s, past the "
-               f"{st['remaining_s']:.2f} s left (at {st.get('point')}, {st['latency_s']:.2f} s late)"
-               if st["reason"] == "budget"
-               else f"needs {st['seconds']:.2f} s, more than the {st['remaining_s']:.2f} s left")
-        at = f" at fraction {st['fraction']:g}" if sh and "fraction" in st else ""
-        lines.append(f"not counted: {st['backbone']}{at} {how}")
-    elif doc["finished"] == "pool":
-        lines.append("every backbone of the pool was evaluated")
+    lines += _end_lines(doc)
     for r, e in enumerate(ranked_trace(doc["trace"])[:top], 1):
         if r == 1:
             w = max(len("backbone"), *(len(x["backbone"]) for x in doc["trace"]))
@@ -125,9 +174,9 @@ def summary_lines(doc: dict, resumed: int = 0, new: int = 0, top: int = 10, loop
     return lines
 
 
-def report_html(doc: dict) -> str:
-    """``report.html``: the incumbent's ε̃ against the budget spent (a step line) and every
-    evaluation as a point (hover: backbone, ε̃, seconds); self-contained Plotly, no network."""
+def _trace_figure(doc: dict) -> str:
+    """The report's figure (a Plotly div holding its own script): the incumbent's step line, the
+    evaluations by fraction, the failed ones as crosses, the budget as a dashed line."""
     trace = doc["trace"]
     budget = doc["budget_s"]
     fig = go.Figure()
@@ -176,6 +225,32 @@ def report_html(doc: dict) -> str:
                       yaxis=dict(title=f"ε̃ = {doc['evaluator']}"))
     div = pio.to_html(fig, full_html=False, include_plotlyjs=True, div_id="search-trace",
                       config={"displaylogo": False, "responsive": True})
+    return div
+
+
+def _end_lines(doc: dict) -> list[str]:
+    """How the search ended: the evaluation that did not count, the whole pool, or Ctrl-C."""
+    lines = []
+    st = doc.get("stopped")
+    if st:
+        how = (f"stopped when its measured seconds reached {st['measured_s']:.2f} s, past the "
+               f"{st['remaining_s']:.2f} s left (at {st.get('point')}, {st['latency_s']:.2f} s late)"
+               if st["reason"] == "budget"
+               else f"needs {st['seconds']:.2f} s, more than the {st['remaining_s']:.2f} s left")
+        at = f" at fraction {st['fraction']:g}" if doc.get("sh") and "fraction" in st else ""
+        lines.append(f"not counted: {st['backbone']}{at} {how}")
+    elif doc["finished"] == "pool":
+        lines.append("every backbone of the pool was evaluated")
+    if doc["finished"] == "interrupted":
+        lines.append("interrupted (Ctrl-C) before the budget: rerun the same command to resume")
+    return lines
+
+
+def report_html(doc: dict) -> str:
+    """``report.html``: the incumbent's ε̃ against the budget spent (a step line) and every
+    evaluation as a point (hover: backbone, ε̃, seconds); self-contained Plotly, no network."""
+    div = _trace_figure(doc)
+    budget, trace = doc["budget_s"], doc["trace"]
     esc = html.escape
     inc = doc.get("incumbent")
     rows = "".join(f"<tr><td>{r}</td><td>{esc(e['backbone'])}</td><td>{e['fraction']:g}</td>"
@@ -189,6 +264,9 @@ def report_html(doc: dict) -> str:
                f"the budget).</p>" if fin.get("status") == "ok" else "")
     st = doc.get("stopped")
     stop_p = (f"<p>Not counted: {esc(st['backbone'])} ({esc(st['reason'])}).</p>" if st else "")
+    if doc.get("finished") == "interrupted":
+        stop_p += (f"<p class='warn'><b>Interrupted</b> (Ctrl-C) after {doc['n_evaluated']} counted evaluations: "
+                   f"the search did not reach its budget; rerun the same command to resume it.</p>")
     warn = (f"<p class='warn'>Backbone weights: <b>{esc(str(doc['weights']))}</b> (an offline demo): the "
             f"scores say nothing about real pretrained backbones.</p>" if doc.get("weights") != "pretrained" else "")
     return "".join([
@@ -216,5 +294,5 @@ def report_html(doc: dict) -> str:
         "</table></body></html>"])
 
 
-__all__ = ["SEARCH_JSON", "REPORT_HTML", "write_outputs", "ranked_trace", "summary_lines",
+__all__ = ["SEARCH_JSON", "REPORT_HTML", "write_outputs", "mark_stale", "put_back", "ranked_trace", "summary_lines",
            "report_html", "wall_ratio"]
