@@ -420,6 +420,7 @@ class MergeReport:
     n_rows: int
     missing: list[str]
     failed: pl.DataFrame  # backbone, error
+    top1_empty: bool = False  # no backbone has imagenet_top1 (the pool was measured without timm's results)
 
     def summary(self) -> str:
         line = (f"oracle {self.path}: {self.n_backbones} backbones, {self.n_rows} rows, "
@@ -427,6 +428,10 @@ class MergeReport:
         if self.missing:
             shown = ", ".join(self.missing[:10]) + (" ..." if len(self.missing) > 10 else "")
             line += f" (missing: {shown})"
+        if self.top1_empty:
+            line += ("\nnote: imagenet_top1 is empty in this oracle (its pool was measured without timm's results), "
+                     "so strategy imagenet-top1 cannot run on it as it is: simulate --timm-results DIR fills it "
+                     "from timm's results-imagenet.csv, or build the pool with `precompute pool --timm-results DIR`")
         return line
 
 
@@ -506,7 +511,8 @@ def merge(dataset: str, parts_dir: str | os.PathLike = DEFAULT_PARTS_DIR,
     failed = (frame.filter(pl.col("status") != "ok").group_by("backbone")
               .agg(pl.col("error").drop_nulls().first()).sort("backbone"))
     return MergeReport(path=Path(path), n_backbones=len(have), n_rows=frame.height,
-                       missing=missing, failed=failed)
+                       missing=missing, failed=failed,
+                       top1_empty=oracle.frame.get_column("imagenet_top1").null_count() == oracle.frame.height)
 
 
 __all__ = ["BackboneLock", "MergeReport", "ShardError", "MergeError", "atomic_path", "write_frame", "merge",

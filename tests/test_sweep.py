@@ -206,6 +206,9 @@ def test_merge_validates_and_reports(swept, tmp_path):
     assert report.missing == ["fake_missing.q"]
     assert report.failed["backbone"].to_list() == ["boom_c.z"]
     assert "1 failed, 1 missing" in report.summary()
+    # the fakes' pool has no published top-1: the merge says so and how to fill it (#24 item 4)
+    assert report.top1_empty and "note: imagenet_top1 is empty in this oracle" in report.summary()
+    assert "simulate --timm-results DIR" in report.summary()
     oracle = read_oracle(report.path)
     assert oracle.frame.height == 36
     assert oracle.true_scores()["backbone"].to_list() == ["fake_a.x", "fake_b.y"]
