@@ -20,12 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from shared.errors import VibesError
-
-TIMM_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
-RAW_URL = "https://raw.githubusercontent.com/huggingface/pytorch-image-models/{commit}/results/{file}"
-DEFAULT_BENCHMARK = "benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv"
-ENV_DIR = "VIBES_TIMM_RESULTS"
-IMAGENET_RESULTS = "results-imagenet.csv"
+from shared.timm_files import DEFAULT_BENCHMARK, ENV_DIR, IMAGENET_RESULTS, RAW_URL, TIMM_COMMIT  # noqa: F401
 
 
 def cache_dir() -> Path:

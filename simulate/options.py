@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from shared.successive_halving import DEFAULT_ETA, DEFAULT_PROMOTION_COST, PROMOTION_COSTS
+from shared.timm_files import DEFAULT_BENCHMARK, ENV_DIR
 
 
 def _apply(f, decorators):
@@ -17,9 +18,9 @@ def _apply(f, decorators):
 def source_options(f):
     """``--timm-results``, ``--timm-benchmark``: where ``timm:<set>`` oracles are read from."""
     return _apply(f, (
-        click.option("--timm-results", type=click.Path(), envvar="VIBES_TIMM_RESULTS",
+        click.option("--timm-results", type=click.Path(), envvar=ENV_DIR,
                      help="Folder with timm's results-*.csv and benchmark-*.csv (or $VIBES_TIMM_RESULTS)."),
-        click.option("--timm-benchmark", default="benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv",
+        click.option("--timm-benchmark", default=DEFAULT_BENCHMARK,
                      show_default=True, help="Benchmark file (in that folder) giving throughput and GMACs."),
     ))
 
