@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -65,7 +66,9 @@ class League:
         oracles it was measured on (:func:`quality_summary`)."""
         return None if self.quality is None else quality_summary(self.quality)
 
+    @cached_property
     def answer(self) -> list[dict]:
+        """:func:`league_answer` at the answer budgets (stdout, league.json and league.html read it)."""
         return league_answer(self.table, self.answer_budgets)
 
     def benchmarks(self) -> pl.DataFrame:
@@ -234,6 +237,12 @@ def league_curves(table: pl.DataFrame) -> pl.DataFrame:
                  pl.len().alias("n_oracles")))
 
 
+def benchmark_median_regret(table: pl.DataFrame) -> float:
+    """The benchmark pick's regret (best possible − its true score), median over the oracles."""
+    return float(table.group_by("oracle").agg(pl.col("best_possible", "benchmark_score").first())
+                 .select((pl.col("best_possible") - pl.col("benchmark_score")).median()).item())
+
+
 def league_answer(table: pl.DataFrame, budgets: list[float]) -> list[dict]:
     """Per K and answer budget B: the strategy × evaluator × stopping time b ≤ B with the lowest median
     regret across the oracles (a search may stop early and keep its incumbent, so the answer never gets
@@ -241,8 +250,7 @@ def league_answer(table: pl.DataFrame, budgets: list[float]) -> list[dict]:
     mean p_beat_benchmark at b, how many oracles it ran on, the runner-up, and the benchmark pick's
     median regret."""
     curves = league_curves(table)
-    bench = (table.group_by("oracle").agg(pl.col("best_possible", "benchmark_score").first())
-             .select((pl.col("best_possible") - pl.col("benchmark_score")).median()).item())
+    bench = benchmark_median_regret(table)
     out = []
     for k in sorted(curves.get_column("workers").unique().to_list()):
         for b in budgets:

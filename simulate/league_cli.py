@@ -14,6 +14,7 @@ from shared.limit_options import limit_options, limits_of
 from shared.successive_halving import SHConfig
 from simulate.options import replay_options, source_options
 from simulate.oracles import load_oracle
+from simulate.recommend import stop_text
 from simulate.workers import check_workers
 
 EPILOG = """\b
@@ -39,7 +40,7 @@ def load_league_oracles(specs, timm_results, timm_benchmark) -> list[tuple[str, 
 def answer_lines(league) -> list[str]:
     """The answer, per K and budget: the strategy × evaluator with the lowest median regret across the
     oracles, how often it beats each oracle's benchmark pick, and the benchmark pick's own regret."""
-    rows = league.answer()
+    rows = league.answer
     if not rows:
         return []
     n = len(league.table.get_column("oracle").unique())
@@ -52,8 +53,8 @@ def answer_lines(league) -> list[str]:
         k = f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}, " if len(league.settings["workers"]) > 1 else ""
         beat = "—" if r["p_beat_benchmark"] is None else f"{100 * r['p_beat_benchmark']:.0f}%"
         verdict = "beats" if r["median_regret"] < bench else "does not beat"
-        stop = "" if r["stop_s"] >= r["budget_s"] else f", stop at {format_duration(r['stop_s'])}"
-        lines.append(f"  {k}{format_duration(r['budget_s']):>{width}}: {r['strategy']} × {r['evaluator']}{stop}  "
+        lines.append(f"  {k}{format_duration(r['budget_s']):>{width}}: {r['strategy']} × {r['evaluator']}"
+                     f"{stop_text(r)}  "
                      f"median regret {r['median_regret']:.4f} ({verdict} the benchmark pick's {bench:.4f}); "
                      f"beats the benchmark pick in {beat} of runs"
                      + ("" if r["n_oracles"] == n else f" (on the {r['n_oracles']} oracles it can run on)"))
@@ -80,7 +81,7 @@ def write_outputs(league, out_dir: Path, report: bool) -> None:
     league.table.write_parquet(out_dir / "league.parquet")
     if league.quality is not None:
         league.quality.write_parquet(out_dir / "league_quality.parquet")
-    doc = {"oracles": league.oracles, "settings": league.settings, "answer": league.answer(),
+    doc = {"oracles": league.oracles, "settings": league.settings, "answer": league.answer,
            "benchmarks": league.benchmarks().to_dicts(), "notes": league.notes,
            "budgets": {"n": int(league.budgets.size), "min_s": float(league.budgets[0]),
                        "max_s": float(league.budgets[-1])},

@@ -12,6 +12,8 @@ import polars as pl
 
 from shared.atomic import write_text
 from shared.durations import format_duration
+from simulate.league import benchmark_median_regret, league_curves
+from simulate.recommend import stop_text
 from simulate.report import PALETTE, time_ticks
 from simulate.words import LEAGUE_WORDS, words_html  # the words section: one glossary with report.html
 
@@ -29,22 +31,18 @@ def _share(p) -> str:
     return "—" if p is None else f"{100 * p:.0f}%"
 
 
-def _stop(r: dict) -> str:
-    return "" if r["stop_s"] >= r["budget_s"] else f", stop at {format_duration(r['stop_s'])}"
-
-
 def _runner_up(r: dict) -> str:
     ru = r.get("runner_up")
     return "—" if not ru else f"{_label(ru, False)} ({ru['median_regret']:.4f})"
 
 
 def answer_table(league) -> str:
-    rows = league.answer()
+    rows = league.answer
     many_k = len(league.settings["workers"]) > 1
     body = "".join(
         f"<tr><td class='num'>{html.escape(format_duration(r['budget_s']))}</td>"
         + (f"<td>{r['workers']}</td>" if many_k else "")
-        + f"<td><b>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}</b>{html.escape(_stop(r))}</td>"
+        + f"<td><b>{html.escape(r['strategy'])} × {html.escape(r['evaluator'])}</b>{html.escape(stop_text(r))}</td>"
         f"<td class='num'>{r['median_regret']:.4f}</td><td class='num'>{r['benchmark_median_regret']:.4f}</td>"
         f"<td class='num'>{_share(r['p_beat_benchmark'])}</td><td>{html.escape(_runner_up(r))}</td></tr>"
         for r in rows)
@@ -61,18 +59,15 @@ def answer_table(league) -> str:
 def regret_figure(table: pl.DataFrame, budgets: np.ndarray) -> go.Figure:
     """Median regret across the oracles against the budget, one line per strategy × evaluator × K."""
     many_k = table.get_column("workers").n_unique() > 1
-    agg = (table.with_columns(pl.col("regret").fill_null(pl.col("best_possible")))
-           .group_by("strategy", "evaluator", "workers", "budget_s")
-           .agg(pl.col("regret").median()).sort("strategy", "evaluator", "workers", "budget_s"))
-    bench = float(table.group_by("oracle").agg(pl.col("best_possible", "benchmark_score").first())
-                  .select((pl.col("best_possible") - pl.col("benchmark_score")).median()).item())
+    agg = league_curves(table).sort("strategy", "evaluator", "workers", "budget_s")
+    bench = benchmark_median_regret(table)
     fig = go.Figure()
     keys = agg.select("strategy", "evaluator", "workers").unique(maintain_order=True).rows(named=True)
     k_min = min(r["workers"] for r in keys)
     for i, key in enumerate(keys):
         part = agg.filter((pl.col("strategy") == key["strategy"]) & (pl.col("evaluator") == key["evaluator"])
                           & (pl.col("workers") == key["workers"]))
-        fig.add_trace(go.Scatter(x=part.get_column("budget_s").to_list(), y=part.get_column("regret").to_list(),
+        fig.add_trace(go.Scatter(x=part.get_column("budget_s").to_list(), y=part.get_column("median_regret").to_list(),
                                  mode="lines", name=_label(key, many_k),
                                  line={"color": PALETTE[i % len(PALETTE)],
                                        "dash": "solid" if key["workers"] == k_min else "dot"}))
