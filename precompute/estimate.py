@@ -55,7 +55,7 @@ from precompute import datasets as D
 from precompute import sweep
 from precompute import weights as W
 from precompute.parts import shard_assignment, write_frame
-from shared.durations import format_duration
+from shared.durations import DAY, HOUR, format_duration, hours
 from shared.errors import VibesError
 
 BOOTSTRAP = 2000
@@ -348,9 +348,9 @@ class Projection:
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "predicted"}
-        d["total_hours"] = self.total_seconds / 3600
-        d["low_hours"] = None if self.low_seconds is None else self.low_seconds / 3600
-        d["high_hours"] = None if self.high_seconds is None else self.high_seconds / 3600
+        d["total_hours"] = self.total_seconds / HOUR
+        d["low_hours"] = None if self.low_seconds is None else self.low_seconds / HOUR
+        d["high_hours"] = None if self.high_seconds is None else self.high_seconds / HOUR
         return d
 
 
@@ -423,7 +423,7 @@ def project(measured: pl.DataFrame, pool: pl.DataFrame, within_hours: float, n_b
         strat = float((ok.get_column("stratum_size") * ok.get_column("seconds")).sum()) * pool.height / covered
 
     outside = (g < x.min()) | (g > x.max())
-    within_s = within_hours * 3600
+    within_s = within_hours * HOUR
     shards, span = shards_needed(names, g, predicted, within_s)
     shards_hi, span_hi = shards_needed(names, g, high_pred, within_s)
     return Projection(n_pool=pool.height, n_fitted=ok.height, intercept=a, slope=b, smear=smear, r2=r2,
@@ -476,8 +476,6 @@ def format_report(info: dict[str, Any], measured: pl.DataFrame, proj: Projection
         lines.append(f"  {r['backbone'][:43]:<44}{r['eff_gmacs']:>9.3g}{f(r['load_seconds']):>8}"
                      f"{f(r['extract_seconds']):>10}{f(r['fit_seconds']):>8}{r['seconds']:>9.1f}  {r['status']}")
     secs = measured.get_column("seconds")
-    lo = f"{proj.low_seconds / 3600:.3g}" if proj.low_seconds is not None else "?"
-    hi = f"{proj.high_seconds / 3600:.3g}" if proj.high_seconds is not None else "?"
     shards = (f"{proj.shards} shard(s) (longest {format_duration(proj.makespan_seconds)})" if proj.shards
               else "no number of shards (one backbone alone takes longer)")
     shards_hi = (f"{proj.shards_high}" if proj.shards_high else "none")
@@ -487,13 +485,14 @@ def format_report(info: dict[str, Any], measured: pl.DataFrame, proj: Projection
         f"min {format_duration(float(secs.min()))}, max {format_duration(float(secs.max()))}",
         f"  fit: seconds = {math.exp(proj.intercept) * proj.smear:.3g} x GMACs^{proj.slope:.2f} "
         f"(log-log OLS on {proj.n_fitted} backbones, R^2 {proj.r2:.2f}, smearing x{proj.smear:.2f})",
-        f"  whole sweep: {proj.total_seconds / 3600:.3g} {unit} for {proj.n_pool} backbones"
-        + (f" (= {proj.total_seconds / 86400:.1f} days)" if proj.total_seconds >= 2 * 86400 else "")
-        + f"; {proj.level:.0%} bootstrap range {lo} - {hi} h ({proj.n_boot} resamples)",
+        f"  whole sweep: {hours(proj.total_seconds)} {unit} for {proj.n_pool} backbones"
+        + (f" (= {proj.total_seconds / DAY:.1f} days)" if proj.total_seconds >= 2 * DAY else "")
+        + f"; {proj.level:.0%} bootstrap range {hours(proj.low_seconds)} - {hours(proj.high_seconds)} h "
+          f"({proj.n_boot} resamples)",
     ]
     if proj.stratified_seconds is not None:
         lines.append(f"  model-free check (stratum size x its measured seconds): "
-                     f"{proj.stratified_seconds / 3600:.3g} h")
+                     f"{hours(proj.stratified_seconds)} h")
     if proj.n_extrapolated:
         lines.append(f"  extrapolated: {proj.n_extrapolated} pool backbones lie outside the timed GMACs range "
                      f"{proj.timed_gmacs[0]:.3g} - {proj.timed_gmacs[1]:.3g}; they are "

@@ -8,7 +8,9 @@ allowed between them — ``90s``, ``45m``, ``10min``, ``2h``, ``1d``, ``1h30m``,
 **seconds**, everywhere (``--budget 600``, ``--within 600``, ``--recommend-at 600``).
 
 Display (:func:`format_duration`): the largest unit the duration reaches (s, min, h, day(s),
-week(s)) with three significant digits: ``45 s``, ``10 min``, ``1.5 h``, ``1 day``, ``2 days``.
+week(s)) with three significant digits: ``45 s``, ``10 min``, ``1.5 h``, ``1 day``, ``2 days``;
+:func:`hours` where a table or a projection speaks in hours throughout.  :data:`ROUND_SECONDS`: the
+round durations people name (a recommendation's budgets, an axis's ticks).
 """
 from __future__ import annotations
 
@@ -25,6 +27,12 @@ UNITS: dict[str, float] = {
     **dict.fromkeys(("d", "day", "days"), 86400.0),
     **dict.fromkeys(("w", "week", "weeks"), 7 * 86400.0),
 }
+HOUR = UNITS["h"]
+DAY = UNITS["d"]
+#: the round durations people name, in seconds: the budgets a recommendation is given at
+#: (:func:`simulate.recommend.scale_budgets`) and the ticks of a time axis (:func:`simulate.report.time_ticks`)
+ROUND_SECONDS = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, HOUR, 2 * HOUR,
+                 4 * HOUR, 8 * HOUR, 12 * HOUR, DAY, 2 * DAY, 4 * DAY, 7 * DAY, 14 * DAY, 28 * DAY)
 EXAMPLES = "90s, 45m, 10min, 2h, 1d, 1h30m, 1.5h or plain seconds"
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?"
 _TERM = re.compile(rf"\s*({_NUMBER})\s*([a-z]+)\s*")
@@ -80,4 +88,10 @@ def format_duration(seconds: float | None) -> str:
     return f"{s:.3g} s"
 
 
-__all__ = ["UNITS", "EXAMPLES", "parse_duration", "parse_durations", "format_duration"]
+def hours(seconds: float | None) -> str:
+    """Seconds as a number of hours, three significant digits (``5400`` -> ``1.5``); ``?`` for None."""
+    return "?" if seconds is None else f"{float(seconds) / HOUR:.3g}"
+
+
+__all__ = ["UNITS", "HOUR", "DAY", "ROUND_SECONDS", "EXAMPLES", "parse_duration", "parse_durations",
+           "format_duration", "hours"]

@@ -33,13 +33,14 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
+from shared.durations import ROUND_SECONDS
 from shared.errors import VibesError
 from shared.exactmath import log_spaced
 from shared.oracle import Oracle
 from shared.samplers import PAPER_SAMPLERS, meta_rank, sampler_of
 from simulate.evaluator import parse_spec
 from simulate.quality import evaluate as evaluate_quality
-from simulate.recommend import NICE, thin
+from simulate.recommend import thin
 from simulate.simulation import run_simulation
 
 #: the league's default strategies: the paper's five and the leave-one-out meta prior
@@ -102,15 +103,15 @@ def league_budgets(oracles: list[Oracle], n: int = DEFAULT_N_BUDGETS) -> np.ndar
     if not math.isfinite(lo):
         raise VibesError("no oracle of the league has an evaluation with positive seconds")
     grid = log_spaced(lo, max(hi, lo), n)
-    round_ones = [x for x in NICE if grid[0] <= x <= grid[-1]]
+    round_ones = [x for x in ROUND_SECONDS if grid[0] <= x <= grid[-1]]
     return np.unique(np.concatenate([grid, thin(round_ones, ANSWER_POINTS)]))
 
 
 def answer_budgets(grid: np.ndarray, given: bool = False) -> list[float]:
     """The budgets the answer is given at, at most :data:`ANSWER_POINTS`, log-evenly spaced: of budgets
-    the user ``given``, those; of the default grid, its round durations (:data:`NICE`)."""
+    the user ``given``, those; of the default grid, its round durations (:data:`shared.durations.ROUND_SECONDS`)."""
     values = [float(x) for x in grid]
-    round_ones = [x for x in values if x in NICE]
+    round_ones = [x for x in values if x in ROUND_SECONDS]
     return thin(values if given or not round_ones else round_ones, ANSWER_POINTS)
 
 

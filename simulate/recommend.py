@@ -33,13 +33,10 @@ import math
 
 import numpy as np
 
-from shared.durations import format_duration
+from shared.durations import ROUND_SECONDS, format_duration
 from shared.exactmath import logs as exact_logs
 from simulate.workers import worker_label
 
-#: round durations a recommendation is given at (seconds)
-NICE = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
-        28800.0, 43200.0, 86400.0, 2 * 86400.0, 4 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0)
 SCALE_POINTS = 5  # budgets from the oracle's time scale
 MAX_CHANGES = 4  # budgets where the best choice changes, at most (the longest-lasting changes first)
 SE_MEDIAN = 1.2533  # sqrt(pi / 2): a normal sample's median has this many times the mean's standard error
@@ -50,7 +47,7 @@ def scale_budgets(cheapest: float, exhaustive: float) -> list[float]:
     """Every round duration between ``cheapest`` and ``exhaustive`` seconds (``[exhaustive]`` when none
     is): the candidates; :func:`thin` keeps a few of those that have an answer."""
     lo, hi = max(float(cheapest), 1e-9), max(float(exhaustive), float(cheapest))
-    return [x for x in NICE if lo <= x <= hi] or [hi]
+    return [x for x in ROUND_SECONDS if lo <= x <= hi] or [hi]
 
 
 def thin(values: list[float], n: int = SCALE_POINTS) -> list[float]:
@@ -290,6 +287,6 @@ def _num(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-__all__ = ["NICE", "SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
+__all__ = ["SCALE_POINTS", "MAX_CHANGES", "scale_budgets", "thin", "median_se", "tied", "best_and_tied",
            "change_budgets", "recommend", "row_label", "kept_note", "iqr_text", "stop_early", "worse_with_budget",
            "worse_text", "stop_text", "previous_row", "lead_changes", "choices_of", "tie_summary"]

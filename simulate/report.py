@@ -20,7 +20,7 @@ import plotly.io as pio
 import polars as pl
 
 from shared.atomic import write_text
-from shared.durations import format_duration
+from shared.durations import ROUND_SECONDS, format_duration
 from simulate.pareto import Deployment, pareto_front
 from simulate.recommend import (
     choices_of,
@@ -38,18 +38,24 @@ from simulate.workers import worker_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]
-_TICK_SECONDS = (0.1, 1, 3, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400, 4 * 7 * 86400,
-                 52 * 7 * 86400)
-_TICKS = [(v, format_duration(v)) for v in _TICK_SECONDS]
+MAX_TICKS = 8
 
 
 def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    ticks = [(v, t) for v, t in _TICKS if lo <= v <= hi]
-    if len(ticks) > 8:  # a wide grid: keep the round units only
-        ticks = [(v, t) for v, t in ticks if not t.startswith(("3 s", "30 s", "5 min", "30 min"))]
-    if len(ticks) < 2:  # a narrow grid: label its ends
-        ticks = [(lo, format_duration(lo)), (hi, format_duration(hi))]
-    return [v for v, _ in ticks], [t for _, t in ticks]
+    """Ticks of a log time axis from ``lo`` to ``hi`` seconds: the round durations between them
+    (:data:`shared.durations.ROUND_SECONDS`), at most :data:`MAX_TICKS`, thinned so that neighbours are
+    at least 2, 4, 8 … times apart (the first kept); a narrow axis gets its two ends."""
+    inside = [v for v in ROUND_SECONDS if lo <= v <= hi]
+    ticks, apart = inside, 1.0
+    while len(ticks) > MAX_TICKS:
+        apart *= 2
+        ticks = []
+        for v in inside:
+            if not ticks or v >= ticks[-1] * apart:
+                ticks.append(v)
+    if len(ticks) < 2:
+        ticks = [lo, hi]
+    return ticks, [format_duration(v) for v in ticks]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

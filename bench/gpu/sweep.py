@@ -15,7 +15,7 @@ import numpy as np
 from bench.gpu.common import error_text, median
 from bench.gpu.context import Context
 from precompute import clock
-from shared.durations import format_duration
+from shared.durations import format_duration, hours
 from shared.errors import VibesError
 
 #: the sample row's keys a row of part a's ``backbones`` starts from
@@ -143,8 +143,8 @@ def _project(ctx: Context, backbones: list[dict], out: dict) -> None:
                                      "status": pl.String, "stratum_size": pl.Int64}, orient="row")
         proj = project(frame, ctx.runnable(), within_hours=24.0, seed=ctx.seed)
         out["projection"] = {**proj.as_dict(), "unit": f"hours on {ctx.device}"}
-        print(f"  whole runnable pool ({proj.n_pool} backbones): {proj.total_seconds / 3600:.3g} h on {ctx.device} "
-              f"(90 % range {(proj.low_seconds or 0) / 3600:.3g} - {(proj.high_seconds or 0) / 3600:.3g} h; "
+        print(f"  whole runnable pool ({proj.n_pool} backbones): {hours(proj.total_seconds)} h on {ctx.device} "
+              f"(90 % range {hours(proj.low_seconds)} - {hours(proj.high_seconds)} h; "
               f"fit on {proj.n_fitted}, R^2 {proj.r2:.2f}); shards within 24 h: {proj.shards}")
     except VibesError as exc:
         out["projection_error"] = error_text(exc)
