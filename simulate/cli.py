@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from shared.console import run_group
 from shared.durations import format_duration
 from shared.errors import VibesError
 from shared.help_sections import SectionedGroup, sections
@@ -389,22 +390,8 @@ def _new_out_dir() -> Path:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        simulate.main(args=argv, prog_name="simulate", standalone_mode=False)
-    except VibesError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
-    return 0
+    """Console entry point (:func:`shared.console.run_group`)."""
+    return run_group(simulate, argv, "simulate")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from shared.errors import VibesError
+from shared.console import run_group
 
 from .check import check_cmd
 from .estimate import estimate_cmd
@@ -38,23 +38,9 @@ INTERRUPTED = "interrupted: parts written so far are kept; rerun the same comman
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: one-line ``error: ...`` (exit 2) for user errors, 130 on Ctrl-C."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="precompute",
-                 standalone_mode=False)
-    except VibesError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo(INTERRUPTED, err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo(INTERRUPTED, err=True)
-        return 130
-    return 0
+    """Console entry point (:func:`shared.console.run_group`): one-line ``error: ...`` for user errors,
+    130 on Ctrl-C saying that the parts written so far are kept."""
+    return run_group(cli, argv, "precompute", INTERRUPTED)
 
 
 if __name__ == "__main__":
