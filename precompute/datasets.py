@@ -789,7 +789,7 @@ def covering_fraction(labels: np.ndarray, seeds: Sequence[int]) -> float:
 
 
 def check_fractions(ds: ImageSet, fractions: Sequence[float], seeds: Sequence[int],
-                    scored_on_test: Sequence[str], option: str = "--fractions", hint: str = "") -> None:
+                    scored_on_test: Sequence[str], option: str | None = "--fractions", hint: str = "") -> None:
     """Refuse (one line, :class:`SubsetError`) a fraction at which some class has no test image
     whatever the seed, when an evaluator (``scored_on_test``: their names) scores on the test split:
     the test subset ``floor(f * n_test + 0.5)`` holds fewer images than the dataset has classes
@@ -798,7 +798,8 @@ def check_fractions(ds: ImageSet, fractions: Sequence[float], seeds: Sequence[in
     oracle, ``search`` still name a winner).  The message names the fraction, what it keeps, and
     the smallest fraction whose test subsets hold every class for these seeds (:func:`covering_fraction`).
     A fraction at which one seed's draw misses a rare class but which could hold every class is
-    not refused (``precompute run`` says it once)."""
+    not refused (``precompute run`` says it once).  ``option`` None: no fix is spelt out (the live search's
+    fractions come from several options; ``hint`` names them)."""
     if not scored_on_test:
         return
     n_test, k = len(ds.test_labels), int(ds.n_classes)
@@ -816,13 +817,14 @@ def check_fractions(ds: ImageSet, fractions: Sequence[float], seeds: Sequence[in
     kept = [float(f) for f in sorted(set(map(float, fractions)), reverse=True) if f not in bad]
     with_smallest = sorted(set(kept) | {smallest}, reverse=True)
     fix = " or ".join(dict.fromkeys(f"{option} {','.join(repr(x) for x in fs)}"
-                                    for fs in (kept, with_smallest) if fs))
+                                    for fs in (kept, with_smallest) if fs and option))
     f = bad[0]
     n = subset_size(n_test, f)
     more = f" (and {', '.join(f'{x:g}' for x in bad[1:])})" if len(bad) > 1 else ""
     raise SubsetError(f"fraction {f:g}{more} of {ds.name} keeps {n} of its {n_test} test images for {k} classes: "
                       f"at least {k - n} classes would have no test image to score {who} on; the smallest "
-                      f"fraction that keeps every class in the test split is {smallest:g}: e.g. {fix}"
+                      f"fraction that keeps every class in the test split is {smallest:g}"
+                      + (f": e.g. {fix}" if fix else "")
                       + (f"; {hint}" if hint else ""))
 
 

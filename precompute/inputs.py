@@ -33,6 +33,25 @@ DEVICE_TEXT = "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
 _DEVICE = re.compile(r"auto|(cpu|mps|cuda)(:\d+)?")
 
 
+def parse_floats(text: str, what: str, example: str = "1.0,0.1,0.01") -> tuple[float, ...]:
+    """``--<what> 1.0,0.1,0.01`` -> the numbers; anything else one line naming the option."""
+    try:
+        vals = tuple(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise VibesError(f"--{what} must be comma-separated numbers, e.g. {example}; got {text!r}") from None
+    if not vals:
+        raise VibesError(f"--{what} is empty; expected e.g. {example}")
+    return vals
+
+
+def parse_names(text: str, what: str) -> tuple[str, ...]:
+    """``--<what> mlp,silhouette`` -> the names."""
+    vals = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not vals:
+        raise VibesError(f"--{what} is empty; expected comma-separated names, e.g. mlp,silhouette")
+    return vals
+
+
 def check_device_name(device: str) -> None:
     """``--device``'s spelling (``auto``, ``cpu``, ``mps``, ``cuda``, ``cuda:N``); whether this
     machine has it is :func:`precompute.backbone.resolve_device`'s question (it needs torch)."""
@@ -166,5 +185,5 @@ def check_dataset_name(name: str) -> str:
     return canonical
 
 
-__all__ = ["WEIGHTS", "Setup", "SweepConfig", "check_device_name", "evaluator_names", "check_evaluators", "check_truth",
-           "check_dataset_name"]
+__all__ = ["WEIGHTS", "Setup", "SweepConfig", "parse_floats", "parse_names", "check_device_name", "evaluator_names",
+           "check_evaluators", "check_truth", "check_dataset_name"]

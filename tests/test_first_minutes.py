@@ -190,8 +190,11 @@ def test_a_fraction_without_a_test_image_per_class_is_refused_by_search(capsys, 
     code, _, err = call(capsys, "search", "--dataset", f"folder:{root}", "--pool", pool_file, "--weights", "random",
                         "--device", "cpu", "--budget", "1h", "--strategy", "cycling", "--evaluator", "mlp@0.1",
                         "--no-progress", "--cache-dir", tmp_path / "c", "--out", tmp_path / "search")
-    one_error_line(code, err, "mlp@0.1: fraction 0.1 of", "keeps 6 of 60 train images for 3 classes and 1 of 6 "
-                   "test images (a class without a test image); the smallest fraction this dataset gives is 0.4167")
+    # the sweep's rule and words (test_a_fraction_without_a_test_image_per_class_is_refused_by_run), with the
+    # search's options named instead of a --fractions fix
+    one_error_line(code, err, "fraction 0.1 of", "keeps 1 of its 6 test images for 3 classes: at least 2 classes "
+                   "would have no test image to score mlp@0.1 on; the smallest fraction that keeps every class in "
+                   "the test split is 0.4167; for --evaluator, and --sh-fractions with successive halving")
     assert not (tmp_path / "search").exists()
 
 

@@ -11,12 +11,12 @@ import polars as pl
 
 from precompute import pool as pool_mod  # called through the module: tests stub it there
 from precompute.datasets import resolve
-from precompute.inputs import SweepConfig, check_evaluators
-from shared.durations import format_duration, parse_duration
+from precompute.inputs import SweepConfig, check_evaluators, parse_floats, parse_names
+from shared.durations import HOUR, format_duration, parse_duration
 from shared.errors import VibesError
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, fractions_text
 
-from .options import parse_floats, parse_names, stderr_echo
+from .options import stderr_echo
 from .sweep import EVALUATORS_HELP
 
 EPILOG = """\b
@@ -79,7 +79,7 @@ def estimate_cmd(dataset, sample, within, pools, fractions, seeds, evaluators, w
                  out_file) -> None:
     """Time a GMACs-stratified sample of the pool here and project the whole sweep's device-hours."""
     # everything cheap first (fail fast), then the pool, then the dataset, then the clock
-    within_h = parse_duration(within, "--within") / 3600
+    within_h = parse_duration(within, "--within") / HOUR
     if sample < 2:
         raise VibesError(f"--sample must be at least 2 backbones (a fit needs two); got {sample}")
     canonical = resolve(dataset)[0]

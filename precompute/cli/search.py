@@ -7,7 +7,8 @@ import click
 
 import precompute.search as live  # run_search loads torch on first use (precompute/search/__init__.py)
 from precompute import pool as pool_mod  # called through the module: tests stub it there
-from precompute.search.config import SearchConfig, parse_fractions
+from precompute.inputs import parse_floats
+from precompute.search.config import SearchConfig
 from precompute.slurm import slurm_options
 from shared.help_sections import SectionedCommand, sections
 from shared.limit_options import limit_options, limits_of
@@ -124,7 +125,7 @@ def search_cmd(dataset, budget, strategy, evaluator, pools, include_test_models,
     cfg = SearchConfig(dataset=dataset, budget=budget, strategy=strategy, evaluator=evaluator, out=out,
                        seed=seed, weights=weights, device=device, batch_size=batch_size, input_size=input_size,
                        data_root=data_root, download=download, cache_dir=cache_dir, final=final, eta=eta,
-                       sh_chunk=sh_chunk, sh_fractions=parse_fractions(sh_fractions),
+                       sh_chunk=sh_chunk, sh_fractions=parse_floats(sh_fractions, "sh-fractions", "0.01,0.1,1.0"),
                        promotion_cost=promotion_cost, workers=workers, threads=threads, cluster=cluster,
                        slurm=replace(slurm, job_name="vibes-search") if cluster == "slurm" else None,
                        wait_timeout=wait_timeout, limits=limits, command_config=resolved_config())

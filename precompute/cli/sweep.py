@@ -11,7 +11,7 @@ from precompute import parts as P
 from precompute import pool as pool_mod
 from precompute import weights as W
 from precompute.datasets import dataset_names
-from precompute.inputs import SweepConfig, check_dataset_name, check_evaluators, check_truth
+from precompute.inputs import SweepConfig, check_dataset_name, check_evaluators, check_truth, parse_floats, parse_names
 from precompute.parts import write_frame
 from precompute.pool import (
     _TOP1_NOTE,
@@ -34,7 +34,7 @@ from shared.limit_options import limit_options, limits_of
 from shared.protocol import DEFAULT_EVALUATORS, DEFAULT_SEEDS, EVALUATOR_NAMES, HEADS, TRUTH, fractions_text
 
 from .config import config_option, resolved_config
-from .options import parse_floats, parse_names, stderr_echo
+from .options import stderr_echo
 
 DATASET_HELP = (f"One of {', '.join(dataset_names())} (folder:PATH: an ImageFolder tree; synthetic:N@SIZE: "
                 f"N random images at SIZE px, for timing).")

@@ -3,7 +3,6 @@ made (before a pool is built, a dataset read or anything written), for the CLI a
 alike, without importing torch: ``precompute search`` answers a bad argument in a moment."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -71,23 +70,21 @@ def check_final(name: str) -> None:
 
 
 def check_fraction(ds, fraction: float, spec: str, needs_test: bool) -> None:
-    """The dataset must give the fraction: ``floor(f*N + 0.5)`` train images at least one per class
-    (else the subset is not that fraction but the per-class minimum) and, for an evaluator that scores
-    on the test split, as many test images as classes (else a class has no test image, whatever the
-    draw: the sweep's rule, :func:`precompute.datasets.check_fractions`).  The smallest fraction it
-    names keeps every class in seed :data:`SEED`'s test subset (:func:`precompute.datasets.covering_fraction`)."""
-    n_train, n_test, k = len(ds.train_labels), len(ds.test_labels), int(ds.n_classes)
-    keep_train = math.floor(fraction * n_train + 0.5)
-    keep_test = math.floor(fraction * n_test + 0.5)
-    smallest = D.smallest_fraction(k, n_train)
-    if needs_test:
-        smallest = max(smallest, D.covering_fraction(ds.test_labels, [SEED]))
-    if keep_train < k or (needs_test and keep_test < k):
+    """The dataset must give the fraction.  Its train subset ``floor(f*N + 0.5)`` holds at least one image
+    per class (else it is not that fraction but the per-class minimum: a sweep takes that, a search refuses
+    it), and for an evaluator that scores on the test split the sweep's own rule holds
+    (:func:`precompute.datasets.check_fractions`, for seed :data:`SEED`'s draw)."""
+    where = "for --evaluator, and --sh-fractions with successive halving"
+    n_train, k = len(ds.train_labels), int(ds.n_classes)
+    keep_train = D.subset_size(n_train, fraction)
+    if keep_train < k:
+        smallest = D.smallest_fraction(k, n_train)
+        if needs_test:
+            smallest = max(smallest, D.covering_fraction(ds.test_labels, [SEED]))
         raise SearchError(f"{spec}: fraction {fraction:g} of {ds.name} keeps {keep_train} of {n_train} train "
-                          f"images for {k} classes and {keep_test} of {n_test} test images"
-                          + (" (a class without a test image)" if needs_test and keep_test < k else "")
-                          + f"; the smallest fraction this dataset gives is {smallest:g} (for --evaluator, and "
-                          f"--sh-fractions with successive halving)")
+                          f"images for {k} classes; the smallest fraction this dataset gives is {smallest:g} "
+                          f"({where})")
+    D.check_fractions(ds, [fraction], [SEED], [spec] if needs_test else [], option=None, hint=where)
 
 
 @dataclass
@@ -168,16 +165,5 @@ class SearchConfig(Setup):
                            parts_dir=str(parts_dir))
 
 
-def parse_fractions(text: str) -> tuple[float, ...]:
-    """``--sh-fractions 0.01,0.1,1.0``."""
-    try:
-        vals = tuple(float(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        vals = ()
-    if not vals:
-        raise SearchError(f"--sh-fractions must be comma-separated fractions, e.g. 0.01,0.1,1.0; got {text!r}")
-    return vals
-
-
 __all__ = ["SEED", "DEFAULT_RUNGS", "SearchError", "SearchConfig", "parse_budget",
-           "parse_evaluator", "check_final", "check_fraction", "parse_fractions"]
+           "parse_evaluator", "check_final", "check_fraction"]
