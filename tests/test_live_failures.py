@@ -33,7 +33,8 @@ import precompute.sweep as sweep_mod
 from precompute import clock, faults
 from precompute import gpus as G
 from precompute import parts as P
-from precompute.search import SearchError, run_search, search_order, worker_gpus
+from precompute.search import SearchError, run_search, search_order
+from precompute.search.loop import worker_gpus
 from precompute.search.workers import DaskWorkers, Done, Failed, Lost, Task, local_cluster, run_task
 from shared.errors import VibesError
 from simulate.engine import NO_SELECTION

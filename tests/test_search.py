@@ -437,7 +437,7 @@ def test_successive_halving_live_replays_in_the_simulator(fakes, data_cache, tmp
 @pytest.fixture
 def two_threads():
     """Two Dask workers as threads of this process (the fakes' monkeypatches reach them)."""
-    from precompute.search import DaskWorkers, local_cluster
+    from precompute.search.workers import DaskWorkers, local_cluster
 
     workers = DaskWorkers(local_cluster(2, "cpu", processes=False), 2, "2 threads")
     yield workers

@@ -23,26 +23,13 @@ is :mod:`precompute.cli.search`.
 """
 from __future__ import annotations
 
-from precompute.slurm import SlurmOptions
-
-from .config import (
-    DEFAULT_RUNGS,
-    SEED,
-    SearchConfig,
-    SearchError,
-    check_final,
-    check_fraction,
-    parse_budget,
-    parse_evaluator,
-    parse_fractions,
-)
+from .config import SearchConfig, SearchError, parse_budget
 from .schedule import sampler_pool, search_order
 
-#: the names of the loop, the report and the workers, imported on first use (PEP 562 ``__getattr__``):
-#: ``precompute search`` checks its arguments through :mod:`.config` before torch, timm and plotly load
-_LAZY = {"loop": ("Evaluation", "SearchResult", "Trace", "charge", "run_search", "start_workers", "worker_gpus"),
-         "report": ("REPORT_HTML", "SEARCH_JSON", "ranked_trace", "report_html", "summary_lines", "wall_ratio"),
-         "workers": ("DaskWorkers", "InProcess", "WorkersTimeout", "local_cluster", "local_workers")}
+#: what the command line, the benchmarks and the tests call, the loop's and the report's names imported on first
+#: use (PEP 562 ``__getattr__``): ``precompute search`` checks its arguments through :mod:`.config` before torch,
+#: timm and plotly load.  Anything else is imported from its own module (:mod:`.workers`, :mod:`.report` …).
+_LAZY = {"loop": ("SearchResult", "run_search"), "report": ("summary_lines", "wall_ratio"), "workers": ("WorkersTimeout",)}
 
 
 def __getattr__(name: str):
@@ -57,9 +44,5 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = ["SearchConfig", "SearchError", "SearchResult", "parse_budget", "parse_evaluator", "run_search",
-           "sampler_pool", "search_order", "summary_lines", "report_html", "check_fraction", "check_final",
-           "parse_fractions", "DEFAULT_RUNGS", "SEED", "Evaluation", "Trace", "charge", "ranked_trace", "start_workers",
-           "DaskWorkers", "InProcess", "SlurmOptions", "WorkersTimeout", "local_cluster", "local_workers",
-           "worker_gpus",
-           "wall_ratio", "SEARCH_JSON", "REPORT_HTML"]
+__all__ = ["SearchConfig", "SearchError", "SearchResult", "WorkersTimeout", "parse_budget", "run_search",
+           "sampler_pool", "search_order", "summary_lines", "wall_ratio"]
