@@ -94,7 +94,7 @@ def time_call(fn, args, n_classes, device):
     return time.perf_counter() - t0, time.process_time() - cpu0, score
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="5000x768,50000x2048", help="ROWSxDIM list, rows before the split")
     ap.add_argument("--repeat", type=int, default=3, help="timed calls per proxy and silhouette")
@@ -108,63 +108,56 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
-
-    sizes = parse_sizes(args.sizes)
-    names = [e for e in args.evaluators.split(",") if e]
-    skip_large = {e for e in args.skip_large.split(",") if e}
-    for e in [*names, *skip_large]:
+    for e in [*_names(args.evaluators), *_names(args.skip_large)]:
         if e not in EVALUATORS:
             raise SystemExit(f"error: unknown evaluator {e!r}; valid: {', '.join(sorted(EVALUATORS))}")
     if args.repeat < 1 or args.mlp_repeat < 1:
         raise SystemExit("error: --repeat and --mlp-repeat must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit("error: --threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    load0 = os.getloadavg()
-    print(f"device {device} ({dev_name}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, load average {load0[0]:.1f}")
-    print(f"features: {args.classes} classes, class means N(0, {args.sep}^2 I) + N(0, I), "
-          f"{1 - args.test_share:.0%}/{args.test_share:.0%} train/test")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit("error: --threads must be >= 1")
+    return args
 
-    results = []
-    for si, (n, d) in enumerate(sizes):
-        # the data of a size does not depend on the other sizes asked for
-        split = synthetic(n, d, args.classes, args.sep, args.test_share, seed=n * 7919 + d, device=device)
-        n_tr, n_te = len(split[0]), len(split[2])
-        warm = tuple(a[:1000] for a in split)
-        print(f"\n{n:,} x {d:,} ({n_tr:,} train / {n_te:,} test)")
-        for name in names:
-            row = {"size": f"{n}x{d}", "rows": n, "dim": d, "n_train": n_tr, "n_test": n_te, "evaluator": name}
-            if si > 0 and name in skip_large:
-                row["skipped"] = True
-                results.append(row)
-                print(f"  {name:<11} skipped (--skip-large)")
-                continue
-            spec = EVALUATORS[name]
-            fn = spec.fn
-            call = split if spec.needs_test else (split[0], split[1], None, None)
-            wcall = warm if spec.needs_test else (warm[0], warm[1], None, None)
-            time_call(fn, wcall, args.classes, device)  # warm-up, untimed
-            reps = args.mlp_repeat if name == "mlp" else args.repeat
-            runs = [time_call(fn, call, args.classes, device) for _ in range(reps)]
-            best = min(runs)
-            row.update(seconds=best[0], median_seconds=statistics.median(r[0] for r in runs),
-                       cpu_seconds=best[1], all_seconds=[r[0] for r in runs], score=best[2], repeat=reps)
-            results.append(row)
-            print(f"  {name:<11} {best[0]:9.3f} s best of {reps} (median {row['median_seconds']:.3f}, "
-                  f"cpu {best[1]:.3f} s)  score {best[2]:.4f}")
-        del split, warm
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
 
-    # ratios and targets
+def _names(text: str) -> list[str]:
+    return [e for e in text.split(",") if e]
+
+
+def _time_size(si: int, n: int, d: int, args: argparse.Namespace, device) -> list[dict]:
+    """Every evaluator of ``--evaluators`` on one synthetic size: best, median and CPU seconds, score."""
+    # the data of a size does not depend on the other sizes asked for
+    split = synthetic(n, d, args.classes, args.sep, args.test_share, seed=n * 7919 + d, device=device)
+    n_tr, n_te = len(split[0]), len(split[2])
+    warm = tuple(a[:1000] for a in split)
+    print(f"\n{n:,} x {d:,} ({n_tr:,} train / {n_te:,} test)")
+    rows = []
+    for name in _names(args.evaluators):
+        row = {"size": f"{n}x{d}", "rows": n, "dim": d, "n_train": n_tr, "n_test": n_te, "evaluator": name}
+        rows.append(row)
+        if si > 0 and name in _names(args.skip_large):
+            row["skipped"] = True
+            print(f"  {name:<11} skipped (--skip-large)")
+            continue
+        spec = EVALUATORS[name]
+        call = split if spec.needs_test else (split[0], split[1], None, None)
+        wcall = warm if spec.needs_test else (warm[0], warm[1], None, None)
+        time_call(spec.fn, wcall, args.classes, device)  # warm-up, untimed
+        reps = args.mlp_repeat if name == "mlp" else args.repeat
+        runs = [time_call(spec.fn, call, args.classes, device) for _ in range(reps)]
+        best = min(runs)
+        row.update(seconds=best[0], median_seconds=statistics.median(r[0] for r in runs),
+                   cpu_seconds=best[1], all_seconds=[r[0] for r in runs], score=best[2], repeat=reps)
+        print(f"  {name:<11} {best[0]:9.3f} s best of {reps} (median {row['median_seconds']:.3f}, "
+              f"cpu {best[1]:.3f} s)  score {best[2]:.4f}")
+    del split, warm
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _ratio_table(by: dict, names: list[str], sizes: list[tuple[int, int]]) -> None:
+    """Seconds per evaluator and size, with mlp's seconds over each (recorded in its row as ``mlp_ratio``)."""
     print("\nseconds per evaluator (best of the repeats); ratio = mlp seconds / evaluator seconds")
-    by = {(r["size"], r["evaluator"]): r for r in results}
-    header = f"{'evaluator':<11}" + "".join(f"{f'{n}x{d}':>26}" for n, d in sizes)
-    print(header)
+    print(f"{'evaluator':<11}" + "".join(f"{f'{n}x{d}':>26}" for n, d in sizes))
     for name in names:
         cells = []
         for n, d in sizes:
@@ -180,12 +173,13 @@ def main() -> int:
             cells.append(f"{r['seconds']:>14.3f} s" + (f"  ({ratio:6.1f}x)" if ratio else " " * 10))
         print(f"{name:<11}" + "".join(cells))
 
+
+def _checks(by: dict, names: list[str], device, dev_name: str) -> list[dict]:
+    """The targets that apply to this device: CPU at 5,000 x 768, GPU at 50,000 x 2,048."""
     checks = []
     cpu_size = f"{CPU_TARGET['size'][0]}x{CPU_TARGET['size'][1]}"
     gpu_size = f"{GPU_TARGET['size'][0]}x{GPU_TARGET['size'][1]}"
-    for name in PROXIES:
-        if name not in names:
-            continue
+    for name in (p for p in PROXIES if p in names):
         r = by.get((cpu_size, name))
         if device.type == "cpu" and r and not r.get("skipped"):
             ok_s = r["seconds"] <= CPU_TARGET["max_seconds"]
@@ -198,6 +192,26 @@ def main() -> int:
             checks.append({"evaluator": name, "target": f"{dev_name} {gpu_size}: <= 2 s (H100-class target)",
                            "seconds": r["seconds"], "ratio": r.get("mlp_ratio"),
                            "met": r["seconds"] <= GPU_TARGET["max_seconds"]})
+    return checks
+
+
+def main() -> int:
+    args = _arguments()
+    sizes = parse_sizes(args.sizes)
+    names = _names(args.evaluators)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    load0 = os.getloadavg()
+    print(f"device {device} ({dev_name}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, load average {load0[0]:.1f}")
+    print(f"features: {args.classes} classes, class means N(0, {args.sep}^2 I) + N(0, I), "
+          f"{1 - args.test_share:.0%}/{args.test_share:.0%} train/test")
+    results = [row for si, (n, d) in enumerate(sizes) for row in _time_size(si, n, d, args, device)]
+    by = {(r["size"], r["evaluator"]): r for r in results}
+    _ratio_table(by, names, sizes)
+    checks = _checks(by, names, device, dev_name)
     print()
     if not checks:
         print("targets: no target applies to this device and these sizes")
@@ -209,7 +223,6 @@ def main() -> int:
         print("no GPU here: the GPU target (<= 2 s per proxy at 50,000 x 2,048) was not measured")
     load1 = os.getloadavg()
     print(f"load average {load0[0]:.1f} before, {load1[0]:.1f} after ({os.cpu_count()} CPUs)")
-
     if args.json:
         out = {"device": str(device), "device_name": dev_name, "torch": torch.__version__,
                "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_average": [load0[0], load1[0]],

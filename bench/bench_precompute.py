@@ -46,6 +46,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def heads_timing(n_train: int, n_test: int, dim: int, n_classes: int, device: st
                                       n_test=n_test, device=device)
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dataset", default=None, help="default: synthetic:60000@32 on CUDA, synthetic:1800@32 on CPU")
@@ -153,43 +154,35 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: 1 on CPU, see above; torch's own on CUDA)")
     ap.add_argument("--json", default=None, help="write the figures here")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import polars as pl
+
+def _setup(args: argparse.Namespace) -> SimpleNamespace:
+    """The device, the pool's affordable part and its GMACs-stratified sample, the dataset and the sweep's
+    configuration; the two header lines printed."""
     import torch
 
     # lazy: torch, timm and polars load after the arguments are read (`--help` stays light)
     from precompute.backbone import resolve_device
-    from precompute.estimate import (
-        device_info,
-        measure_sample,
-        memory_guard_gb,
-        runnable_pool,
-        stratified_sample,
-    )
+    from precompute.estimate import device_info, memory_guard_gb, runnable_pool, stratified_sample
     from precompute.pool import build_pool, read_pool_file
-    from precompute.sweep import SweepConfig, extraction_plan
+    from precompute.sweep import SweepConfig
 
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    warnings.filterwarnings("ignore", message=r"fraction .* keeps")  # 1 % of a small test split: expected
     dev = resolve_device(args.device)
     threads = args.threads or (1 if dev.type == "cpu" else None)
     if threads:
         torch.set_num_threads(threads)
     d = CUDA_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
-    dataset = args.dataset or d["dataset"]
     input_size = None if args.native else (args.input_size or d["input_size"])
     caps = (None, None) if args.no_cap else (args.max_params if args.max_params is not None else d["max_params"],
                                              args.max_gmacs if args.max_gmacs is not None else d["max_gmacs"])
-    repeat = args.repeat or (3 if dev.type == "cuda" else 2)
     dev_str, dev_name = device_info(str(dev))
-
     pool = read_pool_file(Path(args.pool)) if args.pool else build_pool(progress=sys.stderr.isatty())
     runnable, left_out = runnable_pool(pool, input_size)
     part = affordable(runnable, *caps)
     guard_m = memory_guard_gb(dev_str) * 1e9 / 4 / 1e6  # never time a backbone this machine cannot hold
     sample = stratified_sample(part, args.sample, args.seed, max_params_m=guard_m)
-    ds = load_dataset(dataset)
+    ds = load_dataset(args.dataset or d["dataset"])
     cfg = SweepConfig(dataset=ds.name, fractions=FRACTIONS, seeds=SEEDS, evaluators=EVALUATORS, weights="random",
                       device=str(dev), batch_size=args.batch_size, input_size=input_size)
     print(f"bench-precompute on {dev_str} ({dev_name}), {os.cpu_count()} CPUs, torch {torch.__version__}: "
@@ -199,62 +192,85 @@ def main() -> int:
           + (f" (left out: {left_out})" if left_out else "")
           + f", affordable {part.height} (max params {caps[0]} M, max effective GMACs {caps[1]}); "
           f"sample {sample.height}, one per GMACs stratum (seed {args.seed})")
+    return SimpleNamespace(dev=dev, dev_str=dev_str, dev_name=dev_name, input_size=input_size, caps=caps,
+                           repeat=args.repeat or (3 if dev.type == "cuda" else 2), pool=pool, runnable=runnable,
+                           part=part, guard_m=guard_m, sample=sample, ds=ds, cfg=cfg)
 
+
+def _extraction_ratios(ok, run: SimpleNamespace, n_backbones: int) -> tuple[list[dict], float | None]:
+    """Extraction against forward-only on the lowest, middle and highest GMACs backbones that ran."""
+    from precompute.sweep import extraction_plan  # lazy: torch (the module loads it)
+
+    ds = run.ds
+    plans = subset_plan(ds, list(FRACTIONS), list(range(SEEDS)))
+    images = np.concatenate([ds.train_images, ds.test_images])
+    plan = extraction_plan(plans, FRACTIONS, len(ds.train_labels), len(images))
+    names = ok.sort("eff_gmacs").get_column("backbone").to_list()
+    k = min(n_backbones, len(names))
+    picks = [names[i] for i in sorted({round(j * (len(names) - 1) / max(1, k - 1)) for j in range(k)})] if k else []
+    ratios = []
+    for name in picks:
+        r = extract_vs_forward(name, run.cfg, images, plan.order, run.repeat)
+        ratios.append(r)
+        print(f"  extract vs forward-only, {name}: {r['extract_images_per_s']:.0f} vs "
+              f"{r['forward_images_per_s']:.0f} images/s -> {r['ratio']:.2f}")
+    return ratios, (float(np.median([r["ratio"] for r in ratios])) if ratios else None)
+
+
+def _targets(cuda: bool, median: float | None, ratio: float | None, heads: dict, wall: float) -> dict[str, bool]:
+    if cuda:
+        return {"median <= 30 s per backbone (H100-class)": median is not None and median <= 30,
+                "extraction >= 0.8 of forward-only (H100-class)": ratio is not None and ratio >= 0.8}
+    return {"the sweep's heads >= 2.5x sequential (CPU)": heads["sequential_seconds"] / heads["sweep_seconds"] >= 2.5,
+            "default run within 10 min (CPU)": wall <= 600}
+
+
+def main() -> int:
+    args = _arguments()
+    import polars as pl
+    import torch
+
+    from precompute.estimate import measure_sample  # lazy: torch
+
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    warnings.filterwarnings("ignore", message=r"fraction .* keeps")  # 1 % of a small test split: expected
+    run = _setup(args)
+    ds, sample, caps = run.ds, run.sample, run.caps
     t0 = time.perf_counter()
-    measured = measure_sample(cfg, sample, ds, echo=print)
+    measured = measure_sample(run.cfg, sample, ds, echo=print)
     sweep_wall = time.perf_counter() - t0
     ok = measured.filter(pl.col("status") == "ok")
     median = float(np.median(ok.get_column("seconds").to_numpy())) if ok.height else None
     print(f"median seconds per backbone: {format_duration(median)} over {ok.height} ok of {measured.height} "
           f"(load {np.median(ok['load_seconds']):.2f} s, extract {np.median(ok['extract_seconds']):.2f} s, "
           f"fit {np.median(ok['fit_seconds']):.2f} s, medians)" if ok.height else "no backbone ran")
-
-    # extraction vs forward-only: the lowest, middle and highest GMACs backbones that ran
-    plans = subset_plan(ds, list(FRACTIONS), list(range(SEEDS)))
-    images = np.concatenate([ds.train_images, ds.test_images])
-    plan = extraction_plan(plans, FRACTIONS, len(ds.train_labels), len(images))
-    names = ok.sort("eff_gmacs").get_column("backbone").to_list()
-    k = min(args.ratio_backbones, len(names))
-    picks = [names[i] for i in sorted({round(j * (len(names) - 1) / max(1, k - 1)) for j in range(k)})] if k else []
-    ratios = []
-    for name in picks:
-        r = extract_vs_forward(name, cfg, images, plan.order, repeat)
-        ratios.append(r)
-        print(f"  extract vs forward-only, {name}: {r['extract_images_per_s']:.0f} vs "
-              f"{r['forward_images_per_s']:.0f} images/s -> {r['ratio']:.2f}")
-    ratio = float(np.median([r["ratio"] for r in ratios])) if ratios else None
+    ratios, ratio = _extraction_ratios(ok, run, args.ratio_backbones)
 
     dim = int(np.median([int(x) for x in sample.get_column("feature_dim").drop_nulls().to_list()] or [768]))
-    heads = heads_timing(len(ds.train_labels), len(ds.test_labels), dim, ds.n_classes, str(dev))
+    heads = heads_timing(len(ds.train_labels), len(ds.test_labels), dim, ds.n_classes, str(run.dev))
     seq, swp, bat = heads["sequential_seconds"], heads["sweep_seconds"], heads["batched_seconds"]
     print(f"heads, {SEEDS} seeds, n_train {len(ds.train_labels)}, dim {dim}: sequential {format_duration(seq)}, "
           f"the sweep's pattern (seed 0 alone + {SEEDS - 1} batched) {format_duration(swp)} -> {seq / swp:.2f}x "
           f"(all {SEEDS} batched: {format_duration(bat)} -> {seq / bat:.2f}x)")
 
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    targets = {}
-    if dev.type == "cuda":
-        targets["median <= 30 s per backbone (H100-class)"] = median is not None and median <= 30
-        targets["extraction >= 0.8 of forward-only (H100-class)"] = ratio is not None and ratio >= 0.8
-    else:
-        targets["the sweep's heads >= 2.5x sequential (CPU)"] = seq / swp >= 2.5
-        targets["default run within 10 min (CPU)"] = wall <= 600
+    targets = _targets(run.dev.type == "cuda", median, ratio, heads, wall)
     doc = {"median_backbone_seconds": median, "extract_vs_forward": ratio, "heads_sequential_seconds": seq,
-           "heads_sweep_seconds": swp, "heads_batched_seconds": bat, "device": dev_str, "device_name": dev_name,
-           "cpu_count": os.cpu_count(),
+           "heads_sweep_seconds": swp, "heads_batched_seconds": bat, "device": run.dev_str,
+           "device_name": run.dev_name, "cpu_count": os.cpu_count(),
            "threads": torch.get_num_threads(), "host": platform.node(), "torch": torch.__version__,
-           "dataset": ds.name, "input_size": input_size, "fractions": list(FRACTIONS), "seeds": SEEDS,
+           "dataset": ds.name, "input_size": run.input_size, "fractions": list(FRACTIONS), "seeds": SEEDS,
            "evaluators": list(EVALUATORS), "weights": "random", "sample_rule": {
                "stratified": "one per equal-count stratum of effective GMACs, default_rng(seed)",
                "seed": args.seed, "max_params_m": caps[0], "max_effective_gmacs": caps[1],
-               "memory_guard_params_m": guard_m,
-               "pool": pool.height, "runnable": runnable.height, "affordable": part.height},
+               "memory_guard_params_m": run.guard_m,
+               "pool": run.pool.height, "runnable": run.runnable.height, "affordable": run.part.height},
            "sweep_wall_seconds": sweep_wall, "wall_seconds": wall, "cpu_seconds": cpu,
            "backbones": measured.to_dicts(),
            "extract_vs_forward_backbones": ratios, "heads": heads, "targets": targets}
     for t, met in targets.items():
         print(f"target {t}: {'met' if met else 'NOT met'}")
-    if dev.type != "cuda":
+    if run.dev.type != "cuda":
         print("no GPU here: the H100 targets (median <= 30 s, extraction >= 0.8) are not judged; CPU figures above")
     print(f"wall time {format_duration(wall)} (sweep part {format_duration(sweep_wall)}), this process's CPU time "
           f"{format_duration(cpu)}; a shared machine makes these noisy: rerun on a quiet one")
