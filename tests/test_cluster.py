@@ -50,15 +50,24 @@ def test_foreign_lock_with_old_heartbeat_is_taken_over_fresh_one_respected(tmp_p
 
 
 def test_heartbeat_keeps_a_long_computation_locked(tmp_path):
+    """No wall-clock bound: the lock file is aged by hand to what an hour without a heartbeat would
+    leave, and the heartbeat is seen to refresh it; once the holder freezes, the same ageing makes
+    it stale.  (The wait for a heartbeat only guards against a hang.)"""
     path = tmp_path / "x.lock"
-    holder = P.BackboneLock(path, stale_after=1.0, heartbeat=0.1)
+    holder = P.BackboneLock(path, stale_after=60.0, heartbeat=0.05)
     assert holder.acquire()
-    time.sleep(1.6)  # longer than stale_after: only the heartbeat keeps it fresh
-    assert time.time() - path.stat().st_mtime < 1.0
-    assert not P.BackboneLock(path, stale_after=1.0).acquire()
+    old = time.time_ns() - int(HOUR * 1e9)
+    os.utime(path, ns=(old, old))  # an hour since the last refresh: stale, were nobody beating
+    deadline = time.monotonic() + 120
+    while path.stat().st_mtime_ns == old:
+        assert time.monotonic() < deadline, "no heartbeat refreshed the lock in 120 s"
+        time.sleep(0.01)
+    assert not P.BackboneLock(path, stale_after=60.0).acquire()  # refreshed: a live holder's
     holder._stop.set()  # the holder freezes (no heartbeat), e.g. its node is lost
-    time.sleep(1.3)
-    taker = P.BackboneLock(path, stale_after=1.0)
+    holder._beat.join(timeout=120)
+    assert not holder._beat.is_alive()
+    os.utime(path, (time.time() - HOUR,) * 2)  # an hour later
+    taker = P.BackboneLock(path, stale_after=60.0)
     assert taker.acquire()
     assert not holder.owns()  # the old holder can tell, and must not write its result
     holder.release()  # never removes the taker's lock

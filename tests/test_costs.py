@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from test_sweep import FAST, centroid_acc, config, data_cache, fake_load_backbone, pool_frame, spread  # noqa: F401
 from torch import nn
+from virtual_clock import VirtualClock
 
 import precompute.backbone as backbone_mod
 import precompute.evaluators as evaluators_mod
@@ -265,19 +266,6 @@ def test_batched_seeds_are_charged_their_own_epochs(monkeypatch, tmp_path, data_
     assert "its own epochs" in batched_key
     assert fit[batched_key] == ["mlp"] and fit["measured per row (each seed alone)"] == ["silhouette"]
     assert meta["protocol"]["timing"]["device"] == "cpu"
-
-
-class VirtualClock:
-    """``perf_counter`` that only ``sleep`` advances: the seconds a fake spends, and nothing else."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SleepyHead:

@@ -24,6 +24,7 @@ import torch
 from test_kill_resume import NAMES, cli, cli_env, spawn, sweep_home  # noqa: F401  (fixture)
 from test_sweep import centroid_acc, data_cache, spread  # noqa: F401  (fixture)
 from torch import nn
+from virtual_clock import VirtualClock
 
 import precompute.backbone as backbone_mod
 import precompute.evaluators as evaluators_mod
@@ -51,10 +52,13 @@ DATASETS = [("in1k", 1.28e6), ("in22k", 1.42e7), ("laion2b", 2.3e9), (None, None
 
 
 # ------------------------------------------------------------------------------ fakes
-def slow_centroid(train_x, train_y, test_x, test_y, n_classes, seed, epochs=8, dt=0.03):
-    """Centroid accuracy after ``epochs`` sleeps of ``dt`` seconds, a fault point after each."""
-    for _ in range(epochs):
+def slow_centroid(train_x, train_y, test_x, test_y, n_classes, seed, epochs=8, dt=0.03, ran=None):
+    """Centroid accuracy after ``epochs`` sleeps of ``dt`` seconds, a fault point after each
+    (``ran``: a list that gets one item per epoch slept)."""
+    for epoch in range(epochs):
         time.sleep(dt)
+        if ran is not None:
+            ran.append(epoch)
         faults.point("mlp-epoch")
     return centroid_acc(train_x, train_y, test_x, test_y, n_classes, seed)
 
@@ -236,48 +240,93 @@ def test_bad_budgets_say_what_is_expected(text):
 
 
 # ------------------------------------------------------------------------------ budget
-def test_budget_stops_on_measured_seconds_at_points_and_is_not_an_exception():
+def test_budget_stops_on_measured_seconds_at_points_and_is_not_an_exception(monkeypatch):
+    """On a virtual clock (what :mod:`precompute.clock` reads advances only by the test's sleeps),
+    so every measured second is an exact, hand-computed value (all steps dyadic: no rounding)."""
     assert not issubclass(clock.OverBudget, Exception) and issubclass(clock.OverBudget, BaseException)
+    virtual = VirtualClock()
+    monkeypatch.setattr(clock, "time", virtual)  # clock reads time.perf_counter only
     faults.point("mlp-epoch")  # no budget: nothing
-    with clock.budget(0.05) as meter:
-        time.sleep(0.2)  # untimed bookkeeping (outside every span) never counts
+    with clock.budget(0.5) as meter:
+        virtual.sleep(8.0)  # untimed bookkeeping (outside every span) never counts
+        assert meter.spent() == 0.0
         faults.point("extract-batch")
+        with clock.span() as first:
+            virtual.sleep(0.125)
         with clock.span():
-            time.sleep(0.02)
-        with clock.span():
-            time.sleep(0.02)
-        assert 0.04 <= meter.spent() < 0.05 + 0.2 and meter.closed == meter.spent()
-        faults.point("extract-batch")  # 0.04 measured s < 0.05: nothing
+            virtual.sleep(0.125)
+        assert first.seconds == 0.125 and meter.spent() == meter.closed == 0.25
+        faults.point("extract-batch")  # 0.25 measured s < 0.5: nothing
+        steps = 0
         with pytest.raises(clock.OverBudget) as err:
             with clock.span():
                 for _ in range(1000):
-                    time.sleep(0.005)
+                    virtual.sleep(0.0625)
+                    steps += 1
+                    assert meter.spent() == 0.25 + steps * 0.0625  # closed spans + the open one so far
                     faults.point("mlp-epoch")
     stop = err.value
-    assert stop.where == "mlp-epoch" and stop.limit == 0.05 and 0 <= stop.latency < 0.2
-    assert stop.spent == pytest.approx(meter.closed, abs=0.02)  # the span closed with what it spent
+    # 4 steps reach the budget exactly (0.5, not past it: no stop); the 5th passes it and is stopped
+    # at its own point: one step late, not more
+    assert steps == 5 and stop.where == "mlp-epoch" and stop.limit == 0.5
+    assert stop.spent == 0.5625 and stop.latency == 0.0625
+    assert meter.closed == stop.spent  # the span closed with what it spent
     assert clock._STATE.meter is None  # restored
     faults.point("mlp-epoch")
     with clock.budget(1.0), pytest.raises(RuntimeError, match="not nestable"):
         with clock.budget(1.0):
             pass
-    with clock.budget(0.01) as meter:  # an inner span is part of its outer span, counted once
+    with clock.budget(0.25) as meter:  # an inner span is part of its outer span, counted once
         with clock.span() as outer:
+            virtual.sleep(0.0625)
             with clock.span() as inner:
-                time.sleep(0.02)
-        assert meter.closed == outer.seconds >= inner.seconds
-        with pytest.raises(clock.OverBudget):
+                virtual.sleep(0.125)
+        assert inner.seconds == 0.125 and meter.closed == outer.seconds == 0.1875  # not 0.3125
+        clock.check("inside")  # 0.1875 <= 0.25
+        with clock.span():
+            virtual.sleep(0.125)
+        with pytest.raises(clock.OverBudget) as err:
             clock.check("after")
+        assert err.value.spent == 0.3125 and err.value.where == "after"
 
 
-def test_point_stays_cheap_without_budget_or_plan():
-    assert clock._STATE.meter is None
-    n = 200_000
-    t0 = time.perf_counter()
+class _Tripwire:
+    """Stands in for what faults.point must not touch without a budget or a plan."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"faults.point read {name} with no budget and no fault plan")
+
+
+def test_point_stays_cheap_without_budget_or_plan(monkeypatch):
+    """Without a budget and a fault plan, faults.point is one thread-local read and one dict lookup:
+    it reads no clock, counts no visit and sends nothing (the cost structure, not a timing: a speed
+    figure belongs in bench/)."""
+    reads = {"meter": 0, "plan": 0}
+
+    class State:  # clock._STATE with no budget, counting the reads of its meter
+        depth = 0
+
+        @property
+        def meter(self):
+            reads["meter"] += 1
+            return None
+
+    class Plan(dict):  # faults._PLAN with nothing planned, counting its lookups
+        def get(self, *a):
+            reads["plan"] += 1
+            return super().get(*a)
+
+    monkeypatch.setattr(clock, "time", _Tripwire())  # a clock read would raise
+    monkeypatch.setattr(clock, "_STATE", State())
+    monkeypatch.setattr(faults, "_PLAN", Plan())
+    monkeypatch.setattr(faults, "os", _Tripwire())  # no environment read, no file, no signal
+    seen = dict(faults._SEEN)
+    n = 1000
     for _ in range(n):
-        faults.point("extract-batch")
-    per_call = (time.perf_counter() - t0) / n
-    assert per_call < 5e-6, per_call  # ~0.1 us on an idle core; generous for a shared machine
+        for name in faults.POINTS:
+            faults.point(name)
+    assert reads == {"meter": n * len(faults.POINTS), "plan": n * len(faults.POINTS)}
+    assert faults._SEEN == seen  # no visit counted
 
 
 def test_sweep_lets_a_stop_through_instead_of_a_failed_row(fakes, data_cache, monkeypatch):  # noqa: F811
@@ -291,23 +340,30 @@ def test_sweep_lets_a_stop_through_instead_of_a_failed_row(fakes, data_cache, mo
     images = np.concatenate([ds.train_images, ds.test_images])
     plan = extraction_plan(plans, (0.1,), len(ds.train_labels), len(images))
     row = fake_pool(1, 0).row(0, named=True)
+    ran: list[int] = []
     monkeypatch.setitem(FAKE_EVALUATORS, "slower", EvaluatorSpec(
-        "slower", True, lambda *a, **k: slow_centroid(*a, **k, epochs=100, dt=0.02)))
+        "slower", True, lambda *a, **k: slow_centroid(*a, **k, epochs=100, dt=0.02, ran=ran)))
     cfg = SweepConfig(dataset="digits", fractions=(0.1,), seeds=1, evaluators=("slower",), weights="random",
                       device="cpu", batch_size=16, cache_dir=data_cache)
-    with pytest.raises(clock.OverBudget) as err:
-        with clock.budget(0.0):  # the measured load alone passes it: stopped right after the load
-            sweep_mod.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
-    assert err.value.where == "backbone-load"
-    with pytest.raises(clock.OverBudget) as err:
-        with clock.budget(0.1):  # 12 batches of 16 images, 0.05 s each
-            sweep_mod.evaluate_backbone(cfg, "fake_sleep.x", row, ds, plans, plan, images)
-    assert err.value.where == "extract-batch"
-    t0 = time.monotonic()
-    with pytest.raises(clock.OverBudget) as err:
-        with clock.budget(1.0):  # passes inside the 2 s fit
-            sweep_mod.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
-    assert err.value.where == "mlp-epoch" and 1.0 <= time.monotonic() - t0 < 1.9
+    with monkeypatch.context() as m:  # a virtual clock: the fakes' sleeps are the only seconds measured
+        virtual = VirtualClock()
+        m.setattr(time, "perf_counter", virtual.perf_counter)
+        m.setattr(time, "sleep", virtual.sleep)
+        with pytest.raises(clock.OverBudget) as err:
+            with clock.budget(0.0):  # the measured load alone (0.002 s) passes it: stopped right after the load
+                sweep_mod.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
+        assert err.value.where == "backbone-load" and err.value.spent == pytest.approx(0.002)
+        with pytest.raises(clock.OverBudget) as err:
+            with clock.budget(0.1):  # 12 batches of 16 images, 0.05 s each: the 2nd passes 0.1
+                sweep_mod.evaluate_backbone(cfg, "fake_sleep.x", row, ds, plans, plan, images)
+        assert err.value.where == "extract-batch" and err.value.spent == pytest.approx(0.002 + 2 * 0.05)
+        assert ran == []  # the fit never started
+        with pytest.raises(clock.OverBudget) as err:
+            with clock.budget(1.0):  # passes inside the 2 s fit (100 epochs of 0.02 s)
+                sweep_mod.evaluate_backbone(cfg, row["backbone"], row, ds, plans, plan, images)
+    # stopped in the fit at the first epoch past the budget: 0.002 s load + 50 epochs, of its 100
+    assert err.value.where == "mlp-epoch" and len(ran) == 50
+    assert err.value.spent == pytest.approx(0.002 + 50 * 0.02) and err.value.spent > err.value.limit == 1.0
     x = torch.randn(40, 5)
     y = torch.arange(40) % 3
     with pytest.raises(clock.OverBudget) as err:
@@ -522,7 +578,10 @@ def test_budget_stops_an_evaluation_and_a_rerun_does_nothing_new(fakes, data_cac
     assert 1 <= doc["n_evaluated"] <= 3  # each takes >= 0.24 s
     assert doc["spent_s"] <= doc["budget_s"] == 0.9
     assert st["remaining_s"] == pytest.approx(0.9 - doc["spent_s"])
-    assert st["measured_s"] > st["remaining_s"] and 0 < st["latency_s"] < 0.25  # one epoch (0.03 s) late
+    # how late the stop came, by its definition (measured past the seconds it had), never a wall-clock
+    # bound: that it comes at the first point past the budget, one step late, is held exactly on a
+    # virtual clock by test_budget_stops_on_measured_seconds_at_points_and_is_not_an_exception
+    assert st["measured_s"] > st["remaining_s"] and st["latency_s"] == st["measured_s"] - st["remaining_s"] > 0
     assert st["wall_s"] >= st["measured_s"]
     assert st["backbone"] == search_order(pool, "cycling", "slow", 0)[doc["n_evaluated"]]
     assert not P.part_path(out / "parts", "digits", st["backbone"]).exists()  # a stop writes nothing
@@ -684,7 +743,7 @@ def test_library_input_errors_come_before_anything_is_written(fakes, data_cache,
     cases = [(dict(budget="2x"), "expected a positive duration"),
              (dict(evaluator="knnn@0.1"), "unknown evaluator 'knnn'"),
              (dict(evaluator="mlp@0.0001"), "fraction 0.0001 of digits keeps 0 of 1438 train images for 10 "
-                                            "classes .* the smallest fraction this dataset gives is 0.0265"),
+                                            "classes; the smallest fraction this dataset gives is 0.0265"),
              (dict(evaluator="mlp@1.5"), r"the fraction must be in \(0, 1\]"),
              (dict(evaluator="mlp@x"), "fraction 'x' is not a number"),
              (dict(strategy="nope"), "unknown strategy 'nope'"),

@@ -3,8 +3,8 @@ layout, written with its own helpers) holding locally saved random weights of ti
 
 * timm's own hub path reads them offline (``HF_HUB_OFFLINE=1``), in-process and through the real
   ``precompute run`` CLI; an uncached backbone is a failed row naming ``precompute fetch``;
-* a slow download (the downloader monkeypatched to sleep) never enters ``load_seconds``, and the
-  timed load makes no hub request even online;
+* a slow download (the downloader's delay passing on a virtual clock) never enters
+  ``load_seconds``, and the timed load makes no hub request even online;
 * ``--evict-weights`` leaves the cache exactly as it found it (a pre-cached backbone stays, a
   freshly "downloaded" one goes);
 * ``precompute fetch``: sizes, one total, parallel downloads, one line per failure.
@@ -33,7 +33,9 @@ from huggingface_hub.file_download import (
 )
 from test_kill_resume import NAMES, cli, sweep_home  # noqa: F401  (fixture)
 from test_sweep import data_cache, pool_frame  # noqa: F401  (fixture)
+from virtual_clock import VirtualClock
 
+from precompute import clock
 from precompute import parts as P
 from precompute import weights as W
 from precompute.backbone import load_backbone
@@ -103,12 +105,25 @@ def hub(tmp_path, monkeypatch):
 class FakeHub:
     """Stands in for the network behind ``precompute.weights.hf_hub_download``: serves files held
     in memory (``repos[repo_id][filename] = bytes``), writes them into the cache in the hub's
-    layout, sleeps ``delay`` seconds per download, honours ``dry_run`` and ``tqdm_class``."""
+    layout, sleeps ``delay`` seconds per download (with ``sleep``: ``time.sleep`` unless a virtual
+    clock's), honours ``dry_run`` and ``tqdm_class``.
 
-    def __init__(self, repos: dict[str, dict[str, bytes]], delay: float = 0.0, fail: set[str] = ()):
-        self.repos, self.delay, self.fail = repos, delay, set(fail)
+    It records, per download, how many :mod:`precompute.clock` spans were open in the downloading
+    thread (``spans_open``: 0 = no measured block contains it) and the most downloads in flight at
+    once (``most``); with ``meet`` a download first waits (``MEET_TIMEOUT`` at most, so nothing can
+    hang) until ``meet`` downloads have been in flight together: a rendezvous that parallel
+    downloads pass at once and sequential ones cannot."""
+
+    MEET_TIMEOUT = 10.0
+
+    def __init__(self, repos: dict[str, dict[str, bytes]], delay: float = 0.0, fail: set[str] = (),
+                 sleep=None, meet: int = 0):
+        self.repos, self.delay, self.fail, self.sleep, self.meet = repos, delay, set(fail), sleep, meet
         self.calls: list[tuple[str, str, bool]] = []
+        self.spans_open: list[int] = []
+        self.in_flight = self.most = 0
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
 
     def __call__(self, repo_id, filename, revision=None, dry_run=False, tqdm_class=None, **_):
         with self.lock:
@@ -120,16 +135,26 @@ class FakeHub:
             raise RemoteEntryNotFoundError(f"{repo_id} has no {filename}", response=_response(404))
         if dry_run:
             return SimpleNamespace(file_size=len(data), is_cached=False, will_download=True)
-        time.sleep(self.delay)
-        if tqdm_class is not None:
-            with tqdm_class(total=len(data), initial=0) as bar:
-                bar.update(len(data) // 2)
-                bar.update(len(data) - len(data) // 2)
-        cache = Path(hub_constants.HF_HUB_CACHE)
-        lock = cache / ".locks" / repo_folder_name(repo_id=repo_id, repo_type="model") / "x.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.touch()
-        return str(write_hub_file(cache, repo_id, filename, data))
+        with self.changed:
+            self.spans_open.append(clock._STATE.depth)
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.most >= self.meet, timeout=self.MEET_TIMEOUT)
+        try:
+            (self.sleep or time.sleep)(self.delay)
+            if tqdm_class is not None:
+                with tqdm_class(total=len(data), initial=0) as bar:
+                    bar.update(len(data) // 2)
+                    bar.update(len(data) - len(data) // 2)
+            cache = Path(hub_constants.HF_HUB_CACHE)
+            lock = cache / ".locks" / repo_folder_name(repo_id=repo_id, repo_type="model") / "x.lock"
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            lock.touch()
+            return str(write_hub_file(cache, repo_id, filename, data))
+        finally:
+            with self.changed:
+                self.in_flight -= 1
 
 
 def _response(code: int):
@@ -155,10 +180,14 @@ def test_offline_cache_is_read_through_timms_hub_path(hub):
 
 
 def test_slow_download_never_enters_load_seconds(hub, monkeypatch):
+    """On a virtual clock (what precompute.clock reads advances only by the download's delay), so
+    "the download is outside load_seconds" is exact: the clock moved by the delay, load_seconds
+    by nothing."""
     delay = 2.0
+    virtual = VirtualClock()
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)  # online: downloads allowed
     data = safetensors.torch.save(random_weights(A, seed=5))
-    fake = FakeHub({f"timm/{A}": {"model.safetensors": data}}, delay=delay)
+    fake = FakeHub({f"timm/{A}": {"model.safetensors": data}}, delay=delay, sleep=virtual.sleep)
     monkeypatch.setattr(W, "hf_hub_download", fake)
     # the hub's own metadata requests (timm's hf_hub_download of a cached file): count the online ones
     import huggingface_hub.file_download as fd
@@ -168,30 +197,38 @@ def test_slow_download_never_enters_load_seconds(hub, monkeypatch):
     def metadata(*a, **k):
         if not hub_constants.is_offline_mode():
             online.append(a or k)
-            time.sleep(1.0)  # what a round trip to the hub costs inside a clock
+            virtual.sleep(1.0)  # what a round trip to the hub costs inside a clock
             raise ConnectionError("no network in this test")
         return real_meta(*a, **k)
 
     monkeypatch.setattr(fd, "get_hf_file_metadata", metadata)
-    t0 = time.perf_counter()
-    bb = load_backbone(A, weights="pretrained", device="cpu", input_size=32)
-    wall = time.perf_counter() - t0
+    with monkeypatch.context() as m:
+        m.setattr(clock, "time", virtual)  # clock reads time.perf_counter only
+        t0 = virtual.perf_counter()
+        bb = load_backbone(A, weights="pretrained", device="cpu", input_size=32)
+        wall = virtual.perf_counter() - t0
     assert fake.calls == [(f"timm/{A}", "model.safetensors", False)]  # downloaded once, before
-    assert wall - bb.load_seconds >= delay * 0.95, (wall, bb.load_seconds)  # the sleep is outside
+    assert fake.spans_open == [0]  # in no measured block
+    assert wall == delay and bb.load_seconds == 0.0, (wall, bb.load_seconds)  # the delay is outside
     assert online == []  # the timed creation made no hub request although online
-    # a second load finds it cached: no download at all
-    t0 = time.perf_counter()
+    # a second load (on the real clock) finds it cached: no download at all, so none of its time
+    # can be a download's (no wall-clock bound needed)
     again = load_backbone(A, weights="pretrained", device="cpu", input_size=32)
-    assert len(fake.calls) == 1 and time.perf_counter() - t0 < delay
+    assert len(fake.calls) == 1
     assert again.load_seconds > 0
 
 
 @pytest.mark.slow
 def test_sweep_with_slow_download_charges_no_download(hub, monkeypatch, tmp_path, data_cache):
-    delay = 2.0
+    """The download's hour passes on a virtual clock running on top of the real one
+    (``time.perf_counter`` = real + virtual seconds): the sweep's wall time per backbone holds it,
+    the row's measured seconds cannot (no wall-clock bound, no tolerance)."""
+    delay = 3600.0
+    virtual = VirtualClock(real=True)
+    monkeypatch.setattr(time, "perf_counter", virtual.perf_counter)
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     fake = FakeHub({f"timm/{A}": {"model.safetensors": safetensors.torch.save(random_weights(A, 5))}},
-                   delay=delay)
+                   delay=delay, sleep=virtual.sleep)
     monkeypatch.setattr(W, "hf_hub_download", fake)
     cfg = SweepConfig("digits", fractions=(0.1,), seeds=1, evaluators=("silhouette",), weights="pretrained",
                       device="cpu", input_size=32, parts_dir=str(tmp_path / "parts"), cache_dir=data_cache)
@@ -199,7 +236,8 @@ def test_sweep_with_slow_download_charges_no_download(hub, monkeypatch, tmp_path
     assert summary.ok == 1
     frame, _ = P.read_part(P.part_path(cfg.parts_dir, "digits", A))
     row = frame.row(0, named=True)
-    assert summary.seconds[A] - row["seconds"] >= delay * 0.95, (summary.seconds[A], row)
+    assert fake.spans_open == [0]  # downloaded in no measured block
+    assert summary.seconds[A] - row["seconds"] >= delay, (summary.seconds[A], row)  # all of it outside
     assert 0 < row["load_seconds"] < row["seconds"]
 
 
@@ -346,13 +384,12 @@ def test_fetch_sizes_total_parallel_and_failures(hub, monkeypatch, capsys):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     files = {f"timm/{B}": {"model.safetensors": b"b" * 3000},
              f"timm/{C}": {"pytorch_model.bin": b"c" * 5000}}  # no safetensors: the .bin is fetched
-    delay = 1.5
-    fake = FakeHub(files, delay=delay, fail={"timm/resnet18.a1_in1k"})
+    # each download waits for the other to be in flight too: at once with parallel downloads, after
+    # FakeHub.MEET_TIMEOUT with sequential ones (which then leave most == 1)
+    fake = FakeHub(files, fail={"timm/resnet18.a1_in1k"}, meet=2)
     monkeypatch.setattr(W, "hf_hub_download", fake)
-    t0 = time.perf_counter()
     code = main(["fetch", "--pool", A, "--pool", B, "--pool", C, "--pool", "resnet18.a1_in1k",
                  "--jobs", "4", "--no-progress"])
-    wall = time.perf_counter() - t0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines[0] == "fetch: 4 backbones, 2 to download (8.0 kB), 1 already cached"
@@ -363,9 +400,10 @@ def test_fetch_sizes_total_parallel_and_failures(hub, monkeypatch, capsys):
     assert code == 2 and err.strip() == ("error: 1 of 4 backbones' weights could not be fetched "
                                          "(listed above); rerun the same command to retry them")
     assert W.is_cached(B) and W.is_cached(C)
-    assert wall < 2 * delay - 0.2, wall  # the two downloads overlapped (one after the other: >= 3 s)
+    assert fake.most == 2  # the two downloads overlapped
     # a rerun has nothing left but the failure
     fake.fail.clear()
+    fake.meet = 0
     fake.repos["timm/resnet18.a1_in1k"] = {"model.safetensors": b"r" * 10}
     assert main(["fetch", "--pool", A, "--pool", B, "--pool", C, "--pool", "resnet18.a1_in1k",
                  "--no-progress"]) == 0
