@@ -17,8 +17,9 @@ The search is the simulator's Eqs. 3-4 done live, on the oracle's own definition
 * **incumbent** b̂ = best ε̃ among the counted evaluations, ties to the earlier (Eq. 3; with
   successive halving, at the highest fraction reached).
 
-Inputs are checked once (:mod:`.config`), the loop and resume are in :mod:`.loop`, where the
-evaluations run in :mod:`.workers`, what is written and printed in :mod:`.report`.  The command line
+Inputs are checked once (:mod:`.config`), the loop is in :mod:`.loop`, what it counted and how a rerun
+reads it back (trace, parts, ``search.json``) in :mod:`.record`, its progress bar in :mod:`.progress`, where
+the evaluations run in :mod:`.workers`, what is written and printed in :mod:`.report`.  The command line
 is :mod:`precompute.cli.search`.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .schedule import sampler_pool, search_order
 #: what the command line, the benchmarks and the tests call, the loop's and the report's names imported on first
 #: use (PEP 562 ``__getattr__``): ``precompute search`` checks its arguments through :mod:`.config` before torch,
 #: timm and plotly load.  Anything else is imported from its own module (:mod:`.workers`, :mod:`.report` …).
-_LAZY = {"loop": ("SearchResult", "run_search"), "report": ("summary_lines", "wall_ratio"), "workers": ("WorkersTimeout",)}
+_LAZY = {"loop": ("SearchResult", "run_search"), "report": ("summary_lines", "wall_ratio"),
+         "workers": ("WorkersTimeout",)}
 
 
 def __getattr__(name: str):

@@ -29,6 +29,8 @@
   and is evaluated again by a rerun.  The one stopping rule (:meth:`_Search.taking`): evaluations are
   taken until one cannot start by the budget, on one worker until the first that does not count.
   A search whose every evaluation failed, or was lost, is an error naming why (never the budget).
+* What counted and how it is read back (the trace, the parts, ``search.json``) is :mod:`.record`; the
+  progress bar :mod:`.progress`.
 * State lives in part files (``<out>/parts/<dataset>/<backbone>.parquet``), written in the
   sequence's order once an evaluation is placed and counted: a rerun rebuilds the trace by walking
   the schedule over the parts, charging their recorded rows (never the wall clock), and resumes
@@ -39,15 +41,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +64,27 @@ from shared.errors import VibesError
 from shared.evaluator_spec import format_spec
 from shared.limits import Limits, latency_table
 from shared.limits import apply as apply_limits
-from shared.oracle import BACKBONE_META, COLUMNS
-from shared.successive_halving import promotion_seconds
 from shared.workers import Timeline
 
 from .asha import AshaWalk
 from .config import SEED, SearchConfig, SearchError, check_fraction
+from .progress import Progress, progress_line
+from .record import (
+    RETRY_KEY,
+    WALL_KEY,
+    Slot,
+    Trace,
+    charge,
+    check_same_schedule,
+    fill_meta,
+    previous_stops,
+    read_part_if_any,
+    row_of,
+    score_of,
+    search_doc,
+    trace_of,
+    write_part,
+)
 from .report import SEARCH_JSON, mark_stale, put_back, summary_lines, write_outputs
 from .schedule import schedule, search_order
 from .workers import Done, Failed, InProcess, Lost, Task, failed_frame, local_workers, slurm_workers
@@ -78,149 +92,22 @@ from .workers import Done, Failed, InProcess, Lost, Task, failed_frame, local_wo
 FINAL_DIR = "final"
 KEPT_DIR = "kept"
 LOCK_NAME = ".search.lock"
-WALL_KEY = "search_wall_seconds"  # part metadata: fraction -> wall seconds of the evaluation
-RETRY_KEY = "search_retries"  # part metadata: fraction -> workers that died running it (retried)
 
 
-# --------------------------------------------------------------------------------- trace
-@dataclass
-class Evaluation:
-    """One entry of the trace (counted evaluations, in order)."""
-
-    backbone: str
-    fraction: float
-    score: float | None
-    seconds: float  # the charge (Eq. 4): what the oracle charges for this evaluation
-    cumulative_seconds: float
-    status: str
-    incumbent: str | None
-    incumbent_score: float | None
-    wall_seconds: float | None = None  # the evaluation's wall time (None: not recorded)
-    promotion: str | None = None  # "incremental" or "cold" for a successive-halving promotion
-    error: str | None = None
-    from_part: bool = False  # read back from the parts (an earlier run), not evaluated by this one
-    worker: int = 0  # where it ran on the timeline of the search's K workers
-    start_s: float = 0.0  # when it started and ended on that timeline (measured seconds)
-    end_s: float = 0.0
-    retried: int = 0  # workers that died running it before it ran to its end on another
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"backbone": self.backbone, "fraction": self.fraction, "score": self.score, "seconds": self.seconds,
-                "wall_seconds": self.wall_seconds, "cumulative_seconds": self.cumulative_seconds,
-                "worker": self.worker, "start_s": self.start_s, "end_s": self.end_s,
-                "status": self.status, "incumbent": self.incumbent, "incumbent_score": self.incumbent_score,
-                **({"promotion": self.promotion} if self.promotion else {}),
-                **({"error": self.error} if self.error else {}),
-                **({"retried": self.retried} if self.retried else {})}
 
 
-@dataclass
-class Trace:
-    """The counted evaluations in the order they started and the incumbent (Eq. 3 on K workers: the
-    best (level, ε̃) among the evaluations ended by a time, ties to the earlier end, then the
-    earlier position; one level and one worker: the best ε̃ so far, the earlier wins ties)."""
-
-    entries: list[Evaluation] = field(default_factory=list)
-    spent: float = 0.0  # the sum of the counted charges: compute spent
-    best: tuple[str, float] | None = None
-    _key: tuple[int, float] | None = None
 
 
-def _num(x) -> float:
-    """A row value as the simulator reads it: null -> NaN."""
-    return float("nan") if x is None else float(x)
 
 
-def charge(row: dict[str, Any], lower: dict[str, Any] | None, rule: str | None) -> float:
-    """What an evaluation costs the budget, exactly as the simulator charges it: the row's
-    ``seconds`` (null/NaN counted 0, the simulator's rule for failed rows); a promotion (``lower``,
-    the row one rung below) under ``rule`` by :func:`~shared.successive_halving.promotion_seconds`."""
-    s = row.get("seconds")
-    cold = float(s) if s is not None and math.isfinite(float(s)) else 0.0
-    if lower is None or rule is None:
-        return cold
-    lower_ok = lower.get("status") == "ok" and lower.get("score") is not None
-    return float(promotion_seconds(cold, _num(row.get("load_seconds")), _num(row.get("extract_seconds")),
-                                   _num(lower.get("extract_seconds")), _num(row.get("fit_seconds")), rule,
-                                   lower_ok))
 
 
-def _row_of(frame: pl.DataFrame, evaluator: str, fraction: float) -> dict[str, Any] | None:
-    hit = frame.filter((pl.col("evaluator") == evaluator) & ((pl.col("fraction") - fraction).abs() < 1e-12)
-                       & (pl.col("seed") == SEED))
-    return hit.row(0, named=True) if hit.height else None
 
 
-def _read_part(path: Path) -> tuple[pl.DataFrame, dict] | None:
-    if not path.exists():
-        return None
-    try:
-        return P.read_part(path)
-    except Exception:  # unreadable part (writes are atomic, so unexpected): evaluate again
-        return None
 
 
-def _fill_meta(frame: pl.DataFrame, pool_row: dict[str, Any]) -> pl.DataFrame:
-    """Per-backbone metadata the sweep leaves null (e.g. imagenet_top1) taken from the pool row, so
-    the oracle made from the parts orders the pool as the search did."""
-    fills = [pl.col(c).fill_null(pl.lit(pool_row[c], dtype=COLUMNS[c])) for c in BACKBONE_META
-             if pool_row.get(c) is not None]
-    return frame.with_columns(fills) if fills else frame
 
 
-# ----------------------------------------------------------------------------- progress
-class _Progress:
-    """A tqdm bar of the budget spent (seconds); while an evaluation runs a thread moves it with
-    the wall clock; the postfix names the current backbone and the incumbent."""
-
-    def __init__(self, total: float, initial: float, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm  # lazy: only a search with a bar draws one
-
-            self.bar = tqdm(total=round(total, 1), initial=round(min(initial, total), 1), unit="s",
-                            desc="budget", file=sys.stderr, dynamic_ncols=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def write(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-
-    def show(self, spent: float, current: str | None, best: tuple[str, float] | None) -> None:
-        if self.bar is None:
-            return
-        inc = f"best {best[0]} {best[1]:.4f}" if best else "best -"
-        self.bar.set_postfix_str((f"now {current} | " if current else "") + inc, refresh=False)
-        self.bar.n = round(min(spent, self.bar.total), 1)
-        self.bar.refresh()
-
-    def running(self, base: float, current: str, best) -> None:
-        self.idle()
-        self.show(base, current, best)
-        if self.bar is None:
-            return
-        self._stop = threading.Event()
-        t0 = time.monotonic()
-
-        def tick(stop=self._stop):
-            while not stop.wait(0.5):
-                self.show(base + time.monotonic() - t0, current, best)
-
-        self._thread = threading.Thread(target=tick, daemon=True)
-        self._thread.start()
-
-    def idle(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def close(self) -> None:
-        self.idle()
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _prefetch(scfg, backbone: str) -> None:
@@ -246,26 +133,6 @@ class SearchResult:
     changed: bool  # search.json / report.html were (re)written
 
 
-@dataclass
-class Slot:
-    """One evaluation of the run's sequence (its index is its position): where it stands."""
-
-    index: int
-    backbone: str
-    level: int
-    fraction: float
-    promotion: str | None
-    lower: dict | None  # the row one rung below (a promotion)
-    row: dict | None = None  # its row, once known
-    frame: pl.DataFrame | None = None  # rows to write into its part, once placed and counted
-    cost: float | None = None  # its charge; inf: stopped (it cannot end by the budget); resolved once set
-    wall: float | None = None
-    from_part: bool = False
-    stop: dict | None = None  # why it does not count (budget, over budget, lost)
-    placed: tuple[int, float, float] | None = None  # (worker, start, end) on the timeline
-    counted: bool = False
-    lost: bool = False  # its worker died twice: not counted, and it holds no worker on the timeline
-    retries: int = 0  # workers that died under it before it ended
 
 
 @dataclass
@@ -311,7 +178,7 @@ def run_search(cfg: SearchConfig, pool: pl.DataFrame, show_progress: bool = True
     try:
         P.remove_stale_tmp(out)
         earlier = mark_stale(out, time.strftime("%Y-%m-%d %H:%M:%S"))  # an earlier run's outputs say so
-        progress = _Progress(cfg.budget_s, 0.0, show_progress)
+        progress = Progress(cfg.budget_s, 0.0, show_progress)
         engine = workers if workers is not None else start_workers(cfg, setup.gpus)
         search = (_AshaSearch if cfg.asha else _Search)(cfg, setup, engine, progress)
         search.run()
@@ -364,8 +231,8 @@ def _prepare(cfg: SearchConfig, pool: pl.DataFrame, latency, own_workers: bool) 
         fcfg = cfg.sweep_config(cfg.final, (1.0,), out / FINAL_DIR)
         sweep.check_existing_parts(fcfg, order, "--out")
     sh_doc = cfg.sh_doc()
-    _check_same_schedule(out, cfg, sh_doc)
-    return _Setup(order, rows, out, scfg, fcfg, ds, sh_doc, _previous_stops(out, cfg, sh_doc), limits_doc, gpus)
+    check_same_schedule(out, cfg, sh_doc)
+    return _Setup(order, rows, out, scfg, fcfg, ds, sh_doc, previous_stops(out, cfg, sh_doc), limits_doc, gpus)
 
 
 def worker_gpus(cfg: SearchConfig) -> list[str] | None:
@@ -391,7 +258,7 @@ class _Search:
     from its part or sent to a free worker; every outcome resolves its slot, and the resolved prefix
     is laid on the timeline (:meth:`_lay_out`), counted when it ends by the budget."""
 
-    def __init__(self, cfg: SearchConfig, setup: _Setup, engine, progress: _Progress):
+    def __init__(self, cfg: SearchConfig, setup: _Setup, engine, progress: Progress):
         self.cfg, self.setup, self.engine, self.progress = cfg, setup, engine, progress
         self.k = engine.k
         self.budget = cfg.budget_s
@@ -437,9 +304,9 @@ class _Search:
         """Evaluation i (backbone b at rung lv) with the row one rung below; its own row, charge and
         wall seconds when its part holds them (measured by an earlier run: what it costs)."""
         f = self.cfg.ladder[lv]
-        part = _read_part(P.part_path(self.setup.scfg.parts_dir, self.cfg.dataset, b))
-        row = _row_of(part[0], self.cfg.name, f) if part else None
-        lower = _row_of(part[0], self.cfg.name, self.cfg.ladder[lv - 1]) if part and lv > 0 else None
+        part = read_part_if_any(P.part_path(self.setup.scfg.parts_dir, self.cfg.dataset, b))
+        row = row_of(part[0], self.cfg.name, f) if part else None
+        lower = row_of(part[0], self.cfg.name, self.cfg.ladder[lv - 1]) if part and lv > 0 else None
         lower_ok = lower is not None and lower.get("status") == "ok" and lower.get("score") is not None
         # a promotion keeps features only from a lower evaluation that succeeded (else it is cold)
         promotion = None if lv == 0 else (self.rule if lower_ok else "cold")
@@ -457,7 +324,7 @@ class _Search:
         sl = self._slot(i, b, lv)
         self.slots.append(sl)
         if sl.from_part:
-            self.walk.done(i, _score(sl.row))
+            self.walk.done(i, score_of(sl.row))
             self._lay_out()
             return
         start = self._lower_bound_start(i)
@@ -492,7 +359,7 @@ class _Search:
         """Resolve the slot of a task that came back; the walk learns its ε̃ (None: none)."""
         sl = self.slots[outcome.index]
         self._resolve(sl, outcome)
-        self.walk.done(sl.index, None if sl.row is None else _score(sl.row))
+        self.walk.done(sl.index, None if sl.row is None else score_of(sl.row))
 
     def _resolve(self, sl: Slot, outcome: Done | Failed | Lost) -> None:
         """A task that came back: rows (ok or failed), a budget stop, or lost."""
@@ -513,11 +380,11 @@ class _Search:
                        **{k_: v for k_, v in outcome.stopped.items() if k_ != "cap_s"},
                        "remaining_s": outcome.stopped["cap_s"], "wall_s": outcome.wall}
             return
-        row = _row_of(outcome.frame, self.cfg.name, sl.fraction)
+        row = row_of(outcome.frame, self.cfg.name, sl.fraction)
         if row is None:  # cannot happen: the sweep writes one row per expected key
             raise RuntimeError(f"evaluate_backbone gave no {format_spec(self.cfg.name, sl.fraction)} row for "
                                f"{sl.backbone}")
-        sl.row, sl.frame = row, _fill_meta(outcome.frame, self.setup.rows[sl.backbone])
+        sl.row, sl.frame = row, fill_meta(outcome.frame, self.setup.rows[sl.backbone])
         sl.cost, sl.stop = charge(row, sl.lower, sl.promotion), None
 
     # ---------------------------------------------------------------------- the timeline
@@ -548,14 +415,14 @@ class _Search:
 
     def _count(self, sl: Slot) -> None:
         if not sl.from_part:
-            _write_part(self.setup.scfg, self.run_meta, sl)
+            write_part(self.setup.scfg, self.run_meta, sl)
             self.new += 1
         self.spent = self.spent + sl.cost
-        score = _score(sl.row)
+        score = score_of(sl.row)
         if score is not None and (self.best is None or (sl.level, score) > self.best[0]):
             self.best = ((sl.level, score), sl.backbone)
         if not sl.from_part:
-            self.progress.write(_progress_line(sl, self.spent, self.k, self.cfg.sh is not None))
+            self.progress.write(progress_line(sl, self.spent, self.k, self.cfg.sh is not None))
 
     def _lower_bound_start(self, i: int) -> float:
         """The earliest evaluation i can start: the laid-out prefix, then the evaluations in flight
@@ -592,7 +459,7 @@ class _Search:
         cfg, setup = self.cfg, self.setup
         counted, not_counted = self._outcomes()
         _refuse_without_evaluation(cfg, counted, not_counted)
-        trace = _trace(counted, self.k)
+        trace = trace_of(counted, self.k)
         final = None
         if setup.fcfg is not None:
             final = _final(cfg, setup.fcfg, trace, setup.ds, setup.rows, cfg.name, setup.out / "parts",
@@ -617,7 +484,7 @@ class _Search:
         "interrupted"``; a rerun resumes from the parts); nothing when none counted."""
         counted, not_counted = self._outcomes()
         if counted:
-            write_outputs(self.setup.out, self._document(_trace(counted, self.k), not_counted, None, "interrupted"))
+            write_outputs(self.setup.out, self._document(trace_of(counted, self.k), not_counted, None, "interrupted"))
             self.wrote = True
 
     def _outcomes(self) -> tuple[list[Slot], list[dict]]:
@@ -629,7 +496,7 @@ class _Search:
     def _document(self, trace: Trace, not_counted: list[dict], final: dict | None, finished: str,
                   nxt: dict | None = None) -> dict:
         setup = self.setup
-        return _document(self.cfg, self.budget, len(setup.order), trace, not_counted[0] if not_counted else None,
+        return search_doc(self.cfg, self.budget, len(setup.order), trace, not_counted[0] if not_counted else None,
                          final, finished=finished, next_evaluation=nxt, sh=setup.sh_doc, workers=self.k,
                          not_counted=not_counted, engine=self.engine.name, limits=setup.limits_doc)
 
@@ -644,7 +511,7 @@ class _AshaSearch(_Search):
     the frontier's time.  An outcome is laid on the timeline only when the walk decides it, so an
     evaluation run ahead but never reached by the budget is dropped (nothing written)."""
 
-    def __init__(self, cfg: SearchConfig, setup: _Setup, engine, progress: _Progress):
+    def __init__(self, cfg: SearchConfig, setup: _Setup, engine, progress: Progress):
         super().__init__(cfg, setup, engine, progress)
         self.walk = AshaWalk(setup.order, len(cfg.ladder), cfg.sh.eta, self.k)
         self.tasks: dict[int, Slot] = {}  # in flight, by task id
@@ -690,7 +557,7 @@ class _AshaSearch(_Search):
             if sl.lost:
                 self.walk.skip()
                 continue
-            self._settle(sl, self.walk.place(None if sl.row is None else _score(sl.row), sl.cost))
+            self._settle(sl, self.walk.place(None if sl.row is None else score_of(sl.row), sl.cost))
 
     def _known(self, b: str, lv: int, t: float) -> Slot | None:
         """Decision (b, lv) at time t without running it: from its part, or stopped by an earlier run
@@ -790,67 +657,12 @@ def _within_limits(pool: pl.DataFrame, limits: Limits | None,
     return kept, doc
 
 
-def _score(row: dict) -> float | None:
-    ok = row.get("status") == "ok" and row.get("score") is not None
-    return float(row["score"]) if ok else None
 
 
-def _write_part(scfg, run_meta: dict, sl: Slot) -> None:
-    """The backbone's part: its rows of other fractions (successive halving's earlier rungs), then these;
-    the evaluation's wall seconds (and workers that died under it) in the part's metadata."""
-    path = P.part_path(scfg.parts_dir, scfg.dataset, sl.backbone)
-    frame = sl.frame
-    walls: dict[str, float] = {}
-    retries: dict[str, int] = {}
-    if path.exists():
-        old, old_meta = P.read_part(path)
-        walls = dict(old_meta.get(WALL_KEY) or {})
-        retries = dict(old_meta.get(RETRY_KEY) or {})
-        keys = frame.select("evaluator", "fraction", "seed")
-        frame = pl.concat([old.join(keys, on=["evaluator", "fraction", "seed"], how="anti"), frame])
-    walls[repr(float(sl.fraction))] = float(sl.wall)
-    if sl.retries:
-        retries[repr(float(sl.fraction))] = int(sl.retries)
-    frame = frame.sort(["evaluator", "fraction", "seed"], descending=[False, True, False])
-    P.write_part(frame, path, {**run_meta, "backbone": sl.backbone, WALL_KEY: walls,
-                               **({RETRY_KEY: retries} if retries else {})})
 
 
-def _progress_line(sl: Slot, spent: float, k: int, sh: bool) -> str:
-    got = f"ε̃ {float(sl.row['score']):.4f}" if _score(sl.row) is not None else \
-        f"failed ({(sl.row.get('error') or '')[:60]})"
-    at = f" @{sl.fraction:g}" if sh else ""
-    where = f", worker {sl.placed[0]} {sl.placed[1]:.1f}-{sl.placed[2]:.1f} s" if k > 1 else ""
-    return f"{sl.index + 1:>4}  {sl.backbone + at:<45} {got}  {sl.cost:7.2f} s  (spent {spent:.1f} s{where})"
 
 
-def _trace(counted: list[Slot], k: int) -> Trace:
-    """The counted evaluations in the order they started, each with the incumbent at its end: the best
-    (level, ε̃) among the evaluations ended by then, ties to the earlier end, then position."""
-    trace = Trace()
-    for sl in counted:
-        trace.spent = trace.spent + sl.cost
-        ok = _score(sl.row) is not None
-        worker, start, end = sl.placed
-        best = None
-        for o in counted:
-            if o.placed[2] <= end and _score(o.row) is not None:
-                key = (o.level, _score(o.row), -o.placed[2], -o.index)
-                if best is None or key > best[0]:
-                    best = (key, o.backbone)
-        if best is not None and (trace._key is None or best[0][:2] > trace._key):
-            trace._key = best[0][:2]
-        trace.best = (best[1], best[0][1]) if best else trace.best
-        e = Evaluation(sl.backbone, sl.fraction, _score(sl.row), sl.cost, trace.spent, "ok" if ok else "failed",
-                       best[1] if best else None, best[0][1] if best else None, sl.wall, sl.promotion,
-                       None if ok else (sl.row.get("error") or "failed"), sl.from_part,
-                       worker=worker, start_s=start, end_s=end, retried=sl.retries)
-        trace.entries.append(e)
-    if counted:  # the incumbent when the search ends: over every counted evaluation
-        best = max(((o.level, _score(o.row), -o.placed[2], -o.index), o.backbone) for o in counted
-                   if _score(o.row) is not None) if any(_score(o.row) is not None for o in counted) else None
-        trace.best = None if best is None else (best[1], best[0][1])
-    return trace
 
 
 def _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo):
@@ -862,13 +674,13 @@ def _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo):
     b = trace.best[0]
     path = P.part_path(final_dir, cfg.dataset, b)
     source = f"{FINAL_DIR}/ part"
-    own_part = _read_part(P.part_path(parts_dir, cfg.dataset, b)) if cfg.final == name else None
-    own = _row_of(own_part[0], name, 1.0) if own_part else None
+    own_part = read_part_if_any(P.part_path(parts_dir, cfg.dataset, b)) if cfg.final == name else None
+    own = row_of(own_part[0], name, 1.0) if own_part else None
     if own is not None:
         row, source = own, "the search's own evaluation"
     else:
-        got = _read_part(path)
-        row = _row_of(got[0], cfg.final, 1.0) if got else None
+        got = read_part_if_any(path)
+        row = row_of(got[0], cfg.final, 1.0) if got else None
         if row is None:
             if echo is not None:
                 echo(f"final: {cfg.final} at fraction 1.0 on {b} (outside the budget) ...")
@@ -879,9 +691,9 @@ def _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo):
             t0 = time.monotonic()
             res = sweep.evaluate_backbone(fcfg, b, rows[b], ds, plans, plan, images)
             wall = time.monotonic() - t0
-            P.write_part(_fill_meta(res.frame, rows[b]), path, {**sweep.run_meta(fcfg, ds), "backbone": b,
+            P.write_part(fill_meta(res.frame, rows[b]), path, {**sweep.run_meta(fcfg, ds), "backbone": b,
                                                                "wall_seconds": wall})
-            row = _row_of(res.frame, cfg.final, 1.0)
+            row = row_of(res.frame, cfg.final, 1.0)
             if echo is not None:
                 echo(f"final: done in {wall:.1f} s of wall time")
     keys = ("score", "seconds", "load_seconds", "extract_seconds", "fit_seconds", "n_train", "n_test",
@@ -890,81 +702,14 @@ def _final(cfg, fcfg, trace, ds, rows, name, parts_dir, final_dir, echo):
             **{k: row.get(k) for k in keys}}
 
 
-# ----------------------------------------------------------------------------- outputs
-def _same_search(doc: dict, cfg: SearchConfig) -> bool:
-    want = {"dataset": cfg.dataset, "strategy": cfg.strategy, "evaluator": cfg.spec, "seed": int(cfg.seed),
-            "weights": cfg.weights, "input_size": cfg.input_size, "device": cfg.device,
-            "fidelities": list(cfg.ladder)}
-    lim = cfg.limits.describe() if cfg.limits is not None and cfg.limits.active else None
-    return all(doc.get(k) == v for k, v in want.items()) and (doc.get("limits") or {}).get("described") == lim
 
 
-def _read_doc(out: Path) -> dict | None:
-    try:
-        doc = json.loads((out / SEARCH_JSON).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
-def _check_same_schedule(out: Path, cfg: SearchConfig, sh: dict | None) -> None:
-    """Successive halving resumed in the same folder must keep its promotion cost: rows of promotions
-    paid one way cannot be charged the other (kept features exist only for ``incremental``)."""
-    doc = _read_doc(out)
-    if sh is None or doc is None or not doc.get("sh") or not doc.get("trace"):
-        return
-    old = doc["sh"].get("promotion_cost", "cold")
-    if old != sh["promotion_cost"] and doc.get("strategy") == cfg.strategy:
-        raise SearchError(f"{str(out)!r} holds a search with --promotion-cost {old}; resume it with the same, "
-                          f"or use another --out")
 
 
-def _previous_stops(out: Path, cfg: SearchConfig, sh: dict | None) -> dict[tuple[str, float], dict]:
-    """The evaluations the last run of the same search in ``out`` stopped or discarded live (not read
-    from parts), by (backbone, fraction), each with the seconds it was allowed (``remaining_s``)."""
-    doc = _read_doc(out)
-    if doc is None or not _same_search(doc, cfg) or doc.get("sh") != sh or doc.get("workers", 1) != cfg.workers:
-        return {}
-    stops = doc.get("not_counted") or ([doc["stopped"]] if isinstance(doc.get("stopped"), dict) else [])
-    return {(s["backbone"], float(s["fraction"])): s for s in stops
-            if isinstance(s, dict) and not s.get("from_part") and s.get("reason") in ("budget", "over budget")
-            and isinstance(s.get("remaining_s"), (int, float))}
 
 
-def _document(cfg: SearchConfig, budget: float, pool_size: int, trace: Trace, stopped: dict | None,
-              final: dict | None, finished: str, next_evaluation: dict | None, sh: dict | None, workers: int = 1,
-              not_counted: list | None = None, engine: str | None = None, limits: dict | None = None) -> dict:
-    inc = {"backbone": trace.best[0], "score": trace.best[1]} if trace.best else None
-    return {
-        "dataset": cfg.dataset,
-        "strategy": cfg.strategy,
-        "evaluator": cfg.spec,
-        "fidelities": list(cfg.ladder),
-        "sh": sh,
-        "seed": int(cfg.seed),
-        "budget": str(cfg.budget),
-        "budget_s": budget,
-        "spent_s": trace.spent,
-        "pool_size": pool_size,
-        "limits": limits,  # deployment limits and what they left out (None: no limit)
-        "n_evaluated": len(trace.entries),
-        "n_backbones": len({e.backbone for e in trace.entries}),
-        "n_failed": sum(e.status != "ok" for e in trace.entries),
-        "weights": cfg.weights,
-        "input_size": cfg.input_size,
-        "device": cfg.device,
-        "workers": workers,
-        "engine": engine,
-        "finished": finished,  # "budget": the next evaluation did not fit; "pool": all evaluated; "interrupted": Ctrl-C
-        "next": next_evaluation,
-        "incumbent": inc,
-        "trace": [e.as_dict() for e in trace.entries],
-        "stopped": stopped,  # the first evaluation that does not count
-        "not_counted": not_counted or [],
-        "final": final,
-        "parts_dir": str(Path(cfg.out) / "parts"),
-        "config": cfg.command_config,  # each option of `precompute search` and where it came from (--config)
-    }
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -991,4 +736,4 @@ def _remove_created(created, keep_if_parts: bool = False) -> None:
         shutil.rmtree(top, ignore_errors=True)
 
 
-__all__ = ["Evaluation", "Trace", "SearchResult", "run_search", "charge", "start_workers", "worker_gpus"]
+__all__ = ["SearchResult", "run_search", "start_workers", "worker_gpus"]
