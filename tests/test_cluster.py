@@ -112,7 +112,9 @@ def test_two_workers_never_both_take_over_a_stale_lock(tmp_path):
         assert time.time() < deadline and all(p.poll() is None for p in procs), \
             [p.communicate() for p in procs if p.poll() is not None]
         time.sleep(0.05)
-    (tmp_path / "go").write_text(str(time.time() + 0.3))
+    # written whole, then renamed: a racer that sees "go" must never read it half-written (it read '' once)
+    (tmp_path / "go.tmp").write_text(str(time.time() + 0.3))
+    os.replace(tmp_path / "go.tmp", tmp_path / "go")
     results = []
     for p in procs:
         out, err = p.communicate(timeout=120)
