@@ -45,6 +45,18 @@ def random_oracle(n_backbones: int = 12, seeds: int = 3, fractions=(1.0, 0.1), r
     return Oracle(pl.DataFrame(rows), {"truth": "mlp", "dataset": "toy", "weights": "random"})
 
 
+def pytest_collection_modifyitems(config, items):
+    """The longest tests first — the README's chains (the demo's first), then every test marked slow — so that
+    pytest-xdist's workers start them at once instead of ending the run on one of them alone; file order
+    otherwise (a stable sort)."""
+    def rank(item) -> int:
+        if item.nodeid.startswith("tests/test_readme.py::test_readme_commands_run["):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch intra-op thread for the test, restored afterwards: on a small shared CPU, OpenMP

@@ -65,7 +65,7 @@ AFTER = {
     ".venv/bin/precompute estimate --dataset digits --pool data/oracles/digits.parquet": "make demo",
     ".venv/bin/precompute latency --pool data/oracles/digits.parquet": "make demo",
     ".venv/bin/simulate --oracle data/oracles/resnet18/digits.parquet":
-        ".venv/bin/precompute run --dataset digits --pool 'resnet18.*'",
+        ".venv/bin/precompute run --dataset digits --pool 'resnet18.a*'",
     ".venv/bin/precompute search --dataset digits": ".venv/bin/precompute pool --max-params 5 ",
     ".venv/bin/precompute search --config examples/search-demo.toml": ".venv/bin/precompute search --dataset digits",
 }

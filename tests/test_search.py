@@ -927,8 +927,10 @@ def test_two_worker_processes_one_killed_mid_evaluation_lose_nothing(sweep_home,
     with every backbone evaluated once, the same scores as a search nobody killed; a rerun does
     nothing new and the simulator replays the timeline."""
     home = sweep_home
-    ref = cli("precompute.cli", *search_args(home, tmp_path / "ref", "--workers", "2", evaluator="mlp"),
-              cwd=home.cwd, timeout=600)
+    # the search nobody killed, on one worker in this process with the workers' one torch thread: the same
+    # evaluations, so the same scores, without starting two more worker processes
+    ref = cli("precompute.cli", *search_args(home, tmp_path / "ref", "--workers", "1", "--threads", "1",
+                                             evaluator="mlp"), cwd=home.cwd, timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]
     want = json.loads((tmp_path / "ref" / "search.json").read_text())
     out = tmp_path / "killed"
