@@ -4,11 +4,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-import pytest
+# Every process of the suite (pytest-xdist's workers and the commands the tests start) computes on one thread:
+# two workers share a 2-core machine, and a second OpenMP/BLAS thread per process mostly spins (measured alone:
+# the README's demo chain 170 -> 143 CPU seconds at the same wall time).  Set before numpy and torch load;
+# a value already in the environment is kept.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from shared.oracle import Oracle
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from shared.oracle import Oracle  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TIMM_RESULTS = Path(os.environ.get("VIBES_TIMM_RESULTS", REPO.parent / "shared" / "timm-results"))
