@@ -44,7 +44,8 @@ MAX_TICKS = 8
 def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     """Ticks of a log time axis from ``lo`` to ``hi`` seconds: the round durations between them
     (:data:`shared.durations.ROUND_SECONDS`), at most :data:`MAX_TICKS`, thinned so that neighbours are
-    at least 2, 4, 8 … times apart (the first kept); a narrow axis gets its two ends."""
+    at least 2, 4, 8 … times apart (the first kept, and the last where it stands at least twice the tick before
+    it); a narrow axis gets its two ends."""
     inside = [v for v in ROUND_SECONDS if lo <= v <= hi]
     ticks, apart = inside, 1.0
     while len(ticks) > MAX_TICKS:
@@ -53,6 +54,8 @@ def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
         for v in inside:
             if not ticks or v >= ticks[-1] * apart:
                 ticks.append(v)
+    if inside and ticks and inside[-1] >= 2 * ticks[-1]:  # the axis's right end keeps a label
+        ticks.append(inside[-1])
     if len(ticks) < 2:
         ticks = [lo, hi]
     return ticks, [format_duration(v) for v in ticks]

@@ -142,3 +142,22 @@ def test_simulate_budgets_list_gives_each_a_recommendation_row(tmp_path):
                  "--no-report", "--out", str(out), "--baseline", "arch001.tag1"]) == 0
     rows = json.loads((out / "summary.json").read_text())["recommendation"]
     assert not [r for r in rows if r["source"] == "asked"]  # a range is the curves' grid, not rows
+
+
+def test_hours_is_seconds_over_3600_to_three_digits():
+    from shared.durations import hours
+
+    assert [hours(5400), hours(36), hours(86400 * 3), hours(None)] == ["1.5", "0.01", "72", "?"]
+
+
+@pytest.mark.parametrize("lo, hi, labels", [
+    (0.05, 0.8, ["0.05 s", "0.8 s"]),  # no round duration inside: the axis's ends
+    (0.3, 40, ["1 s", "2 s", "5 s", "10 s", "15 s", "30 s"]),  # six fit: all of them
+    (1, 3600, ["1 s", "5 s", "30 s", "2 min", "10 min", "1 h"]),  # 13 inside: 4x apart
+    (0.882, 2532, ["1 s", "5 s", "30 s", "2 min", "10 min", "30 min"]),  # openclip's grid: its right end labelled
+])
+def test_time_axis_ticks_are_round_durations_at_most_eight(lo, hi, labels):
+    from simulate.report import time_ticks
+
+    values, got = time_ticks(lo, hi)
+    assert got == labels and len(got) <= 8 and values == sorted(values)
