@@ -12,6 +12,7 @@ import huggingface_hub.constants as hub_constants
 import pytest
 import torch
 from test_kill_resume import cli_env
+from tripwires import TRIPPED, precompute_with_tripwires
 
 import precompute.pool as pool_mod
 from precompute.cli import main
@@ -72,32 +73,15 @@ def test_offline_without_cached_weights_fails_before_the_pool(capsys, tmp_path, 
                                  "machine with internet first")
 
 
-# the real console entry point (``python -m precompute.cli``), with every way of building the pool
-# made to end the process with code 97 and a line saying which: the subprocess proves it never went there
-NO_POOL = """
-import os, runpy, sys
-import precompute.pool as pool_mod
-def tripwire(what):
-    def refuse(*a, **k):
-        sys.stderr.write(f"TRIPWIRE: {what} was called\\n")
-        sys.stderr.flush()
-        os._exit(97)
-    return refuse
-for what in ("resolve_pool", "build_pool", "measure_backbone"):
-    setattr(pool_mod, what, tripwire(what))
-sys.argv[0] = "precompute"
-runpy.run_module("precompute.cli", run_name="__main__", alter_sys=True)
-"""
-
-
 def test_fresh_install_nonexistent_folder_answers_before_the_pool(tmp_path):
     """The user's case from the issue, as a subprocess from an empty folder (no pool cache): the
     folder is refused before the pool is built or measured (which took ~20 min), with no wall-clock
     bound: the tripwires on the pool and the empty folder left behind show it."""
-    proc = subprocess.run([sys.executable, "-c", NO_POOL, "run", "--dataset", "folder:/nonexistent",
+    source = precompute_with_tripwires("resolve_pool", "build_pool", "measure_backbone")
+    proc = subprocess.run([sys.executable, "-c", source, "run", "--dataset", "folder:/nonexistent",
                            "--weights", "random"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env=cli_env())
-    assert proc.returncode == 2, proc.stderr[-2000:]  # 97: a tripwire, i.e. the pool was being built
+    assert proc.returncode != TRIPPED and proc.returncode == 2, proc.stderr[-2000:]  # tripped: the pool was built
     assert proc.stderr.strip() == ("error: image folder /nonexistent not found; expected class sub-folders "
                                    "(or train/ and test/ holding them)")  # no pool progress bar either
     assert proc.stdout == ""

@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("timm")
 pytestmark = pytest.mark.torch
 
+from tripwires import TRIPPED, precompute_with_tripwires  # noqa: E402
+
 from precompute import pool as pool_mod  # noqa: E402
 from precompute.pool import POOL_COLUMNS, build_pool, filter_pool, measure_backbone  # noqa: E402
 from shared.errors import UnknownNameError, VibesError  # noqa: E402
@@ -215,20 +217,6 @@ def test_shipped_table_is_used_without_measuring(monkeypatch, tmp_path):
     assert enc.height == 17 and enc["error"].null_count() == 17 and enc["excluded"].null_count() == 17
 
 
-# ``python -m precompute.cli`` with measuring a backbone made to end the process with code 97
-NO_MEASURING = """
-import os, runpy, sys
-import precompute.pool as pool_mod
-def refuse(*a, **k):
-    sys.stderr.write("TRIPWIRE: measure_backbone was called\\n")
-    sys.stderr.flush()
-    os._exit(97)
-pool_mod.measure_backbone = refuse
-sys.argv[0] = "precompute"
-runpy.run_module("precompute.cli", run_name="__main__", alter_sys=True)
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no pool table shipped for timm {pool_mod.TIMM_VERSION}")
 def test_pool_command_on_a_fresh_clone_reads_the_shipped_table(tmp_path):
@@ -240,10 +228,11 @@ def test_pool_command_on_a_fresh_clone_reads_the_shipped_table(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "pool.parquet"
-    proc = subprocess.run([sys.executable, "-c", NO_MEASURING, "pool", "--out", str(out), "--no-progress",
+    source = precompute_with_tripwires("measure_backbone")
+    proc = subprocess.run([sys.executable, "-c", source, "pool", "--out", str(out), "--no-progress",
                            "--include-excluded"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(repo)})
-    assert proc.returncode == 0, proc.stderr  # 97: a backbone was being measured
+    assert proc.returncode != TRIPPED and proc.returncode == 0, proc.stderr  # tripped: a backbone was measured
     got = pl.read_parquet(out)
     assert got.height >= 1750
     ship = pool_mod.shipped_table()
