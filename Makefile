@@ -14,7 +14,7 @@ SEEDS     ?=
 EVALUATORS ?=
 PRECOMPUTE_ARGS ?=
 
-.PHONY: install install-cpu test test-cpu-paths demo bench bench-league bench-evaluators bench-precompute bench-gpu lint precompute clean
+.PHONY: install install-cpu test test-slow test-cpu-paths demo bench bench-league bench-evaluators bench-precompute bench-gpu lint precompute clean
 
 install: $(VENV)/.installed
 
@@ -30,14 +30,24 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[precompute,dev]'
 	touch $@
 
-# pytest exits 5 when it collected no test: that is a failure here, said out loud.
-# the suite on every core and one worker more (pytest-xdist): many tests wait on the processes they start, so a
-# third worker on 2 cores fills that time (the suite 492 s -> 428 s here); worksteal: the long end-to-end tests,
-# which start first (tests/conftest.py), do not hold a core idle at the end
+# The suite in two parts, both on every core and one worker more (pytest-xdist: many tests wait on the processes
+# they start, so a third worker on 2 cores fills that time); pytest exits 5 when it collected no test: that is a
+# failure here, said out loud.
+#   make test       every test but those marked slow: the inner loop (about 2-3 min on 2 cores)
+#   make test-slow  the end-to-end tests marked slow, which start the project's commands as processes: the README's
+#                   commands, kill/resume, live workers (about 8 min on 2 cores; the longest start first,
+#                   tests/conftest.py).  CI runs both.
 TEST_WORKERS ?= $(shell python3 -c 'import os; print((os.cpu_count() or 1) + 1)' 2>/dev/null || echo auto)
+PYTEST_XDIST = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10
+define no_tests_is_a_failure
+rc=$$?; if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; fi; exit $$rc
+endef
+
 test: install
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+	@$(PYTEST_XDIST) -m "not slow"; $(no_tests_is_a_failure)
+
+test-slow: install
+	@$(PYTEST_XDIST) -m slow; $(no_tests_is_a_failure)
 
 # the outputs promised byte-identical on every CPU, checked again with numpy's AVX-512 paths switched
 # off (a CPU without them takes other SIMD paths; CI runs both ways)

@@ -32,6 +32,7 @@ class FastShardTask(ShardTask):
         return super().__call__(cfg, pool, shard, shards)
 
 
+@pytest.mark.slow
 def test_local_launcher_two_shards_end_to_end(tmp_path, data_cache, monkeypatch):
     # the tasks run in fresh python processes, which import FastShardTask from this folder
     tests_dir = str(Path(__file__).resolve().parent)
