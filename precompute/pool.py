@@ -282,7 +282,7 @@ def with_imagenet_top1(pool: pl.DataFrame, timm_results: str | os.PathLike | Non
     except VibesError as exc:
         _TOP1_NOTE.append(f"no published ImageNet top-1 (the imagenet-top1 sampler needs it): {exc}")
         top1 = pl.DataFrame(schema={"backbone": pl.String, "imagenet_top1": pl.Float64})
-    return pool.drop("imagenet_top1", strict=False).join(top1, on="backbone", how="left")
+    return T.fill_imagenet_top1(pool, top1)
 
 
 def build_pool(

@@ -94,6 +94,12 @@ def top1_of(results: pl.DataFrame) -> pl.DataFrame:
                                            pl.col("top1").cast(pl.Float64).alias("imagenet_top1"))
 
 
+def fill_imagenet_top1(frame: pl.DataFrame, top1: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its ``imagenet_top1`` column (re)filled from ``top1`` (:func:`imagenet_top1`),
+    joined by backbone name; rows and their order are ``frame``'s, a backbone ``top1`` lacks gets null."""
+    return frame.drop("imagenet_top1", strict=False).join(top1, on="backbone", how="left", maintain_order="left")
+
+
 def imagenet_top1(results_dir: str | os.PathLike | None = None) -> pl.DataFrame:
     """``backbone, imagenet_top1``: timm's published ImageNet-1k top-1 (percent, as in
     ``results-imagenet.csv``) of every model at its default (the smaller listed) input size,

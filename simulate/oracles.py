@@ -29,7 +29,7 @@ def with_imagenet_top1(oracle, results_dir):
     import polars as pl  # lazy: `simulate --help` answers without polars
 
     from shared.oracle import Oracle  # lazy: polars
-    from shared.timm_results import ENV_DIR, IMAGENET_RESULTS, cache_dir, imagenet_top1
+    from shared.timm_results import ENV_DIR, IMAGENET_RESULTS, cache_dir, fill_imagenet_top1, imagenet_top1
 
     frame = oracle.frame
     if frame.get_column("imagenet_top1").null_count() < frame.height:
@@ -38,7 +38,7 @@ def with_imagenet_top1(oracle, results_dir):
     if not folder and not (cache_dir() / IMAGENET_RESULTS).is_file():
         return oracle, None
     top1 = imagenet_top1(folder)
-    filled = frame.drop("imagenet_top1").join(top1, on="backbone", how="left", maintain_order="left")
+    filled = fill_imagenet_top1(frame, top1)
     n = filled.filter(pl.col("imagenet_top1").is_not_null()).get_column("backbone").n_unique()
     note = (f"imagenet_top1 filled from timm's {IMAGENET_RESULTS} by backbone name: {n} of "
             f"{frame.get_column('backbone').n_unique()} backbones")

@@ -44,6 +44,7 @@ from shared.timm_results import (  # noqa: F401  (re-exported: the simulator's n
     TIMM_COMMIT,
     at_default_size,
     cache_dir,
+    fill_imagenet_top1,
     imagenet_top1,
     locate,
     top1_of,
@@ -112,7 +113,7 @@ def timm_oracle(set_name: str, results_dir: str | os.PathLike | None = None,
         if not quiet:
             print(f"timm:{set_name}: {top1_note}", file=sys.stderr)
     if top1 is not None:
-        frame = frame.join(top1, on="backbone", how="left", maintain_order="left")
+        frame = fill_imagenet_top1(frame, top1)
     if not quiet:
         _say_once(left_out_note(set_name, benchmark, n_models, dropped, toys), benchmark)
     meta = _meta(set_name, benchmark, images, top1_note, models_in_results=n_models,

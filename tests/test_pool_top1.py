@@ -24,6 +24,7 @@ def test_pool_takes_the_published_top1_at_the_default_smaller_size(timm_results,
     monkeypatch.setattr(pool_mod, "_TOP1_NOTE", [])
     names = ["resnet50.a1_in1k", "resnet18.a1_in1k", "vit_base_patch16_384.augreg_in21k_ft_in1k"]
     pool = build_pool(names, progress=False, timm_results=timm_results)
+    assert pool["backbone"].to_list() == names  # the given order, not the results table's (sorted by name)
     got = dict(zip(pool["backbone"], pool["imagenet_top1"]))
     for name in names:
         rows = _published(timm_results, name)

@@ -161,3 +161,16 @@ def test_imagenet_top1_missing_file_leaves_the_column_null_with_a_note(timm_resu
     assert oracle.frame["imagenet_top1"].null_count() == oracle.frame.height
     assert "imagenet_top1 unavailable" in capsys.readouterr().err
     assert "unavailable" in oracle.meta["imagenet_top1"]
+
+
+def test_fill_imagenet_top1_keeps_the_frames_rows_and_order():
+    """A hand-made case: the frame's rows (a backbone twice, one the table lacks) in the frame's order,
+    an old top-1 column replaced, the table's own order (sorted by name) ignored."""
+    from shared.timm_results import fill_imagenet_top1
+
+    frame = pl.DataFrame({"backbone": ["z.b", "a.a", "m.x", "z.b"], "seed": [0, 0, 0, 1],
+                          "imagenet_top1": [1.0, 2.0, 3.0, 1.0]})
+    top1 = pl.DataFrame({"backbone": ["a.a", "z.b"], "imagenet_top1": [80.5, 70.25]})
+    out = fill_imagenet_top1(frame, top1)
+    assert out.columns == ["backbone", "seed", "imagenet_top1"]
+    assert out.rows() == [("z.b", 0, 70.25), ("a.a", 0, 80.5), ("m.x", 0, None), ("z.b", 1, 70.25)]
