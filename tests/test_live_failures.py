@@ -393,6 +393,33 @@ def test_gpu_workers_run_their_tasks_on_their_own_gpu(monkeypatch):
     assert made["device"] is None and made["threads"] == 1
 
 
+def test_two_searches_on_one_machine_share_no_port():
+    """Dask's scheduler serves HTTP (health, metrics) even without a dashboard, at 8787 by default: with
+    that port taken (another search, a notebook's cluster) a search warned "Port 8787 is already in use".
+    Taken here, the cluster starts on another port without a warning."""
+    import socket
+    import warnings
+
+    held = socket.socket()
+    try:
+        held.bind(("", 8787))  # where another process holds it already, it is just as taken
+        held.listen()
+    except OSError:
+        pass
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            cluster = local_cluster(1, "cpu", processes=False)
+        try:
+            port = cluster.scheduler.http_server.port
+        finally:
+            cluster.close()
+    finally:
+        held.close()
+    assert not [w for w in seen if "already in use" in str(w.message)], [str(w.message) for w in seen]
+    assert port != 8787, port
+
+
 def test_dask_workers_give_each_task_the_workers_device_and_threads():
     def report(task):
         return Done(task.index, None, 0.0, stopped={"device": task.scfg.device, "threads": task.threads})

@@ -352,6 +352,12 @@ def worker_env(gpu: str | None) -> dict[str, str]:
     return {**_QUIET_ENV, "CUDA_VISIBLE_DEVICES": gpu}
 
 
+#: no dashboard (where bokeh is installed), and the scheduler's own HTTP server (health and metrics routes, which
+#: Dask starts even without a dashboard) on a free port: at Dask's default, 8787, a second search on the same
+#: machine warned "Port 8787 is already in use"
+_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
+
+
 def local_cluster(k: int, device: str, processes: bool = True, gpus: list[str] | None = None):
     """K Dask workers on this machine, one evaluation each at a time: on CUDA one worker process per
     GPU (``gpus``, default :func:`precompute.gpus.gpus_for` the device: each worker sees its GPU as
@@ -371,22 +377,22 @@ def local_cluster(k: int, device: str, processes: bool = True, gpus: list[str] |
     quiet = logging.ERROR
     with _scheduler_config():
         if not processes:
-            return LocalCluster(n_workers=k, threads_per_worker=1, processes=False, dashboard_address=None,
-                                resources={"slot": 1}, silence_logs=quiet)
+            return LocalCluster(n_workers=k, threads_per_worker=1, processes=False, resources={"slot": 1},
+                                silence_logs=quiet, scheduler_kwargs=dict(_SCHEDULER))
         if str(device).startswith("cuda"):
             gpus = list(gpus) if gpus is not None else G.gpus_for(str(device), k)
             cuda_cluster = _cuda_cluster_class()
             if cuda_cluster is not None:
                 return cuda_cluster(CUDA_VISIBLE_DEVICES=",".join(gpus), n_workers=k, threads_per_worker=1,
-                                    memory_limit=0, resources={"slot": 1}, dashboard_address=None,
-                                    silence_logs=quiet, env=dict(_QUIET_ENV))
+                                    memory_limit=0, resources={"slot": 1}, silence_logs=quiet,
+                                    env=dict(_QUIET_ENV), scheduler_kwargs=dict(_SCHEDULER))
         else:
             gpus = [None] * k
         specs = {f"worker-{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": worker_env(gpus[i]),
                                                            "resources": {"slot": 1}, "memory_limit": 0,
                                                            "silence_logs": quiet}}
                  for i in range(k)}
-        return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+        return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": dict(_SCHEDULER)},
                            silence_logs=quiet)
 
 
